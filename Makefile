@@ -1,0 +1,23 @@
+# `make setup` builds .venv from the lock file; `make test` runs the test suite (what CI runs).
+PYTHON ?= python3.11
+VENV := .venv
+PIP := $(VENV)/bin/python -m pip
+
+.PHONY: setup test lock bench
+
+setup:
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.lock
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+
+test:
+	$(VENV)/bin/python -m pytest edugraph_pipeline_tests -m "not slow"
+
+# Re-pin the environment after changing pyproject.toml's dependencies.
+lock:
+	$(PIP) install --quiet -e ".[test]"
+	$(PIP) freeze --exclude-editable | grep -v '^edugraph-pipeline' > requirements.lock
+
+bench:
+	$(VENV)/bin/python bench/knowledge_generation.py

@@ -1,0 +1,66 @@
+"""`edugraph` command line (also `python -m edugraph_pipeline`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edugraph_pipeline import settings
+
+
+def _releases(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from edugraph_pipeline.partitions import ontology_partitions
+    from edugraph_pipeline.releases import ReleaseSourceError
+    from edugraph_pipeline.resources import default_resources
+
+    repository = default_resources()["ontology_repository"]
+    try:
+        tags = repository.list_releases()
+    except ReleaseSourceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.action == "list":
+        for tag in tags:
+            print(f"{tag.name}\t{tag.commit}")
+        return 0
+    instance = dg.DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions(ontology_partitions.name))
+    new = [tag.name for tag in tags if tag.name not in known]
+    if new:
+        instance.add_dynamic_partitions(ontology_partitions.name, new)
+    print(f"{len(new)} new ontology release partition(s) added, {len(tags)} known: {', '.join(new) or '-'}")
+    return 0
+
+
+def _settings(_args: argparse.Namespace) -> int:
+    print(settings.describe_settings())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edugraph", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    releases = commands.add_parser("releases", help="ontology release tags of EDUGRAPH_ONTOLOGY_REPO")
+    releases.add_argument(
+        "action",
+        choices=["list", "sync"],
+        help="list: print tags and commits; sync: add every tag as a partition of the Dagster instance ($DAGSTER_HOME)",
+    )
+    releases.set_defaults(run=_releases)
+
+    show_settings = commands.add_parser("settings", help="print the configuration table (Markdown)")
+    show_settings.set_defaults(run=_settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings.load_dotenv()
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The Dagster code location: every asset, check, job, sensor, schedule and resource of the pipeline."""
+
+import dagster as dg
+
+from edugraph_pipeline import settings
+
+from edugraph_pipeline.assets import ontology
+from edugraph_pipeline.jobs import ontology_release_job
+from edugraph_pipeline.resources import default_resources
+from edugraph_pipeline.schedules import newest_release_schedule
+from edugraph_pipeline.sensors import ontology_release_sensor
+
+settings.load_dotenv()
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([ontology]),
+    jobs=[ontology_release_job],
+    sensors=[ontology_release_sensor],
+    schedules=[newest_release_schedule],
+    resources=default_resources(),
+)

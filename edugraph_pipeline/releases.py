@@ -1,0 +1,129 @@
+"""Releases published as tags of a git remote (the ontology, and content releases kept in git).
+
+Tags are listed with ``git ls-remote`` and read from a bare mirror kept in the cache folder, straight out of
+the tag's tree: nothing is ever checked out, so no file of a release lands anywhere but in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import git
+from filelock import FileLock
+
+SEMVER_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+MAX_RELEASE_BYTES = 256 * 1024 * 1024
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GCM_INTERACTIVE": "never"}
+
+
+class ReleaseSourceError(RuntimeError):
+    """The release remote could not be read, or has no such release."""
+
+
+@dataclass(frozen=True)
+class ReleaseTag:
+    name: str
+    commit: str
+
+    @property
+    def semver(self) -> tuple[int, int, int]:
+        return semver_key(self.name)
+
+
+@dataclass(frozen=True)
+class ReleaseSnapshot:
+    tag: str
+    commit: str
+    committed_at: str
+    files: dict[str, bytes]
+
+
+def semver_key(tag: str) -> tuple[int, int, int]:
+    match = SEMVER_TAG.match(tag)
+    if not match:
+        raise ValueError(f"{tag!r} is not a release tag of the form vMAJOR.MINOR.PATCH")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def redact_url(url: str) -> str:
+    """The remote without any credentials, safe for logs and metadata."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    return url
+
+
+def list_release_tags(remote: str) -> list[ReleaseTag]:
+    """Release tags (vX.Y.Z) of a remote in semver order, each with the commit it points to."""
+    try:
+        output = git.cmd.Git().execute(["git", "ls-remote", "--tags", remote], env={**os.environ, **_GIT_ENV})
+    except git.GitCommandError as error:
+        raise ReleaseSourceError(f"cannot list tags of {redact_url(remote)}: {_git_reason(error)}") from error
+    commits: dict[str, str] = {}
+    for line in str(output).splitlines():
+        sha, _, ref = line.partition("\t")
+        name = ref.removeprefix("refs/tags/")
+        peeled = name.endswith("^{}")
+        name = name.removesuffix("^{}")
+        if SEMVER_TAG.match(name) and (peeled or name not in commits):
+            commits[name] = sha  # the peeled line of an annotated tag names the commit itself
+    return sorted((ReleaseTag(name, sha) for name, sha in commits.items()), key=lambda tag: tag.semver)
+
+
+def _git_reason(error: git.GitCommandError) -> str:
+    stderr = (error.stderr or "").strip().replace("\n", " ")
+    return stderr.removeprefix("stderr: ").strip(" '") or f"git exited with {error.status}"
+
+
+def _mirror(remote: str, cache_dir: Path) -> git.Repo:
+    digest = hashlib.sha256(remote.encode()).hexdigest()[:16]
+    path = cache_dir / "git" / f"{digest}.git"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        repo = git.Repo(path) if (path / "HEAD").exists() else git.Repo.init(path, bare=True)
+        try:
+            with repo.git.custom_environment(**_GIT_ENV):
+                repo.git.fetch(remote, "+refs/tags/*:refs/tags/*", "--prune", "--no-write-fetch-head")
+        except git.GitCommandError as error:
+            raise ReleaseSourceError(f"cannot fetch {redact_url(remote)}: {_git_reason(error)}") from error
+    return repo
+
+
+def read_release(
+    remote: str,
+    tag: str,
+    cache_dir: Path,
+    select: Callable[[str], bool],
+) -> ReleaseSnapshot:
+    """The files of one release tag that `select` accepts (path -> bytes), read from the tag's tree."""
+    semver_key(tag)
+    repo = _mirror(remote, cache_dir)
+    try:
+        commit = repo.commit(f"refs/tags/{tag}")
+    except (git.BadName, ValueError) as error:
+        known = sorted((ref.name for ref in repo.tags if SEMVER_TAG.match(ref.name)), key=semver_key)
+        hint = f"newest known: {', '.join(known[-3:])}" if known else "the remote has no release tags"
+        raise ReleaseSourceError(f"release {tag} does not exist in {redact_url(remote)} ({hint})") from error
+
+    files: dict[str, bytes] = {}
+    total = 0
+    for item in commit.tree.traverse():
+        if item.type != "blob" or not select(item.path):
+            continue
+        total += item.size
+        if total > MAX_RELEASE_BYTES:
+            raise ReleaseSourceError(f"release {tag}: selected files exceed {MAX_RELEASE_BYTES} bytes")
+        files[item.path] = item.data_stream.read()
+    committed_at = datetime.fromtimestamp(commit.committed_date, tz=timezone.utc).isoformat()
+    return ReleaseSnapshot(tag=tag, commit=commit.hexsha, committed_at=committed_at, files=files)

@@ -1,0 +1,53 @@
+"""Resources: where things come from and where they go. Asset logic stays in `assets/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from edugraph_pipeline import settings
+from edugraph_pipeline.ontology.parsing import is_ontology_file
+from edugraph_pipeline.releases import ReleaseSnapshot, ReleaseTag, list_release_tags, read_release, redact_url
+from edugraph_pipeline.storage import ArtifactStore
+
+
+class ArtifactStoreResource(dg.ConfigurableResource):
+    """The artifact root (`EDUGRAPH_DATA_DIR`)."""
+
+    data_dir: str
+
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(Path(self.data_dir).expanduser().resolve())
+
+
+class OntologyRepository(dg.ConfigurableResource):
+    """The git remote whose `vX.Y.Z` tags are ontology releases (`EDUGRAPH_ONTOLOGY_REPO`)."""
+
+    remote: str
+    cache_dir: str
+
+    @property
+    def display_remote(self) -> str:
+        return redact_url(self.remote)
+
+    def list_releases(self) -> list[ReleaseTag]:
+        return list_release_tags(self.remote)
+
+    def read(self, tag: str) -> ReleaseSnapshot:
+        # Only top-level ontology files: the upstream repository also holds docs and libraries in folders.
+        return read_release(
+            self.remote,
+            tag,
+            Path(self.cache_dir),
+            select=lambda path: "/" not in path and is_ontology_file(path),
+        )
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "artifact_store": ArtifactStoreResource(data_dir=str(settings.data_dir())),
+        "ontology_repository": OntologyRepository(
+            remote=settings.setting("EDUGRAPH_ONTOLOGY_REPO"), cache_dir=str(settings.cache_dir())
+        ),
+    }
