@@ -34,6 +34,22 @@ def _releases(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lineage(args: argparse.Namespace) -> int:
+    import json
+
+    import dagster as dg
+
+    from edugraph_pipeline.lineage import lineage, render
+
+    try:
+        node = lineage(dg.DagsterInstance.get(), args.asset, args.partition)
+    except LookupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(node.to_json(), indent=2) if args.json else render(node))
+    return 0
+
+
 def _settings(_args: argparse.Namespace) -> int:
     print(settings.describe_settings())
     return 0
@@ -50,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="list: print tags and commits; sync: add every tag as a partition of the Dagster instance ($DAGSTER_HOME)",
     )
     releases.set_defaults(run=_releases)
+
+    show_lineage = commands.add_parser(
+        "lineage", help="the chain of materializations behind an artifact, back to its releases"
+    )
+    show_lineage.add_argument("asset", nargs="?", default="hf_publication", help="asset key (default: hf_publication)")
+    show_lineage.add_argument("--partition", help="partition (ontology release tag); default: the latest materialization")
+    show_lineage.add_argument("--json", action="store_true", help="machine-readable output")
+    show_lineage.set_defaults(run=_lineage)
 
     show_settings = commands.add_parser("settings", help="print the configuration table (Markdown)")
     show_settings.set_defaults(run=_settings)

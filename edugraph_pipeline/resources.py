@@ -10,6 +10,8 @@ from edugraph_pipeline import settings
 from edugraph_pipeline.ontology.parsing import is_ontology_file
 from edugraph_pipeline.releases import ReleaseSnapshot, ReleaseTag, list_release_tags, read_release, redact_url
 from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.training.launchers import launcher_from_settings
+from edugraph_pipeline.worksheets.resources import ContentSource
 
 
 class ArtifactStoreResource(dg.ConfigurableResource):
@@ -50,4 +52,11 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "ontology_repository": OntologyRepository(
             remote=settings.setting("EDUGRAPH_ONTOLOGY_REPO"), cache_dir=str(settings.cache_dir())
         ),
+        "content_source": ContentSource(
+            source=settings.setting("EDUGRAPH_CONTENT_SOURCE"),
+            sample_count=int(settings.setting("EDUGRAPH_SAMPLE_COUNT")),
+            sample_seed=int(settings.setting("EDUGRAPH_SAMPLE_SEED")),
+            cache_dir=str(settings.cache_dir()),
+        ),
+        "training_launcher": launcher_from_settings(),
     }

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 import dagster as dg
 
 from edugraph_pipeline.partitions import ontology_partitions
@@ -62,3 +64,24 @@ def test_schedule_rebuilds_the_newest_release_once_per_release(instance):
     request = newest_release_schedule(context)
     assert request.partition_key == "v0.21.0" and request.run_key == "newest-v0.21.0"
     assert newest_release(["v0.2.0", "v0.10.0", "not-a-tag"]) == "v0.10.0"
+
+
+def test_lineage_follows_the_exact_upstream_materialization(pipeline_resources, instance, capsys):
+    from edugraph_pipeline.assets.ontology import knowledge_dataset, ontology_release
+    from edugraph_pipeline.lineage import lineage, render
+
+    instance.add_dynamic_partitions(ontology_partitions.name, ["v0.4.0", "v0.21.0"])
+    for tag in ("v0.4.0", "v0.21.0"):
+        dg.materialize([ontology_release, knowledge_dataset], partition_key=tag, resources=pipeline_resources, instance=instance)
+
+    node = lineage(instance, "knowledge_dataset", "v0.4.0")
+    assert node.partition == "v0.4.0" and node.facts["ontology_version"] == "v0.4.0"
+    [parent] = node.parents
+    assert parent.asset == "ontology_release" and parent.partition == "v0.4.0"
+    assert parent.facts["source_commit"] == node.facts["source_commit"]
+    latest = lineage(instance, "knowledge_dataset")
+    assert latest.partition == "v0.21.0"
+    text = render(latest)
+    assert "└─ ontology_release [v0.21.0]" in text and "ontology_version: v0.21.0" in text
+    with pytest.raises(LookupError, match="no materialization of hf_publication"):
+        lineage(instance, "hf_publication")

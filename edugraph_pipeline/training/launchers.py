@@ -2,25 +2,83 @@
 
 Every launcher runs the same entry point (``python -m edugraph_pipeline.training.entrypoint``) with the same
 job description and brings its logs, metrics and materialization back to Dagster through Dagster Pipes.
+
+``launcher_from_settings()`` picks one from ``EDUGRAPH_TRAINING_LAUNCHER`` (``local``, ``docker``, ``gcp``);
+docs/training-launchers.md documents every variable.  Secrets (the Hugging Face token) never reach Dagster's
+event log or metadata: Docker passes them as container environment only, GCP reads them on the VM from Secret
+Manager, and every text the launchers copy into logs or error messages goes through ``redact``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets as _secrets
 import sys
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from dagster._core.errors import DagsterPipesExecutionError
+from pydantic import Field
+
+from edugraph_pipeline.training.remote import blob_name, download_tree, gcs_client, upload_tree
 
 ENTRYPOINT_MODULE = "edugraph_pipeline.training.entrypoint"
+REMOTE_MODULE = "edugraph_pipeline.training.remote"
+LAUNCHER_ENV = "EDUGRAPH_TRAINING_LAUNCHER"
+DEFAULT_IMAGE = "edugraph-trainer:latest"
+
+# Environment variables holding secrets: passed to the step, never logged; their values are scrubbed from any
+# text the launchers forward (container logs, serial console, error messages).
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# Non-secret variables forwarded to the Docker step when set here.
+PASSTHROUGH_ENV = (
+    *SECRET_ENV,
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "HF_HUB_ENABLE_HF_TRANSFER",
+    "TRANSFORMERS_OFFLINE",
+    "EDUGRAPH_MODEL",
+    "EDUGRAPH_BASE_MODEL",
+    "EDUGRAPH_RUN_MODE",
+)
+_LOG_TAIL_LINES = 60
+
+
+def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
+    """`text` with the values of secret environment variables (and `extra_secrets`) replaced by ``***``."""
+    values = [os.environ.get(name, "") for name in SECRET_ENV] + list(extra_secrets)
+    for value in values:
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
 class TrainingLauncher(dg.ConfigurableResource):
     """Base: `launch` runs one training job and returns the Pipes invocation to read results from."""
 
+    command: list[str] | None = Field(
+        default=None,
+        description="Run this command as the step instead of `python -m edugraph_pipeline.training.entrypoint` "
+        "(tests, debugging). It must speak Dagster Pipes and read `extras['job']`.",
+    )
+
     def launch(
         self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
     ) -> dg.PipesClientCompletedInvocation:
         raise NotImplementedError
+
+    def step_command(self, python: str) -> list[str]:
+        return list(self.command) if self.command else [python, "-m", ENTRYPOINT_MODULE]
 
 
 class LocalLauncher(TrainingLauncher):
@@ -34,6 +92,589 @@ class LocalLauncher(TrainingLauncher):
         workdir.mkdir(parents=True, exist_ok=True)
         return dg.PipesSubprocessClient(cwd=str(workdir)).run(
             context=context,
-            command=[self.python, "-m", ENTRYPOINT_MODULE],
+            command=self.step_command(self.python),
             extras={"job": job},
         )
+
+
+# --------------------------------------------------------------------------------------------------- docker
+
+
+class _ContainerLogsReader(dg.PipesMessageReader):
+    """Reads Pipes messages from the container's log stream (like dagster-docker's reader), splitting the stream
+    into whole lines, forwarding other lines (redacted) to stdout and keeping their tail for error messages."""
+
+    def __init__(self) -> None:
+        self._handler: dg.PipesMessageHandler | None = None
+        self.tail: deque[str] = deque(maxlen=_LOG_TAIL_LINES)
+
+    @contextmanager
+    def read_messages(self, handler: dg.PipesMessageHandler) -> Iterator[dict]:
+        from dagster_pipes import PipesDefaultMessageWriter
+
+        self._handler = handler
+        try:
+            yield {PipesDefaultMessageWriter.STDIO_KEY: PipesDefaultMessageWriter.STDERR}
+        finally:
+            self._handler = None
+
+    def consume(self, container) -> None:
+        from dagster._core.pipes.utils import extract_message_or_forward_to_stdout
+
+        assert self._handler is not None
+        pending = ""
+        for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+            pending += chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else str(chunk)
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                self._line(line, extract_message_or_forward_to_stdout)
+        if pending:
+            self._line(pending, extract_message_or_forward_to_stdout)
+
+    def _line(self, line: str, forward) -> None:
+        if '"__dagster_pipes_version"' not in line:
+            line = redact(line)
+            self.tail.append(line)
+        forward(self._handler, line)
+
+    def no_messages_debug_text(self) -> str:
+        return "Attempted to read Pipes messages from the training container's log stream."
+
+
+class DockerLauncher(TrainingLauncher):
+    """The training image on the local Docker engine (``DOCKER_HOST`` or the default socket).
+
+    The data dir is bind-mounted at the same absolute path, so every path in the job stays valid; the Hugging
+    Face cache is mounted at /hf-cache; secrets (HF_TOKEN) go in as container environment only.
+    """
+
+    image: str = DEFAULT_IMAGE
+    gpus: bool = Field(default=True, description="Request every GPU (DeviceRequest count=-1, capability gpu).")
+    data_dir: str | None = Field(default=None, description="Mounted read-write at the same path (default: EDUGRAPH_DATA_DIR).")
+    hf_home: str | None = Field(
+        default=None,
+        description="Host Hugging Face cache mounted at /hf-cache (default: $HF_HOME or ~/.cache/huggingface "
+        "when it exists; '' disables).",
+    )
+    volumes: list[str] = Field(default_factory=list, description="Extra bind mounts, `host:container[:ro]`.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra (non-secret) container environment.")
+    passthrough_env: list[str] = Field(default_factory=lambda: list(PASSTHROUGH_ENV))
+    network: str | None = Field(default=None, description="Docker network mode (None: the engine's default).")
+    shm_size: str = "8g"
+    user: str | None = Field(default=None, description="`uid:gid` to run as (None: the image's user).")
+    python: str = "python"
+    pull: bool = Field(default=False, description="Pull the image before running (else only when missing).")
+
+    def _mounts(self, workdir: Path) -> tuple[dict[str, dict], dict[str, str]]:
+        from edugraph_pipeline.settings import data_dir as default_data_dir
+
+        data = Path(self.data_dir).expanduser().resolve() if self.data_dir else default_data_dir()
+        data.mkdir(parents=True, exist_ok=True)
+        volumes: dict[str, dict] = {str(data): {"bind": str(data), "mode": "rw"}}
+        workdir = workdir.resolve()
+        if not workdir.is_relative_to(data):
+            volumes[str(workdir)] = {"bind": str(workdir), "mode": "rw"}
+        env: dict[str, str] = {}
+        hf_home = self.hf_home
+        if hf_home is None:
+            hf_home = os.environ.get("HF_HOME") or str(Path("~/.cache/huggingface").expanduser())
+            hf_home = hf_home if Path(hf_home).is_dir() else ""
+        if hf_home:
+            volumes[str(Path(hf_home).resolve())] = {"bind": "/hf-cache", "mode": "rw"}
+            env["HF_HOME"] = "/hf-cache"
+        for spec in self.volumes:
+            host, _, rest = spec.partition(":")
+            bind, _, mode = rest.partition(":")
+            volumes[str(Path(host).expanduser().resolve())] = {"bind": bind or host, "mode": mode or "rw"}
+        return volumes, env
+
+    def launch(
+        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
+    ) -> dg.PipesClientCompletedInvocation:
+        import docker
+        from docker.types import DeviceRequest
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        client = docker.from_env()
+        if self.pull:
+            client.images.pull(self.image)
+        else:
+            try:
+                client.images.get(self.image)
+            except docker.errors.ImageNotFound:
+                context.log.info(f"Pulling {self.image}")
+                client.images.pull(self.image)
+        volumes, env = self._mounts(workdir)
+        env.update(self.env)
+        env.update({name: os.environ[name] for name in self.passthrough_env if os.environ.get(name)})
+        command = self.step_command(self.python)
+        mounted = [Path(bind["bind"]) for bind in volumes.values()]
+        for path in staging_plan(job)["inputs"]:
+            if not any(Path(path).is_relative_to(m) for m in mounted):
+                context.log.warning(f"{path} (in the training job) is outside every mount; the container cannot see it")
+        reader = _ContainerLogsReader()
+        with dg.open_pipes_session(
+            context=context,
+            context_injector=dg.PipesEnvContextInjector(),
+            message_reader=reader,
+            extras={"job": job},
+        ) as session:
+            context.log.info(
+                f"Running {command} in {self.image} (gpus={self.gpus}, mounts={sorted(v['bind'] for v in volumes.values())}, "
+                f"env names={sorted(env)})"
+            )
+            container = client.containers.create(
+                image=self.image,
+                command=command,
+                environment={**env, **session.get_bootstrap_env_vars()},
+                volumes=volumes,
+                working_dir=str(workdir.resolve()),
+                device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if self.gpus else None,
+                network_mode=self.network,
+                shm_size=self.shm_size,
+                user=self.user,
+                labels={"edugraph/dagster-run-id": context.run.run_id, "edugraph/step": "training"},
+                detach=True,
+            )
+            try:
+                container.start()
+                reader.consume(container)
+                status = container.wait().get("StatusCode", -1)
+            finally:
+                try:
+                    container.remove(force=True)
+                except docker.errors.APIError as error:  # already gone
+                    context.log.warning(f"Could not remove container {container.short_id}: {error}")
+            if status != 0:
+                raise DagsterPipesExecutionError(
+                    f"Training container ({self.image}) exited with status {status}. Last log lines:\n"
+                    + "\n".join(reader.tail)
+                )
+        return dg.PipesClientCompletedInvocation(session)
+
+
+# ------------------------------------------------------------------------------------------------------ gcp
+
+
+def _dagster_gcp_pipes():
+    """PipesGCSContextInjector and PipesGCSMessageReader (imported late: only the gcp launcher needs them)."""
+    from dagster_gcp.pipes import PipesGCSContextInjector, PipesGCSMessageReader
+
+    return PipesGCSContextInjector, PipesGCSMessageReader
+
+
+def staging_plan(job: Any) -> dict[str, list[str]]:
+    """Absolute paths in the job, split into inputs (exist here: uploaded) and outputs (values of keys whose name
+    contains ``output``: downloaded after the step)."""
+    inputs: list[str] = []
+    outputs: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and value.startswith("/") and "\n" not in value:
+            path = str(Path(value).resolve())
+            if "output" in key.lower():
+                outputs.append(path)
+            elif Path(path).exists():
+                inputs.append(path)
+
+    walk(job)
+    return {"inputs": sorted(set(inputs)), "outputs": sorted(set(outputs))}
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+class GcpLauncher(TrainingLauncher):
+    """The training image on a Compute Engine spot VM with a GPU; data, Pipes context and messages in GCS.
+
+    Steps: upload the job's inputs to ``gs://<bucket>/<prefix>/runs/<run_id>/<attempt>/files/<abs path>``; open a
+    Pipes session whose context and messages live under ``.../pipes/`` (dagster-gcp's GCS injector and reader);
+    create the VM, whose startup script installs the GPU driver, runs the image with the Pipes bootstrap
+    environment and ``python -m edugraph_pipeline.training.remote`` (downloads inputs, runs the entry point,
+    relays its Pipes messages to GCS, uploads outputs and ``status.json``) and deletes the VM; wait for
+    ``status.json`` or the VM's end; download the outputs; always delete the VM.
+    """
+
+    project: str
+    zone: str = "us-central1-a"
+    bucket: str
+    prefix: str = "edugraph"
+    image: str = Field(default=DEFAULT_IMAGE, description="Training image the VM pulls (Artifact Registry path).")
+    machine_type: str = "g2-standard-8"
+    accelerator_type: str = "nvidia-l4"
+    accelerator_count: int = 1
+    vm_image: str = "projects/cos-cloud/global/images/family/cos-stable"
+    boot_disk_gb: int = 100
+    service_account: str | None = Field(default=None, description="VM service account email (None: the default).")
+    network: str = "global/networks/default"
+    subnetwork: str | None = None
+    external_ip: bool = True
+    spot: bool = True
+    max_run_hours: float = Field(default=24.0, description="Compute Engine deletes the VM after this long.")
+    hf_token_secret: str | None = Field(
+        default=None,
+        description="Secret Manager version holding the Hugging Face token, e.g. "
+        "projects/P/secrets/hf-token/versions/latest; read on the VM by its service account.",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra (non-secret) container environment.")
+    labels: dict[str, str] = Field(default_factory=dict)
+    python: str = "python"
+    poll_interval_s: float = 15.0
+    message_interval_s: float = 10.0
+    compute_endpoint: str | None = Field(default=None, description="Compute API root (tests: a local fake).")
+
+    # ---- clients
+
+    def _anonymous(self) -> bool:
+        return bool(self.compute_endpoint) or bool(os.environ.get("STORAGE_EMULATOR_HOST"))
+
+    def _compute(self):
+        from googleapiclient.discovery import build
+
+        if self._anonymous():
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()
+        else:
+            import google.auth
+
+            credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        options = {"api_endpoint": self.compute_endpoint} if self.compute_endpoint else None
+        return build(
+            "compute", "v1", credentials=credentials, static_discovery=True, client_options=options, cache_discovery=False
+        )
+
+    # ---- VM description
+
+    def startup_script(self, *, instance: str, run_root: str, container_env: Mapping[str, str], command: list[str]) -> str:
+        """The VM's startup script (Container-Optimized OS): GPU driver, image pull, the step, log upload,
+        self-delete.  Holds no secret: the HF token is read from Secret Manager on the VM."""
+        q = _shell_quote
+        registry = self.image.split("/", 1)[0] if "/" in self.image and "." in self.image.split("/", 1)[0] else ""
+        env_flags = " ".join(f"-e {q(f'{k}={v}')}" for k, v in sorted(container_env.items()))
+        if self.hf_token_secret:
+            env_flags += " -e HF_TOKEN"
+        docker_run = (
+            "docker run --rm --name edugraph-step --network host --shm-size 16g "
+            '"${GPU_ARGS[@]}" ' + env_flags + " " + q(self.image) + " " + " ".join(q(c) for c in command)
+        )
+        secret_block = ""
+        if self.hf_token_secret:
+            secret_block = f"""
+# The Hugging Face token: read from Secret Manager with the VM's service account, exported to docker's
+# environment only (`-e HF_TOKEN` without a value), never echoed.
+set +x
+HF_TOKEN="$(curl -sf -H "Authorization: Bearer $(access_token)" \\
+  "https://secretmanager.googleapis.com/v1/{self.hf_token_secret}:access" \\
+  | sed -nE 's/.*"data" *: *"([^"]+)".*/\\1/p' | base64 -d)" || true
+export HF_TOKEN
+[ -n "$HF_TOKEN" ] || echo "edugraph: WARNING could not read the Hugging Face token secret"
+"""
+        gpu_block = ""
+        if self.accelerator_count > 0:
+            gpu_block = """
+echo "edugraph: installing the NVIDIA driver"
+cos-extensions install gpu -- --version=latest
+mount --bind /var/lib/nvidia /var/lib/nvidia
+mount -o remount,exec /var/lib/nvidia
+GPU_ARGS=(--volume /var/lib/nvidia/lib64:/usr/local/nvidia/lib64 --volume /var/lib/nvidia/bin:/usr/local/nvidia/bin)
+for dev in /dev/nvidia[0-9]* /dev/nvidia-uvm /dev/nvidiactl; do [ -e "$dev" ] && GPU_ARGS+=(--device "$dev"); done
+"""
+        login = f"docker-credential-gcr configure-docker --registries={q(registry)}\n" if registry else ""
+        return f"""#!/bin/bash
+# EduGraph training step, generated by edugraph_pipeline.training.launchers.GcpLauncher.
+# Output goes to the serial console (and to gs://{self.bucket}/{run_root}/logs/startup.log).
+set -uo pipefail
+PROJECT={q(self.project)}
+ZONE={q(self.zone)}
+INSTANCE={q(instance)}
+BUCKET={q(self.bucket)}
+RUN_ROOT={q(run_root)}
+MD=http://metadata.google.internal/computeMetadata/v1
+LOG=/var/tmp/edugraph-startup.log
+exec > >(tee -a "$LOG") 2>&1
+access_token() {{
+  curl -sf -H 'Metadata-Flavor: Google' "$MD/instance/service-accounts/default/token" \\
+    | sed -nE 's/.*"access_token" *: *"([^"]+)".*/\\1/p'
+}}
+finish() {{
+  echo "edugraph: startup script done; uploading its log and deleting $INSTANCE"
+  curl -sf -X POST -H "Authorization: Bearer $(access_token)" -H 'Content-Type: text/plain' \\
+    --data-binary @"$LOG" \\
+    "https://storage.googleapis.com/upload/storage/v1/b/$BUCKET/o?uploadType=media&name=$RUN_ROOT/logs/startup.log" >/dev/null || true
+  curl -sf -X DELETE -H "Authorization: Bearer $(access_token)" \\
+    "https://compute.googleapis.com/compute/v1/projects/$PROJECT/zones/$ZONE/instances/$INSTANCE" >/dev/null \\
+    || shutdown -h now
+}}
+trap finish EXIT
+if [ -e /var/lib/edugraph-step-started ]; then echo "edugraph: step already ran on this VM"; exit 0; fi
+touch /var/lib/edugraph-step-started
+export HOME=/var/tmp/edugraph-home
+mkdir -p "$HOME"
+GPU_ARGS=()
+{gpu_block}{login}{secret_block}
+echo "edugraph: running the training step"
+{docker_run}
+echo "edugraph: step exited with status $?"
+"""
+
+    def instance_body(self, *, instance: str, startup_script: str, run_id: str) -> dict:
+        zone_path = f"projects/{self.project}/zones/{self.zone}"
+        interface: dict[str, Any] = {"network": self.network}
+        if self.subnetwork:
+            interface["subnetwork"] = self.subnetwork
+        if self.external_ip:
+            interface["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
+        scheduling: dict[str, Any] = {
+            "automaticRestart": False,
+            "onHostMaintenance": "TERMINATE",  # required with GPUs
+            "instanceTerminationAction": "DELETE",
+            "maxRunDuration": {"seconds": int(self.max_run_hours * 3600)},
+        }
+        if self.spot:
+            scheduling["provisioningModel"] = "SPOT"
+        body: dict[str, Any] = {
+            "name": instance,
+            "machineType": f"{zone_path}/machineTypes/{self.machine_type}",
+            "disks": [
+                {
+                    "boot": True,
+                    "autoDelete": True,
+                    "initializeParams": {
+                        "sourceImage": self.vm_image,
+                        "diskSizeGb": str(self.boot_disk_gb),
+                        "diskType": f"{zone_path}/diskTypes/pd-balanced",
+                    },
+                }
+            ],
+            "networkInterfaces": [interface],
+            "scheduling": scheduling,
+            "serviceAccounts": [
+                {
+                    "email": self.service_account or "default",
+                    "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+                }
+            ],
+            "metadata": {"items": [{"key": "startup-script", "value": startup_script}]},
+            "labels": {
+                **self.labels,
+                "edugraph-step": "training",
+                "dagster-run": "".join(c for c in run_id.lower() if c.isalnum() or c == "-")[:63],
+            },
+        }
+        if self.accelerator_count > 0:
+            body["guestAccelerators"] = [
+                {
+                    "acceleratorType": f"{zone_path}/acceleratorTypes/{self.accelerator_type}",
+                    "acceleratorCount": self.accelerator_count,
+                }
+            ]
+        return body
+
+    # ---- the run
+
+    def launch(
+        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
+    ) -> dg.PipesClientCompletedInvocation:
+        from googleapiclient.errors import HttpError
+
+        injector_cls, reader_cls = _dagster_gcp_pipes()
+        storage = gcs_client(self.project)
+        bucket = storage.bucket(self.bucket)
+        attempt = _secrets.token_hex(3)
+        run_root = f"{self.prefix.strip('/')}/runs/{context.run.run_id}/{attempt}".lstrip("/")
+        instance = f"edugraph-train-{context.run.run_id[:8]}-{attempt}".lower()
+
+        plan = staging_plan(job)
+        for path in plan["inputs"]:
+            count = upload_tree(bucket, run_root, path)
+            context.log.info(f"Staged {path} ({count} files) to gs://{self.bucket}/{blob_name(run_root, path)}")
+        staging = {"bucket": self.bucket, "root": run_root, **plan}
+
+        class _RunMessageReader(reader_cls):  # messages under the run's folder instead of the bucket root
+            @contextmanager
+            def get_params(self_inner):
+                from dagster_pipes import PipesBlobStoreMessageWriter
+
+                yield {
+                    "bucket": self.bucket,
+                    "key_prefix": f"{run_root}/pipes/messages",
+                    PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY: False,
+                }
+
+        compute = self._compute()
+        with dg.open_pipes_session(
+            context=context,
+            context_injector=injector_cls(bucket=self.bucket, client=storage, key_prefix=f"{run_root}/pipes/context-"),
+            message_reader=_RunMessageReader(bucket=self.bucket, client=storage, interval=self.message_interval_s),
+            extras={"job": job, "edugraph_staging": staging},
+        ) as session:
+            container_env = {
+                **self.env,
+                **session.get_bootstrap_env_vars(),
+                "EDUGRAPH_PIPES_UPLOAD_INTERVAL": str(self.message_interval_s),
+            }
+            command = [self.python, "-m", REMOTE_MODULE, "--", *self.step_command(self.python)]
+            script = self.startup_script(
+                instance=instance, run_root=run_root, container_env=container_env, command=command
+            )
+            body = self.instance_body(instance=instance, startup_script=script, run_id=context.run.run_id)
+            context.log.info(
+                f"Creating {'spot ' if self.spot else ''}VM {instance} ({self.machine_type}, "
+                f"{self.accelerator_count}x {self.accelerator_type}) in {self.project}/{self.zone} running {self.image}"
+            )
+            try:
+                operation = compute.instances().insert(project=self.project, zone=self.zone, body=body).execute()
+                self._wait_operation(compute, operation)
+                outcome = self._wait_for_step(context, compute, storage, instance, run_root)
+                if outcome.get("exit_code") != 0:
+                    raise DagsterPipesExecutionError(
+                        self._failure_report(compute, storage, instance, run_root, outcome)
+                    )
+            finally:
+                try:
+                    compute.instances().delete(project=self.project, zone=self.zone, instance=instance).execute()
+                    context.log.info(f"Deleted VM {instance}")
+                except HttpError as error:
+                    if error.resp.status != 404:
+                        context.log.error(f"Could not delete VM {instance}: {error}; delete it by hand")
+        for path in plan["outputs"]:
+            count = download_tree(storage, self.bucket, run_root, path)
+            context.log.info(f"Downloaded {count} files to {path}")
+        return dg.PipesClientCompletedInvocation(session)
+
+    def _wait_operation(self, compute, operation: dict, timeout_s: float = 600) -> None:
+        deadline = time.monotonic() + timeout_s
+        while operation.get("status") != "DONE":
+            if time.monotonic() > deadline:
+                raise DagsterPipesExecutionError(f"Compute operation {operation.get('name')} did not finish")
+            time.sleep(min(self.poll_interval_s, 5))
+            operation = compute.zoneOperations().get(
+                project=self.project, zone=self.zone, operation=operation["name"]
+            ).execute()
+        if operation.get("error"):
+            raise DagsterPipesExecutionError(
+                f"Creating the VM failed: {json.dumps(operation['error'].get('errors', operation['error']))}"
+            )
+
+    def _read_status(self, storage, run_root: str) -> dict | None:
+        blob = storage.bucket(self.bucket).blob(f"{run_root}/status.json")
+        if not blob.exists():
+            return None
+        return json.loads(blob.download_as_bytes())
+
+    def _wait_for_step(self, context, compute, storage, instance: str, run_root: str) -> dict:
+        from googleapiclient.errors import HttpError
+
+        deadline = time.monotonic() + self.max_run_hours * 3600 + 900
+        last_state = None
+        while True:
+            status = self._read_status(storage, run_root)
+            if status is not None:
+                return status
+            try:
+                state = compute.instances().get(project=self.project, zone=self.zone, instance=instance).execute()
+                vm_status = state.get("status")
+            except HttpError as error:
+                if error.resp.status != 404:
+                    raise
+                vm_status = "DELETED"
+            if vm_status != last_state:
+                context.log.info(f"VM {instance}: {vm_status}")
+                last_state = vm_status
+            if vm_status in ("TERMINATED", "STOPPED", "SUSPENDED", "DELETED"):
+                # the step may have written its status just before the VM went away
+                status = self._read_status(storage, run_root)
+                return status or {
+                    "exit_code": None,
+                    "error": f"the VM ended ({vm_status}) before the step reported a result "
+                    "(spot preemption, max run duration, or the container did not start)",
+                }
+            if time.monotonic() > deadline:
+                return {"exit_code": None, "error": f"timed out after {self.max_run_hours} h"}
+            time.sleep(self.poll_interval_s)
+
+    def _failure_report(self, compute, storage, instance: str, run_root: str, outcome: dict) -> str:
+        parts = [
+            f"Training step on VM {instance} failed: "
+            + (f"exit code {outcome['exit_code']}" if outcome.get("exit_code") is not None else "")
+            + (f" {outcome['error']}" if outcome.get("error") else "")
+        ]
+        bucket = storage.bucket(self.bucket)
+        for name, label in (("logs/step.log", "step log"), ("logs/startup.log", "VM startup log")):
+            blob = bucket.blob(f"{run_root}/{name}")
+            try:
+                if blob.exists():
+                    text = blob.download_as_bytes().decode("utf-8", errors="replace")
+                    parts.append(f"--- {label} (gs://{self.bucket}/{run_root}/{name}, last lines) ---\n{_tail(text)}")
+            except Exception as error:  # noqa: BLE001 - best effort
+                parts.append(f"--- {label}: unreadable ({error}) ---")
+        try:
+            serial = compute.instances().getSerialPortOutput(
+                project=self.project, zone=self.zone, instance=instance, port=1
+            ).execute()
+            parts.append(f"--- serial console (last lines) ---\n{_tail(serial.get('contents', ''), 40)}")
+        except Exception:  # noqa: BLE001 - the VM may be gone already
+            pass
+        return redact("\n".join(parts))
+
+
+# --------------------------------------------------------------------------------------------------- choose
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, "") or default
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "")
+    return default if not value else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def launcher_from_settings() -> TrainingLauncher:
+    """The launcher ``EDUGRAPH_TRAINING_LAUNCHER`` names (``local`` default, ``docker``, ``gcp``), configured from
+    the environment (docs/training-launchers.md lists the variables)."""
+    kind = _env(LAUNCHER_ENV, "local").strip().lower()
+    image = _env("EDUGRAPH_TRAINING_IMAGE", DEFAULT_IMAGE)
+    if kind == "local":
+        return LocalLauncher()
+    if kind == "docker":
+        return DockerLauncher(
+            image=image,
+            gpus=_flag("EDUGRAPH_DOCKER_GPUS", True),
+            network=_env("EDUGRAPH_DOCKER_NETWORK") or None,
+            user=_env("EDUGRAPH_DOCKER_USER") or None,
+        )
+    if kind == "gcp":
+        missing = [n for n in ("EDUGRAPH_GCP_PROJECT", "EDUGRAPH_GCS_BUCKET") if not _env(n)]
+        if missing:
+            raise ValueError(f"{LAUNCHER_ENV}=gcp needs {', '.join(missing)} to be set")
+        return GcpLauncher(
+            project=_env("EDUGRAPH_GCP_PROJECT"),
+            zone=_env("EDUGRAPH_GCP_ZONE", "us-central1-a"),
+            bucket=_env("EDUGRAPH_GCS_BUCKET"),
+            prefix=_env("EDUGRAPH_GCS_PREFIX", "edugraph"),
+            image=image,
+            machine_type=_env("EDUGRAPH_GCP_MACHINE_TYPE", "g2-standard-8"),
+            accelerator_type=_env("EDUGRAPH_GCP_ACCELERATOR", "nvidia-l4"),
+            accelerator_count=int(_env("EDUGRAPH_GCP_ACCELERATOR_COUNT", "1")),
+            vm_image=_env("EDUGRAPH_GCP_VM_IMAGE", "projects/cos-cloud/global/images/family/cos-stable"),
+            boot_disk_gb=int(_env("EDUGRAPH_GCP_BOOT_DISK_GB", "100")),
+            service_account=_env("EDUGRAPH_GCP_SERVICE_ACCOUNT") or None,
+            network=_env("EDUGRAPH_GCP_NETWORK", "global/networks/default"),
+            subnetwork=_env("EDUGRAPH_GCP_SUBNETWORK") or None,
+            spot=_flag("EDUGRAPH_GCP_SPOT", True),
+            max_run_hours=float(_env("EDUGRAPH_GCP_MAX_RUN_HOURS", "24")),
+            hf_token_secret=_env("EDUGRAPH_GCP_HF_TOKEN_SECRET") or None,
+            compute_endpoint=_env("EDUGRAPH_GCP_COMPUTE_ENDPOINT") or None,
+        )
+    raise ValueError(f"{LAUNCHER_ENV}={kind!r}: expected local, docker or gcp")

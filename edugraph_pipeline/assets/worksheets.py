@@ -1,0 +1,194 @@
+"""The multimodal worksheet dataset: a content release labelled against one ontology release.
+
+Partitioned like `ontology_release`, so every dataset is bound to exactly one release of the concepts that
+label it; the content release comes from the `content_source` resource (and the run tag the content sensor
+sets, when it names one release of a series).
+"""
+
+
+import base64
+import hashlib
+import io
+import json
+import tempfile
+
+import dagster as dg
+import datasets
+from PIL import Image
+
+from edugraph_pipeline.assets.ontology import load_ontology
+from edugraph_pipeline.ontology.model import Ontology
+from edugraph_pipeline.partitions import ontology_partitions
+from edugraph_pipeline.resources import ArtifactStoreResource
+from edugraph_pipeline.worksheets.content import ContentSourceError
+from edugraph_pipeline.worksheets.dataset import (
+    DatasetSummary,
+    build_dataset,
+    empty_label_rows,
+    split_overlap,
+    unknown_labels_in,
+)
+from edugraph_pipeline.worksheets.resources import ContentSource
+from edugraph_pipeline.worksheets.sensors import CONTENT_RELEASE_TAG
+
+ASSET = "worksheet_dataset"
+DATASET_FOLDER = "dataset"
+SUMMARY_FILE = "summary.json"
+CHECK_LABELS_KNOWN = "labels_exist_in_ontology"
+CHECK_NO_EMPTY_LABELS = "no_empty_label_sets"
+CHECK_SPLITS_DISJOINT = "splits_disjoint"
+
+
+def label_count_table(summary: DatasetSummary, top: int = 12) -> str:
+    rows = ["| Dimension | Concept | Rows |", "| --- | --- | ---: |"]
+    for dimension, counts in summary.label_counts.items():
+        for name, count in list(counts.items())[:top]:
+            rows.append(f"| {dimension} | {name} | {count} |")
+        if len(counts) > top:
+            rows.append(f"| {dimension} | … {len(counts) - top} more | |")
+    return "\n".join(rows)
+
+
+def skipped_table(summary: DatasetSummary, limit: int = 25) -> str:
+    if not summary.skipped:
+        return "Nothing skipped."
+    rows = ["| Where | Reason | Detail |", "| --- | --- | --- |"]
+    for where, reason, detail in summary.skipped[:limit]:
+        rows.append(f"| {where} | {reason} | {detail.replace('|', '/')} |")
+    if len(summary.skipped) > limit:
+        rows.append(f"| … | {len(summary.skipped) - limit} more | |")
+    return "\n".join(rows)
+
+
+def thumbnails_markdown(split: datasets.Dataset, count: int = 4, width: int = 120) -> str:
+    """A few rows as inline PNG thumbnails: one of each view first, so the UI shows what the model sees."""
+    picked, views = [], set()
+    for index, view in enumerate(split["view"]):
+        if view not in views:
+            views.add(view)
+            picked.append(index)
+    picked = (picked + [i for i in range(len(split)) if i not in picked])[:count]
+    cells = []
+    for index in picked:
+        row = split[index]
+        image: Image.Image = row["image"].convert("RGB")
+        image.thumbnail((width, width * 2))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+        encoded = base64.b64encode(buffer.getvalue()).decode()
+        cells.append(f"![{row['kind']} {row['view']}](data:image/png;base64,{encoded})\n\n`{row['labels']}`")
+    return "\n\n".join(cells) or "No rows."
+
+
+def dataset_checks(dataset: datasets.DatasetDict, ontology: Ontology) -> list[dg.AssetCheckResult]:
+    unknown = unknown_labels_in(dataset, ontology)
+    empty = empty_label_rows(dataset)
+    overlap = split_overlap(dataset)
+    return [
+        dg.AssetCheckResult(
+            check_name=CHECK_LABELS_KNOWN,
+            passed=not unknown,
+            metadata={"unknown_or_misplaced": dg.MetadataValue.json(dict(unknown.most_common(50)))},
+            description=f"every label is a concept of ontology {ontology.version}, under its own dimension",
+        ),
+        dg.AssetCheckResult(
+            check_name=CHECK_NO_EMPTY_LABELS,
+            passed=not empty,
+            metadata={"empty_rows": len(empty), "examples": dg.MetadataValue.json(empty[:20])},
+        ),
+        dg.AssetCheckResult(
+            check_name=CHECK_SPLITS_DISJOINT,
+            passed=not any(overlap.values()),
+            metadata={key: dg.MetadataValue.json(values[:20]) for key, values in overlap.items()},
+        ),
+    ]
+
+
+@dg.asset(
+    name=ASSET,
+    partitions_def=ontology_partitions,
+    deps=[dg.AssetKey("ontology_release")],
+    group_name="worksheets",
+    code_version="1",
+    kinds={"huggingface", "pillow"},
+    description="Worksheet images (question and solution views, plus non-math images) with their label answer "
+    "JSON, read from the content source and labelled against the partition's ontology release.",
+    check_specs=[
+        dg.AssetCheckSpec(CHECK_LABELS_KNOWN, asset=ASSET, blocking=True,
+                          description="Every label exists in the bound ontology release."),
+        dg.AssetCheckSpec(CHECK_NO_EMPTY_LABELS, asset=ASSET, blocking=True,
+                          description="No worksheet row has an empty label set."),
+        dg.AssetCheckSpec(CHECK_SPLITS_DISJOINT, asset=ASSET, blocking=True,
+                          description="No problem or identical image is in both train and validation."),
+    ],
+)
+def worksheet_dataset(
+    context: dg.AssetExecutionContext,
+    artifact_store: ArtifactStoreResource,
+    content_source: ContentSource,
+) -> dg.MaterializeResult:
+    tag = context.partition_key
+    store = artifact_store.store()
+    ontology = load_ontology(store, tag)
+    release = context.run.tags.get(CONTENT_RELEASE_TAG) if context.run else None
+    work_root = store.root / ".work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    context.log.info(f"reading content {content_source.display_source}" + (f" release {release}" if release else ""))
+    with tempfile.TemporaryDirectory(dir=work_root, prefix="worksheets-") as scratch:
+        try:
+            content = content_source.read(scratch, ontology, release=release)
+        except ContentSourceError as error:
+            raise dg.Failure(f"content source {content_source.display_source}: {error}") from error
+    dataset, summary = build_dataset(
+        content.items, ontology, validation_fraction=content_source.validation_fraction,
+        seed=content_source.sample_seed, skipped=content.skipped,
+    )
+    total = sum(summary.rows.values())
+    if total == 0:
+        raise dg.Failure(
+            f"content release {content.source} ({content.version}) has no usable item for ontology {tag}: "
+            f"{len(summary.skipped)} skipped ({json.dumps(summary.skipped_reasons)})"
+        )
+    for where, reason, detail in summary.skipped[:20]:
+        context.log.warning(f"skipped {where}: {reason} ({detail})")
+
+    lineage = {
+        "ontology_version": tag,
+        "content_source": content.source,
+        "content_version": content.version,
+        "content_format": content.format,
+        "rows": summary.rows,
+    }
+    with store.publish(ASSET, tag, lineage) as folder:
+        dataset.save_to_disk(str(folder / DATASET_FOLDER))
+        (folder / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=1), encoding="utf-8")
+    path = store.asset_dir(ASSET, tag)
+    # Checks read the dataset back from where training will read it, not the in-memory copy.
+    written = datasets.load_from_disk(str(path / DATASET_FOLDER))
+
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "ontology_version": tag,
+            "content_source": content.source,
+            "content_version": content.version,
+            "content_format": content.format,
+            "rows_train": summary.rows["train"],
+            "rows_validation": summary.rows["validation"],
+            "dagster/row_count": total,
+            "views": dg.MetadataValue.json(summary.views),
+            "kinds": dg.MetadataValue.json(summary.kinds),
+            "label_counts": dg.MetadataValue.md(label_count_table(summary)),
+            "unknown_labels": dg.MetadataValue.json(summary.unknown_labels),
+            "num_unknown_labels": sum(summary.unknown_labels.values()),
+            "num_skipped": len(summary.skipped),
+            "skipped_reasons": dg.MetadataValue.json(summary.skipped_reasons),
+            "skipped_items": dg.MetadataValue.md(skipped_table(summary)),
+            "reencoded_images": content.reencoded_images,
+            "examples": dg.MetadataValue.md(thumbnails_markdown(written["train"])),
+        },
+        check_results=dataset_checks(written, ontology),
+        data_version=dg.DataVersion(
+            hashlib.sha256(f"{content.version}|{tag}|{content_source.validation_fraction}".encode()).hexdigest()[:16]
+        ),
+    )

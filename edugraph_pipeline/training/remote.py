@@ -1,0 +1,232 @@
+"""In-container wrapper for the GCP launcher: GCS staging around the training entry point, with a Pipes relay.
+
+``python -m edugraph_pipeline.training.remote [-- STEP COMMAND...]`` (default step:
+``python -m edugraph_pipeline.training.entrypoint``) runs inside the training image on the VM, with the Pipes
+bootstrap environment the launcher's GCS context injector and message reader produced:
+
+1. loads the Pipes context from GCS (``DAGSTER_PIPES_CONTEXT`` = ``{bucket, key}``); its extras carry the job and
+   ``edugraph_staging`` = ``{bucket, root, inputs, outputs}`` (absolute paths on the Dagster host);
+2. downloads every input from ``gs://<bucket>/<root>/files<path>`` to the same path (prefixed with
+   ``EDUGRAPH_REMOTE_ROOT`` when set - tests use it to keep the "VM disk" apart; job paths are rewritten);
+3. runs the step with a file-based Pipes context and message file (the entry point needs no GCS code) and relays
+   each message to GCS through dagster-pipes' ``PipesGCSMessageWriter`` (``DAGSTER_PIPES_MESSAGES`` =
+   ``{bucket, key_prefix}``) while it runs; the step's stdout/stderr go to our stdout (the serial console) and
+   to ``<root>/logs/step.log``;
+4. uploads the outputs, then ``<root>/status.json`` (``{"exit_code": N, "error": ...}``) - the launcher's signal.
+
+Only google-cloud-storage, dagster-pipes and the standard library: it must not import dagster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+ENTRYPOINT_MODULE = "edugraph_pipeline.training.entrypoint"
+LOG_UPLOAD_INTERVAL_S = 30.0
+
+
+def gcs_client(project: str | None = None):
+    """A google-cloud-storage client: anonymous against ``STORAGE_EMULATOR_HOST``, else Application Default
+    Credentials (on the VM: its service account, through the metadata server)."""
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=project or "edugraph-emulator", credentials=AnonymousCredentials())
+    return storage.Client(project=project)
+
+
+def blob_name(root: str, path: str) -> str:
+    """Where a host path is staged: ``<root>/files<absolute path>``."""
+    return f"{root}/files{path}"
+
+
+def upload_tree(bucket, root: str, path: str, source: str | None = None) -> int:
+    """Upload the file or folder `source` (default `path`) to ``<root>/files<path>``; returns the file count."""
+    base = Path(source or path)
+    files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+    for file in files:
+        relative = "" if file == base else "/" + file.relative_to(base).as_posix()
+        bucket.blob(blob_name(root, path) + relative).upload_from_filename(str(file))
+    return len(files)
+
+
+def download_tree(client, bucket_name: str, root: str, path: str, destination: str | None = None) -> int:
+    """Download ``<root>/files<path>`` (a file or a folder) to `destination` (default `path`)."""
+    destination = destination or path
+    prefix = blob_name(root, path)
+    count = 0
+    for blob in client.list_blobs(bucket_name, prefix=prefix):
+        if blob.name != prefix and not blob.name.startswith(prefix + "/"):
+            continue  # a sibling that merely shares the name prefix
+        target = Path(destination + blob.name[len(prefix) :])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+        count += 1
+    return count
+
+
+def reroot(value: Any, mapping: dict[str, str]) -> Any:
+    """`value` with every string equal to a key of `mapping`, or below it, moved to the mapped path."""
+    if isinstance(value, dict):
+        return {k: reroot(v, mapping) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reroot(v, mapping) for v in value]
+    if isinstance(value, str):
+        for old in sorted(mapping, key=len, reverse=True):
+            if value == old or value.startswith(old + "/"):
+                return mapping[old] + value[len(old) :]
+    return value
+
+
+class _MessageRelay(threading.Thread):
+    """Tails the step's Pipes message file and hands each message to the GCS writer channel."""
+
+    def __init__(self, path: Path, channel) -> None:
+        super().__init__(daemon=True)
+        self.path, self.channel = path, channel
+        self.done = threading.Event()
+        self._position = 0
+        self._pending = ""
+
+    def drain(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("r", encoding="utf-8") as handle:
+            handle.seek(self._position)
+            data = handle.read()
+            self._position = handle.tell()
+        self._pending += data
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if line.strip():
+                try:
+                    self.channel.write_message(json.loads(line))
+                except json.JSONDecodeError:
+                    print(f"edugraph-remote: skipped a malformed Pipes message line: {line[:200]}", flush=True)
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.drain()
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join(timeout=30)
+        self.drain()
+        if self._pending.strip():
+            self._pending += "\n"
+            self.drain()
+
+
+def _run_step(command: list[str], env: dict[str, str], log_path: Path, upload_log) -> int:
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace"
+    )
+    last_upload = time.monotonic()
+    with log_path.open("a", encoding="utf-8") as log:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            log.write(line)
+            if time.monotonic() - last_upload > LOG_UPLOAD_INTERVAL_S:
+                log.flush()
+                upload_log()
+                last_upload = time.monotonic()
+    return process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dagster_pipes import PipesGCSMessageWriter, decode_param, encode_param
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    command = argv or [sys.executable, "-m", ENTRYPOINT_MODULE]
+
+    context_params = decode_param(os.environ["DAGSTER_PIPES_CONTEXT"])
+    message_params = decode_param(os.environ["DAGSTER_PIPES_MESSAGES"])
+    local_root = os.environ.get("EDUGRAPH_REMOTE_ROOT", "").rstrip("/")
+    interval = float(os.environ.get("EDUGRAPH_PIPES_UPLOAD_INTERVAL", "10"))
+
+    client = gcs_client()
+    bucket = client.bucket(context_params["bucket"])
+    context = json.loads(bucket.blob(context_params["key"]).download_as_bytes())
+    staging = (context.get("extras") or {}).get("edugraph_staging") or {}
+    root = staging.get("root") or context_params["key"].rsplit("/pipes/", 1)[0]
+    data_bucket = client.bucket(staging.get("bucket") or context_params["bucket"])
+
+    work = Path(tempfile.mkdtemp(prefix="edugraph-remote-"))
+    log_path = work / "step.log"
+    log_path.touch()
+
+    def upload_log() -> None:
+        try:
+            data_bucket.blob(f"{root}/logs/step.log").upload_from_filename(str(log_path))
+        except Exception as error:  # noqa: BLE001 - logs are best effort
+            print(f"edugraph-remote: could not upload the step log: {error}", flush=True)
+
+    exit_code: int | None = None
+    error: str | None = None
+    with PipesGCSMessageWriter(client, interval=interval).open(message_params) as channel:
+        relay = None
+        try:
+            mapping = {path: local_root + path for path in [*staging.get("inputs", []), *staging.get("outputs", [])]}
+            for path in staging.get("inputs", []):
+                count = download_tree(client, data_bucket.name, root, path, mapping[path])
+                if count == 0:  # an empty folder (e.g. a fresh checkpoint dir): nothing was staged
+                    Path(mapping[path]).mkdir(parents=True, exist_ok=True)
+                print(f"edugraph-remote: downloaded {path} ({count} files)", flush=True)
+            for path in staging.get("outputs", []):
+                Path(mapping[path]).parent.mkdir(parents=True, exist_ok=True)
+            extras = dict(context.get("extras") or {})
+            if "job" in extras:
+                extras["job"] = reroot(extras["job"], mapping)
+            context["extras"] = extras
+            context_file = work / "context.json"
+            context_file.write_text(json.dumps(context), encoding="utf-8")
+            messages_file = work / "messages.jsonl"
+            messages_file.touch()
+            env = dict(os.environ)
+            env["DAGSTER_PIPES_CONTEXT"] = encode_param({"path": str(context_file)})
+            env["DAGSTER_PIPES_MESSAGES"] = encode_param({"path": str(messages_file)})
+            relay = _MessageRelay(messages_file, channel)
+            relay.start()
+            print(f"edugraph-remote: running {command}", flush=True)
+            exit_code = _run_step(command, env, log_path, upload_log)
+            relay.finish()
+            relay = None
+            print(f"edugraph-remote: step exited with {exit_code}", flush=True)
+            if exit_code == 0:
+                for path in staging.get("outputs", []):
+                    if Path(mapping[path]).exists():
+                        count = upload_tree(data_bucket, root, path, mapping[path])
+                        print(f"edugraph-remote: uploaded {path} ({count} files)", flush=True)
+        except Exception:  # noqa: BLE001 - reported through status.json and the step log
+            error = traceback.format_exc()
+            print(error, flush=True)
+            with log_path.open("a", encoding="utf-8") as log:
+                log.write(error)
+            exit_code = exit_code or 1
+        finally:
+            if relay is not None:
+                relay.finish()
+    # the writer channel is closed: every Pipes message is in GCS before the status says we are done
+    upload_log()
+    status = {"exit_code": exit_code, "error": error.strip().splitlines()[-1] if error else None}
+    data_bucket.blob(f"{root}/status.json").upload_from_string(json.dumps(status), content_type="application/json")
+    return int(exit_code or 0) if exit_code is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

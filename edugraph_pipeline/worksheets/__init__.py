@@ -1,0 +1,1 @@
+"""Worksheet content: sample generation, content-release reading, and the multimodal worksheet dataset."""

@@ -1,0 +1,217 @@
+"""From worksheet items and one ontology release to the Hugging Face dataset the labeller is trained on.
+
+The contract with training (`DatasetDict` with splits `train` and `validation`):
+`image` (datasets.Image), `labels` (the exact answer string: `format_answer(...)` or `format_unsupported()`),
+`problem_id`, `view` (question/solution/unsupported), `kind`, `source`, `image_sha256` (all strings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import datasets
+
+from edugraph_pipeline.labels import format_answer, format_unsupported
+from edugraph_pipeline.ontology.model import DIMENSIONS, Ontology, concept_name
+from edugraph_pipeline.worksheets.items import SkipLog, WorksheetItem
+
+SPLITS = ("train", "validation")
+COLUMNS = ("image", "labels", "problem_id", "view", "kind", "source", "image_sha256")
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        **{column: datasets.Value("string") for column in COLUMNS if column != "image"},
+    }
+)
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    item: WorksheetItem
+    answer: str
+    image_sha256: str
+
+
+@dataclass
+class DatasetSummary:
+    rows: dict[str, int] = field(default_factory=dict)
+    label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    unknown_labels: dict[str, int] = field(default_factory=dict)
+    views: dict[str, int] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def skipped_reasons(self) -> dict[str, int]:
+        return dict(Counter(reason for _, reason, _ in self.skipped).most_common())
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "skipped_reasons": self.skipped_reasons}
+
+
+def resolve_labels(labels: Iterable[str], ontology: Ontology) -> tuple[dict[str, list[str]], list[str]]:
+    """Labels (names or IRIs of any namespace) grouped by the dimension the release gives them, and the
+    normalised names the release does not know."""
+    known, unknown = [], []
+    for label in labels:
+        name = concept_name(label)
+        (known if name in ontology else unknown).append(name)
+    return ontology.group_by_dimension(known), unknown
+
+
+def label_items(
+    items: Iterable[WorksheetItem], ontology: Ontology, skipped: SkipLog
+) -> tuple[list[LabelledRow], Counter]:
+    """Every item with its answer string; unknown labels are dropped and counted, items left without any label
+    are skipped, and an image seen before with the same answer is skipped as a duplicate."""
+    rows: list[LabelledRow] = []
+    unknown_counts: Counter = Counter()
+    seen: set[tuple[str, str]] = set()
+    for item in items:
+        where = f"{item.source} ({item.problem_id}, {item.view})"
+        if item.unsupported:
+            answer = format_unsupported()
+        else:
+            grouped, unknown = resolve_labels(item.labels, ontology)
+            unknown_counts.update(unknown)
+            if not any(grouped.values()):
+                detail = f"none of {sorted(set(map(concept_name, item.labels)))} exists in {ontology.version}"
+                skipped.skip(where, "no label known to the ontology", detail)
+                continue
+            answer = format_answer(grouped)
+        sha256 = hashlib.sha256(item.image).hexdigest()
+        if (sha256, answer) in seen:
+            skipped.skip(where, "duplicate image", f"same image and labels as an earlier item ({sha256[:12]})")
+            continue
+        seen.add((sha256, answer))
+        rows.append(LabelledRow(item, answer, sha256))
+    return rows, unknown_counts
+
+
+def _unit_hash(text: str) -> float:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
+
+
+def assign_splits(rows: list[LabelledRow], validation_fraction: float = 0.1, seed: int = 0) -> list[str]:
+    """The split of every row. Rows sharing a problem or an identical image form one group, and a group goes
+    entirely to one side, decided by a hash of the group, so adding items never moves existing problems."""
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    parent = list(range(len(rows)))
+
+    def find(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    first_by_key: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        for key in (f"problem:{row.item.problem_id}", f"image:{row.image_sha256}"):
+            if key in first_by_key:
+                parent[find(index)] = find(first_by_key[key])
+            else:
+                first_by_key[key] = index
+    members: dict[int, list[int]] = defaultdict(list)
+    for index in range(len(rows)):
+        members[find(index)].append(index)
+    groups = sorted(members.values(), key=lambda group: min(rows[i].item.problem_id for i in group))
+    scores = [_unit_hash(f"{seed}:{min(rows[i].item.problem_id for i in group)}") for group in groups]
+    in_validation = [score < validation_fraction for score in scores]
+    # Small releases: still give each side at least one group, or training has nothing to validate against.
+    if validation_fraction > 0 and len(groups) >= 2:
+        if not any(in_validation):
+            in_validation[scores.index(min(scores))] = True
+        if all(in_validation):
+            in_validation[scores.index(max(scores))] = False
+    splits = [""] * len(rows)
+    for group, validation in zip(groups, in_validation):
+        for index in group:
+            splits[index] = "validation" if validation else "train"
+    return splits
+
+
+def _split_columns(rows: list[LabelledRow]) -> dict[str, list]:
+    return {
+        "image": [{"bytes": row.item.image, "path": None} for row in rows],
+        "labels": [row.answer for row in rows],
+        "problem_id": [row.item.problem_id for row in rows],
+        "view": [row.item.view for row in rows],
+        "kind": [row.item.kind for row in rows],
+        "source": [row.item.source for row in rows],
+        "image_sha256": [row.image_sha256 for row in rows],
+    }
+
+
+def build_dataset(
+    items: Iterable[WorksheetItem],
+    ontology: Ontology,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    skipped: SkipLog | None = None,
+) -> tuple[datasets.DatasetDict, DatasetSummary]:
+    """The `DatasetDict` of the contract and its summary; `skipped` carries skips from reading the release."""
+    log = SkipLog(list(skipped.entries)) if skipped else SkipLog()
+    rows, unknown = label_items(items, ontology, log)
+    splits = assign_splits(rows, validation_fraction, seed)
+    by_split = {name: [row for row, split in zip(rows, splits) if split == name] for name in SPLITS}
+    dataset = datasets.DatasetDict(
+        {name: datasets.Dataset.from_dict(_split_columns(by_split[name]), features=FEATURES) for name in SPLITS}
+    )
+    label_counts: dict[str, Counter] = {dimension: Counter() for dimension in DIMENSIONS}
+    for row in rows:
+        for dimension, names in json.loads(row.answer).items():
+            if dimension in label_counts:
+                label_counts[dimension].update(names)
+    summary = DatasetSummary(
+        rows={name: len(by_split[name]) for name in SPLITS},
+        label_counts={dimension: dict(counts.most_common()) for dimension, counts in label_counts.items()},
+        unknown_labels=dict(unknown.most_common()),
+        views=dict(Counter(row.item.view for row in rows)),
+        kinds=dict(Counter(row.item.kind for row in rows).most_common()),
+        skipped=list(log.entries),
+    )
+    return dataset, summary
+
+
+# --- checks on a written dataset (run by the asset checks, usable on any saved copy) ----------------------
+
+
+def unknown_labels_in(dataset: datasets.DatasetDict, ontology: Ontology) -> Counter:
+    """Labels in the answers that the release does not know, or that sit under the wrong dimension."""
+    problems: Counter = Counter()
+    for split in dataset.values():
+        for answer in split["labels"]:
+            parsed = json.loads(answer)
+            if parsed == json.loads(format_unsupported()):
+                continue
+            for dimension, names in parsed.items():
+                for name in names:
+                    concept = ontology.concepts.get(name)
+                    if concept is None or concept.dimension != dimension:
+                        problems[f"{dimension}:{name}"] += 1
+    return problems
+
+
+def empty_label_rows(dataset: datasets.DatasetDict) -> list[str]:
+    """Problem ids of rows whose answer names no concept (unsupported material excepted)."""
+    empty = []
+    for split in dataset.values():
+        for answer, problem_id, view in zip(split["labels"], split["problem_id"], split["view"]):
+            parsed = json.loads(answer)
+            if view != "unsupported" and not any(parsed.get(dimension) for dimension in DIMENSIONS):
+                empty.append(problem_id)
+    return empty
+
+
+def split_overlap(dataset: datasets.DatasetDict) -> dict[str, list[str]]:
+    """Problem ids and image hashes found in more than one split (empty lists when the splits are disjoint)."""
+    train, validation = dataset["train"], dataset["validation"]
+    return {
+        "problem_id": sorted(set(train["problem_id"]) & set(validation["problem_id"])),
+        "image_sha256": sorted(set(train["image_sha256"]) & set(validation["image_sha256"])),
+    }

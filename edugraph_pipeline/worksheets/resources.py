@@ -1,0 +1,66 @@
+"""The content source resource: which worksheet content release the dataset is built from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from edugraph_pipeline.ontology.model import Ontology
+from edugraph_pipeline.releases import redact_url
+from edugraph_pipeline.worksheets.content import (
+    SAMPLE,
+    ContentLimits,
+    ContentRelease,
+    ContentSourceError,
+    is_archive,
+    is_git_source,
+    list_folder_releases,
+    list_git_releases,
+    read_content,
+)
+
+
+class ContentSource(dg.ConfigurableResource):
+    """`EDUGRAPH_CONTENT_SOURCE`: `sample`, a folder, a `.tar.gz` (path or URL), or a git remote of releases."""
+
+    source: str = Field(default=SAMPLE, description="sample | folder | .tar.gz path or URL | git+<remote>")
+    sample_count: int = Field(default=200, description="Images generated when the source is 'sample'.")
+    sample_seed: int = Field(default=0, description="Seed of the sample generator.")
+    validation_fraction: float = Field(default=0.1, description="Share of problems in the validation split.")
+    max_download_mb: int = Field(default=2048, description="Largest release archive downloaded from a URL.")
+    cache_dir: str = Field(default="", description="Where git mirrors of content remotes are kept.")
+
+    @property
+    def display_source(self) -> str:
+        return redact_url(self.source)
+
+    def watchable(self) -> bool:
+        """Whether the source publishes a series of releases a sensor can watch."""
+        path = Path(self.source).expanduser()
+        return is_git_source(self.source) or (path.is_dir() and bool(list_folder_releases(path)))
+
+    def list_releases(self) -> list[str]:
+        """Known releases, newest last: git tags, or archive names in a folder of releases; [] otherwise."""
+        if is_git_source(self.source):
+            return list_git_releases(self.source)
+        path = Path(self.source).expanduser()
+        if self.source == SAMPLE or is_archive(self.source) or self.source.startswith(("http://", "https://")):
+            return []
+        if not path.is_dir():
+            raise ContentSourceError(f"content source folder {path} does not exist")
+        return list_folder_releases(path)
+
+    def read(self, work_dir: Path, ontology: Ontology, release: str | None = None) -> ContentRelease:
+        limits = ContentLimits(max_download_bytes=self.max_download_mb * 1024 * 1024)
+        return read_content(
+            self.source,
+            work_dir,
+            ontology,
+            release=release,
+            sample_count=self.sample_count,
+            sample_seed=self.sample_seed,
+            limits=limits,
+            cache_dir=Path(self.cache_dir) if self.cache_dir else None,
+        )

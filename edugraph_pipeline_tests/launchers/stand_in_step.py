@@ -1,0 +1,36 @@
+"""A stand-in for the training entry point: speaks Dagster Pipes (dagster-pipes only), reads the job's dataset file,
+writes an "adapter" into the job's output dir and reports a materialization. ``job["fail"]`` makes it fail."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from dagster_pipes import open_dagster_pipes
+
+with open_dagster_pipes() as pipes:
+    job = pipes.extras["job"]
+    dataset = Path(job["dataset_path"])
+    lines = (dataset / "train.jsonl").read_text().splitlines()
+    pipes.log.info(f"stand-in step: training on {len(lines)} examples")
+    print("stand-in stdout: epoch 1/1", flush=True)
+    if job.get("fail"):
+        print("STAND-IN FAILURE: the loss exploded at step 3", file=sys.stderr, flush=True)
+        raise RuntimeError("stand-in training diverged")
+    try:
+        import edugraph_pipeline.training.remote  # noqa: F401 - the image carries the project
+
+        project_importable = True
+    except ImportError:
+        project_importable = False
+    adapter = Path(job["output_dir"]) / "adapter"
+    adapter.mkdir(parents=True, exist_ok=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"examples": len(lines), "first": lines[0]}))
+    pipes.report_asset_materialization(
+        metadata={
+            "train_examples": len(lines),
+            "hf_token_present": bool(os.environ.get("HF_TOKEN")),
+            "project_importable": project_importable,
+            "cwd": os.getcwd(),
+        }
+    )

@@ -1,0 +1,102 @@
+"""DockerLauncher against a real Docker engine: the image is built from docker/Dockerfile.trainer on an offline
+Debian base (INSTALL=none: project source only); the stand-in Pipes step runs in it with the data dir mounted at
+the same path and dagster-pipes mounted read-only from this venv; logs and the materialization come back.
+
+Needs an engine (`docker/start-local-engine.sh` starts one and makes the base image); skips otherwise."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import dagster_pipes
+import pytest
+
+from edugraph_pipeline.training.launchers import DockerLauncher
+from edugraph_pipeline_tests.launchers.conftest import FAKE_HF_TOKEN, all_log_text, failure_text, materialize_with, user_messages
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BASE_IMAGE = os.environ.get("EDUGRAPH_TEST_BASE_IMAGE", "edugraph-test-base:bookworm")
+TEST_IMAGE = "edugraph-trainer:launcher-test"
+PIPES_DIR = Path(dagster_pipes.__file__).parent
+
+
+def _engine():
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        return client
+    except Exception as error:  # noqa: BLE001 - any failure means "no engine"
+        return error
+
+
+@pytest.fixture(scope="module")
+def trainer_image(tmp_path_factory) -> str:
+    client = _engine()
+    if isinstance(client, Exception):
+        pytest.skip(f"no Docker engine answers ({type(client).__name__}); run docker/start-local-engine.sh")
+    import docker
+
+    try:
+        client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.skip(f"base image {BASE_IMAGE} is missing; run docker/start-local-engine.sh")
+    context = tmp_path_factory.mktemp("build-context")
+    shutil.copy(REPO_ROOT / "docker" / "Dockerfile.trainer", context / "Dockerfile")
+    shutil.copy(REPO_ROOT / "pyproject.toml", context / "pyproject.toml")
+    shutil.copytree(REPO_ROOT / "edugraph_pipeline", context / "edugraph_pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    client.images.build(
+        path=str(context),
+        tag=TEST_IMAGE,
+        buildargs={"BASE": BASE_IMAGE, "INSTALL": "none"},
+        network_mode="none",
+        rm=True,
+    )
+    return TEST_IMAGE
+
+
+def make_launcher(image: str, data: Path) -> DockerLauncher:
+    return DockerLauncher(
+        image=image,
+        gpus=False,
+        network="none",
+        data_dir=str(data),
+        hf_home="",
+        volumes=[f"{PIPES_DIR}:/opt/edugraph-test-site/dagster_pipes:ro"],
+        env={"PYTHONPATH": "/opt/edugraph-test-site:/opt/edugraph"},
+        command=["python", str(data / "bin" / "stand_in_step.py")],
+    )
+
+
+def test_docker_round_trip(trainer_image, training_job, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_HF_TOKEN)
+    job, data = training_job
+    result, instance = materialize_with(make_launcher(trainer_image, data), job, data / "work")
+    messages = user_messages(instance, result.run_id)
+    assert result.success, "\n".join(m or "" for m in messages)
+    assert any("stand-in step: training on 5 examples" in (m or "") for m in messages)
+    (materialization,) = result.asset_materializations_for_node("stand_in_adapter")
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert metadata["train_examples"] == 5
+    assert metadata["hf_token_present"] is True  # passed through as container environment
+    assert metadata["project_importable"] is True  # the image carries the project
+    assert metadata["cwd"] == str((data / "work").resolve())
+    adapter = json.loads((Path(job["output_dir"]) / "adapter" / "adapter_config.json").read_text())
+    assert adapter["examples"] == 5  # written through the same-path bind mount
+    assert FAKE_HF_TOKEN not in all_log_text(instance, result.run_id)
+
+
+def test_docker_step_failure(trainer_image, training_job):
+    import docker
+
+    job, data = training_job
+    job["fail"] = True
+    result, _ = materialize_with(make_launcher(trainer_image, data), job, data / "work")
+    assert not result.success
+    text = failure_text(result)
+    assert "exited with status 1" in text
+    assert "STAND-IN FAILURE: the loss exploded at step 3" in text
+    leftovers = docker.from_env().containers.list(all=True, filters={"label": f"edugraph/dagster-run-id={result.run_id}"})
+    assert leftovers == []  # the container is removed
