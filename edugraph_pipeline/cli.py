@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     releases.set_defaults(run=_releases)
 
+    from edugraph_pipeline.inference.cli import add_arguments as add_classify_arguments
+    from edugraph_pipeline.inference.cli import run as run_classify
+
+    classify = commands.add_parser("classify", help="label worksheet images with the latest merged model")
+    add_classify_arguments(classify)
+    classify.set_defaults(run=run_classify)
+
     show_lineage = commands.add_parser(
         "lineage", help="the chain of materializations behind an artifact, back to its releases"
     )

@@ -4,8 +4,8 @@ import dagster as dg
 
 from edugraph_pipeline import settings
 
-from edugraph_pipeline.assets import ontology, worksheets
-from edugraph_pipeline.jobs import ontology_release_job
+from edugraph_pipeline.assets import models, ontology, publication, training, worksheets
+from edugraph_pipeline.jobs import full_pipeline_job, ontology_release_job
 from edugraph_pipeline.resources import default_resources
 from edugraph_pipeline.schedules import newest_release_schedule
 from edugraph_pipeline.sensors import ontology_release_sensor
@@ -13,9 +13,11 @@ from edugraph_pipeline.worksheets.sensors import content_release_sensor
 
 settings.load_dotenv()
 
+PIPELINE_ASSETS = dg.load_assets_from_modules([ontology, worksheets, training, models, publication])
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ontology, worksheets]),
-    jobs=[ontology_release_job],
+    assets=PIPELINE_ASSETS,
+    jobs=[ontology_release_job, full_pipeline_job],
     sensors=[ontology_release_sensor, content_release_sensor],
     schedules=[newest_release_schedule],
     resources=default_resources(),

@@ -7,3 +7,12 @@ ONTOLOGY_PARTITIONS_NAME = "ontology_releases"
 # One partition per release tag (v0.1.0 ... v0.21.0, and whatever is released next): added by the release
 # sensor or `edugraph releases sync`, never hard-coded.
 ontology_partitions = dg.DynamicPartitionsDefinition(name=ONTOLOGY_PARTITIONS_NAME)
+
+
+def newest_release_dep(asset: str) -> dg.AssetDep:
+    """A dependency on the newest release's partition of `asset` (the last partition added, in release order).
+
+    Models are not partitioned: `trained_adapter` and what follows always learn from the newest release, so a
+    new release makes them stale and `dagster asset materialize --select trained_adapter` needs no partition.
+    """
+    return dg.AssetDep(asset, partition_mapping=dg.LastPartitionMapping())

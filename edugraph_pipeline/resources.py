@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -46,6 +47,31 @@ class OntologyRepository(dg.ConfigurableResource):
         )
 
 
+class HubPublisher(dg.ConfigurableResource):
+    """Where and how to publish on the Hugging Face Hub. The token is an `EnvVar`: never shown or logged."""
+
+    repo_id: str = ""  # empty: publication is off
+    knowledge_repo: str = ""
+    worksheets_repo: str = ""
+    endpoint: str = ""
+    private: bool = False
+    token: str | None = None
+
+
+def hub_publisher_from_settings() -> HubPublisher:
+    from edugraph_pipeline.publishing import HubTargets
+
+    targets = HubTargets.from_env()
+    return HubPublisher(
+        repo_id=targets.model_repo or "",
+        knowledge_repo=targets.knowledge_repo or "",
+        worksheets_repo=targets.worksheets_repo or "",
+        endpoint=targets.endpoint,
+        private=targets.private,
+        token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None,
+    )
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "artifact_store": ArtifactStoreResource(data_dir=str(settings.data_dir())),
@@ -59,4 +85,5 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             cache_dir=str(settings.cache_dir()),
         ),
         "training_launcher": launcher_from_settings(),
+        "hub": hub_publisher_from_settings(),
     }

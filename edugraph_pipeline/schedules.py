@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from edugraph_pipeline.jobs import ontology_release_job
+from edugraph_pipeline.jobs import full_pipeline_job
 from edugraph_pipeline.partitions import ontology_partitions
 from edugraph_pipeline.releases import SEMVER_TAG, semver_key
 
@@ -14,7 +14,7 @@ def newest_release(partition_keys: list[str]) -> str | None:
 
 
 @dg.schedule(
-    job=ontology_release_job,
+    job=full_pipeline_job,
     cron_schedule="0 4 * * *",
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Daily: rebuild from the newest known ontology release, once per release.",

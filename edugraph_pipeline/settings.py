@@ -43,6 +43,15 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("EDUGRAPH_SAMPLE_COUNT", "200", "Images generated when the content source is `sample`."),
     Setting("EDUGRAPH_SAMPLE_SEED", "0", "Seed of the sample worksheet generator."),
+    Setting("EDUGRAPH_MODEL", "tiny", "Model profile: `tiny` (CPU, offline), `2b`, `4b`, `8b` (Qwen/Qwen3-VL-{N}B-Instruct)."),
+    Setting("EDUGRAPH_BASE_MODEL", "", "Hub repo id or local folder replacing the profile's base model."),
+    Setting("EDUGRAPH_RUN_MODE", "train", "`train`, or `test` (a small subset, one epoch: checks the path, not quality)."),
+    Setting(
+        "EDUGRAPH_KNOWLEDGE_ADAPTER",
+        "",
+        "Stage 1 for `trained_adapter`: empty uses the `knowledge_adapter` asset, `none` skips stage 1, a path "
+        "reuses that PEFT adapter.",
+    ),
     Setting("EDUGRAPH_TRAINING_LAUNCHER", "local", "Where training runs: `local` (subprocess), `docker`, `gcp`."),
     Setting("EDUGRAPH_TRAINING_IMAGE", "edugraph-trainer:latest", "Training image for the docker and gcp launchers."),
     Setting("EDUGRAPH_DOCKER_GPUS", "true", "docker launcher: request all GPUs."),
@@ -68,6 +77,13 @@ SETTINGS: tuple[Setting, ...] = (
         "gcp launcher: Secret Manager version holding the HF token (the VM reads it; the value never leaves GCP).",
     ),
     Setting("EDUGRAPH_GCP_COMPUTE_ENDPOINT", "", "gcp launcher: Compute Engine API endpoint override (tests)."),
+    Setting("EDUGRAPH_HF_REPO", "", "Hub model repository `namespace/name` to publish to (unset: publication is skipped)."),
+    Setting("EDUGRAPH_HF_KNOWLEDGE_REPO", "", "Hub dataset repository for the knowledge dataset (default `<namespace>/edugraph-knowledge`)."),
+    Setting("EDUGRAPH_HF_WORKSHEETS_REPO", "", "Hub dataset repository for the worksheet dataset (default `<namespace>/edugraph-worksheets`)."),
+    Setting("EDUGRAPH_HF_PRIVATE", "false", "Create the Hub repositories as private."),
+    Setting("HF_TOKEN", "", "Hugging Face write token (never logged or stored in metadata).", secret=True),
+    Setting("HF_ENDPOINT", "https://huggingface.co", "Hub endpoint (the standard huggingface_hub variable)."),
+    Setting("EDUGRAPH_CODE_VERSION", "", "Code version recorded in lineage and model cards (default: the git commit)."),
 )
 
 

@@ -1,4 +1,4 @@
-"""Where artifacts live: ``<EDUGRAPH_DATA_DIR>/<asset>/<partition>/``, each with a ``lineage.json``.
+"""Where artifacts live: ``<EDUGRAPH_DATA_DIR>/<asset>/<partition or latest>/``, each with a ``lineage.json``.
 
 Every artifact is built in a hidden sibling folder and renamed into place only when complete, so a failed or
 killed materialization never leaves a half-written artifact and never damages the previous one.
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 LINEAGE_FILE = "lineage.json"
-UNPARTITIONED = "_"
+UNPARTITIONED = "latest"  # the folder of an unpartitioned asset (models: the newest one)
 
 
 class ArtifactStore:

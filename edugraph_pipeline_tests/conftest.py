@@ -8,6 +8,7 @@ import pytest
 from edugraph_pipeline.ontology.model import Ontology
 from edugraph_pipeline.ontology.parsing import parse_release
 from edugraph_pipeline.resources import ArtifactStoreResource, OntologyRepository
+from edugraph_pipeline_tests.hub_server import HubServer, disable_xet, fast_hf_retries, no_phone_home
 from edugraph_pipeline_tests.remotes import SHARED_RELEASES, build_ontology_remote, shared_release_files
 
 requires_shared = pytest.mark.skipif(
@@ -39,3 +40,25 @@ def pipeline_resources(tmp_path, ontology_remote) -> dict:
 def instance():
     with dg.instance_for_test() as test_instance:
         yield test_instance
+
+
+# Shaped like a real user access token, so that a leak would also be caught by pattern-based scrubbing checks.
+TOKEN = "hf_EduGraphTestToken0123456789abcdefXYZ"
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A started local Hub with Xet off (classic LFS), instant huggingface_hub retries, and an isolated HF cache."""
+    import huggingface_hub.constants as hf_constants
+
+    # The offline flag is read once at import; whichever test imported huggingface_hub first must not decide.
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    disable_xet(monkeypatch)
+    fast_hf_retries(monkeypatch)
+    no_phone_home(monkeypatch)
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    with HubServer(token=TOKEN) as server:
+        yield server

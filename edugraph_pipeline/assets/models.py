@@ -1,0 +1,140 @@
+"""The merged model and its evaluation, whose blocking check gates publication."""
+
+import hashlib
+import json
+
+import dagster as dg
+
+from edugraph_pipeline.assets.ontology import load_ontology
+from edugraph_pipeline.partitions import newest_release_dep
+from edugraph_pipeline.resources import ArtifactStoreResource
+from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.training.config import TINY, model_name
+
+MODEL_FOLDER = "model"
+EVALUATION_FILE = "evaluation.json"
+GATE_CHECK = "evaluation_gate"
+
+
+def model_folder(store: ArtifactStore):
+    folder = store.asset_dir("merged_model") / MODEL_FOLDER
+    if not (folder / "config.json").exists():
+        raise dg.Failure(f"{folder} holds no model: materialize merged_model first")
+    return folder
+
+
+def release_of(store: ArtifactStore, asset: str) -> str:
+    """The ontology release an unpartitioned model artifact was built from (recorded in its lineage)."""
+    return store.lineage(asset)["ontology_version"]
+
+
+@dg.asset(
+    deps=[dg.AssetKey("trained_adapter")],
+    group_name="model",
+    code_version="1",
+    kinds={"pytorch", "huggingface", "safetensors"},
+    description="The knowledge and worksheet adapters merged into the base: a standalone safetensors model folder "
+    "with its processor, prompts and the bound ontology (ontology.json), loadable offline.",
+)
+def merged_model(context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource) -> dg.MaterializeResult:
+    from edugraph_pipeline.training.merge import merge_into_folder, trained_artifact
+
+    store = artifact_store.store()
+    trained = store.lineage("trained_adapter")
+    tag = trained["ontology_version"]
+    base, adapters = trained_artifact(store.asset_dir("trained_adapter"))
+    ontology = load_ontology(store, tag)
+    context.log.info(f"merging {len(adapters)} adapter(s) into {base}")
+    lineage = {
+        "ontology_version": tag,
+        "base_model": base,
+        "adapters": adapters,
+        "trained_adapter_version": trained.get("data_version"),
+    }
+    with store.publish("merged_model", None, lineage) as staging:
+        info = merge_into_folder(base, adapters, adapters[-1], staging / MODEL_FOLDER)
+        ontology.save(staging / MODEL_FOLDER / "ontology.json")
+    folder = store.asset_dir("merged_model") / MODEL_FOLDER
+    version = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()[:24]
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(folder)),
+            "ontology_version": tag,
+            "source_commit": ontology.commit,
+            "base_model": base,
+            "adapters": dg.MetadataValue.json(adapters),
+            "parameters": info["parameters"],
+            "dtype": info["dtype"],
+            "size_mb": round(info["size_bytes"] / 2**20, 1),
+        },
+        data_version=dg.DataVersion(version),
+    )
+
+
+class EvaluationConfig(dg.Config):
+    gate_profile: str = ""  # "tiny" or "production"; empty: "tiny" for EDUGRAPH_MODEL=tiny, else "production"
+    thresholds: dict[str, float] = {}  # overrides of single thresholds, e.g. {"min_exact_match": 0.5}
+    batch_size: int = 8
+    limit: int = 0  # > 0: evaluate only the first rows of the split
+
+
+@dg.asset(
+    deps=[dg.AssetKey("merged_model"), newest_release_dep("worksheet_dataset")],
+    group_name="model",
+    code_version="1",
+    kinds={"pytorch"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            GATE_CHECK,
+            asset="model_evaluation",
+            blocking=True,
+            description="The merged model meets the configured thresholds (and beats the trivial baseline).",
+        )
+    ],
+    description="The merged model on the validation split of worksheet_dataset (worksheets and unsupported "
+    "material): JSON validity, exact match, per-dimension precision/recall/F1, refusal accuracy, and the same "
+    "for the most-frequent-label-set baseline.",
+)
+def model_evaluation(
+    context: dg.AssetExecutionContext, config: EvaluationConfig, artifact_store: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    from edugraph_pipeline.evaluation.metrics import gate_thresholds
+    from edugraph_pipeline.evaluation.render import report_metadata
+    from edugraph_pipeline.evaluation.run import evaluate_model
+    from edugraph_pipeline.inference.classifier import Classifier
+
+    store = artifact_store.store()
+    folder = model_folder(store)
+    tag = release_of(store, "merged_model")
+    dataset = store.asset_dir("worksheet_dataset", tag) / "dataset"
+    profile = config.gate_profile or ("tiny" if model_name() == TINY else "production")
+    thresholds = gate_thresholds(profile, config.thresholds or None)
+    classifier = Classifier.from_folder(folder)
+    run = evaluate_model(
+        classifier, dataset, split="validation", batch_size=config.batch_size, limit=config.limit or None,
+        thresholds=thresholds,
+    )
+    context.log.info(
+        f"{tag}: exact match {run.report.exact_match:.3f} on {run.report.n} rows in {run.seconds:.1f}s; "
+        f"gate ({profile}) {'passed' if run.passed else 'failed: ' + '; '.join(run.reasons)}"
+    )
+    record = {**run.to_json(), "gate_profile": profile, "ontology_version": tag}
+    with store.publish("model_evaluation", None, {"ontology_version": tag, "passed": run.passed}) as staging:
+        (staging / EVALUATION_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return dg.MaterializeResult(
+        metadata={
+            **report_metadata(run.report, (run.passed, run.reasons)),
+            "path": dg.MetadataValue.path(str(store.asset_dir("model_evaluation") / EVALUATION_FILE)),
+            "ontology_version": tag,
+            "gate_profile": profile,
+            "seconds": round(run.seconds, 2),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=GATE_CHECK,
+                passed=run.passed,
+                metadata={"reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in run.reasons) or "all passed"),
+                          "thresholds": dg.MetadataValue.json(run.thresholds)},
+            )
+        ],
+    )

@@ -1,0 +1,203 @@
+"""Publication to the Hugging Face Hub: the merged model with a lineage model card, and the datasets.
+
+Each asset only materializes when its repository is configured (EDUGRAPH_HF_REPO; the dataset repositories
+default to the same namespace), and the model only when its evaluation gate passed.
+"""
+
+import json
+
+import dagster as dg
+
+from edugraph_pipeline.assets.models import EVALUATION_FILE, model_folder, release_of
+from edugraph_pipeline.partitions import ontology_partitions
+from edugraph_pipeline.publishing import (
+    AdapterLineage,
+    PublicationError,
+    PublicationLineage,
+    project_code_version,
+    publish_dataset_folder,
+    publish_folder,
+    render_model_card,
+)
+from edugraph_pipeline.publishing.model_card import LINEAGE_FILE as CARD_LINEAGE_FILE
+from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher
+from edugraph_pipeline.storage import ArtifactStore
+
+
+def card_evaluation(record: dict) -> dict:
+    """The model card's evaluation section from `model_evaluation`'s evaluation.json."""
+
+    def scores(report: dict) -> dict:
+        return {
+            "exact_match": report["exact_match"],
+            "json_valid_rate": report["json_valid_rate"],
+            "per_dimension": {
+                dimension: {"precision": s["micro_precision"], "recall": s["micro_recall"], "f1": s["micro_f1"]}
+                for dimension, s in report["dimensions"].items()
+            },
+        }
+
+    report = record["report"]
+    evaluation = {**scores(report), "split": record["split"], "num_examples": report["n"]}
+    if report.get("baseline"):
+        evaluation["baseline"] = {"name": "most frequent label set", **scores(report["baseline"])}
+    return evaluation
+
+
+def publication_lineage(store: ArtifactStore, tag: str, repo_id: str, hub: HubPublisher) -> PublicationLineage:
+    """Everything the model card states about where the model comes from, read from the artifacts' lineage."""
+    ontology = store.lineage("ontology_release", tag)
+    worksheets = store.lineage("worksheet_dataset", tag)
+    knowledge = store.lineage("knowledge_dataset", tag)
+    trained = store.lineage("trained_adapter")
+    merged = store.lineage("merged_model")
+    result = json.loads((store.asset_dir("trained_adapter") / "job_result.json").read_text(encoding="utf-8"))
+    knowledge_adapter = None
+    if trained.get("knowledge_adapter"):
+        knowledge_adapter = AdapterLineage(
+            path="knowledge_adapter/latest", data_version=store.lineage("knowledge_adapter").get("data_version"), partition=tag
+        )
+    return PublicationLineage(
+        repo_id=repo_id,
+        base_model=str(trained["base_model"]),
+        base_model_revision=trained.get("base_model_revision"),
+        ontology_release=tag,
+        ontology_commit=ontology["source_commit"],
+        content_release=worksheets.get("content_source"),
+        content_hash=worksheets.get("content_version"),
+        knowledge_dataset_fingerprint=knowledge.get("content_sha256"),
+        worksheet_dataset_fingerprint=worksheets.get("content_version"),
+        knowledge_dataset_repo=hub.knowledge_repo or None,
+        worksheet_dataset_repo=hub.worksheets_repo or None,
+        knowledge_adapter=knowledge_adapter,
+        trained_adapter=AdapterLineage(path="trained_adapter/latest", data_version=trained.get("data_version"), partition=tag),
+        merged_model_data_version=merged.get("trained_adapter_version"),
+        hyperparameters={"worksheet": result.get("hyperparameters", {})},
+        code_version=project_code_version(),
+        trained_at=trained.get("created_at"),
+    )
+
+
+@dg.asset(
+    deps=[dg.AssetKey("merged_model"), dg.AssetKey("model_evaluation")],
+    group_name="publication",
+    code_version="1",
+    kinds={"huggingface"},
+    output_required=False,
+    description="The merged model on the Hugging Face Hub (EDUGRAPH_HF_REPO) with a model card stating its full "
+    "lineage and evaluation; only published when the evaluation gate passed; republishing unchanged content "
+    "creates no commit.",
+)
+def hf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher):
+    if not hub.repo_id:
+        context.log.warning("EDUGRAPH_HF_REPO is not set: nothing is published")
+        return
+    store = artifact_store.store()
+    tag = release_of(store, "merged_model")
+    evaluation_path = store.asset_dir("model_evaluation") / EVALUATION_FILE
+    if not evaluation_path.exists():
+        raise dg.Failure(f"{evaluation_path} does not exist: materialize model_evaluation first")
+    evaluation = json.loads(evaluation_path.read_text(encoding="utf-8"))
+    if evaluation.get("ontology_version") != tag:
+        raise dg.Failure(
+            f"model_evaluation evaluated a model of {evaluation.get('ontology_version')}, the merged model is of "
+            f"{tag}: materialize model_evaluation again"
+        )
+    if not evaluation["passed"]:
+        raise dg.Failure(
+            f"model for {tag} failed its evaluation gate, not publishing: " + "; ".join(evaluation["reasons"])
+        )
+    lineage = publication_lineage(store, tag, hub.repo_id, hub)
+    card = render_model_card(lineage, card_evaluation(evaluation))
+    try:
+        result = publish_folder(
+            model_folder(store),
+            hub.repo_id,
+            token=hub.token,
+            endpoint=hub.endpoint or None,
+            private=hub.private,
+            commit_message=f"EduGraph labeller for ontology {tag}",
+            extra_files={"README.md": card, CARD_LINEAGE_FILE: lineage.to_json()},
+        )
+    except PublicationError as error:
+        raise dg.Failure(f"publishing {hub.repo_id} failed: {error}") from error
+    context.log.info(f"{hub.repo_id}: {'new commit' if result.created_commit else 'unchanged'} {result.commit_id}")
+    yield dg.MaterializeResult(
+        metadata={
+            "repo_id": hub.repo_id,
+            "url": dg.MetadataValue.url(result.url),
+            "commit_id": result.commit_id,
+            "created_commit": result.created_commit,
+            "files": len(result.files),
+            "ontology_version": tag,
+            "source_commit": lineage.ontology_commit,
+            "content_version": lineage.content_hash or "",
+            "model_card": dg.MetadataValue.md(card),
+        },
+        data_version=dg.DataVersion(result.commit_id),
+    )
+
+
+def _publish_dataset(context, store: ArtifactStore, hub: HubPublisher, asset: str, repo_id: str | None, title: str):
+    tag = context.partition_key
+    if not repo_id:
+        context.log.warning(f"no Hub repository configured for {asset} (set EDUGRAPH_HF_REPO): nothing is published")
+        return
+    lineage = store.lineage(asset, tag)
+    try:
+        result = publish_dataset_folder(
+            store.asset_dir(asset, tag) / "dataset",
+            repo_id,
+            token=hub.token,
+            endpoint=hub.endpoint or None,
+            private=hub.private,
+            commit_message=f"{title} for ontology {tag}",
+            pretty_name=title,
+            lineage=lineage,
+        )
+    except PublicationError as error:
+        raise dg.Failure(f"publishing {repo_id} failed: {error}") from error
+    yield dg.MaterializeResult(
+        metadata={
+            "repo_id": repo_id,
+            "url": dg.MetadataValue.url(result.url),
+            "commit_id": result.commit_id,
+            "created_commit": result.created_commit,
+            "ontology_version": tag,
+        },
+        data_version=dg.DataVersion(result.commit_id),
+    )
+
+
+@dg.asset(
+    partitions_def=ontology_partitions,
+    deps=[dg.AssetKey("knowledge_dataset")],
+    group_name="publication",
+    code_version="1",
+    kinds={"huggingface"},
+    output_required=False,
+    description="The knowledge dataset as a Hub dataset (EDUGRAPH_HF_KNOWLEDGE_REPO, default <ns>/edugraph-knowledge).",
+)
+def knowledge_dataset_publication(
+    context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher
+):
+    yield from _publish_dataset(
+        context, artifact_store.store(), hub, "knowledge_dataset", hub.knowledge_repo, "EduGraph knowledge"
+    )
+
+
+@dg.asset(
+    partitions_def=ontology_partitions,
+    deps=[dg.AssetKey("worksheet_dataset")],
+    group_name="publication",
+    code_version="1",
+    kinds={"huggingface"},
+    output_required=False,
+    description="The worksheet dataset as a Hub dataset (EDUGRAPH_HF_WORKSHEETS_REPO, default <ns>/edugraph-worksheets).",
+)
+def worksheet_dataset_publication(
+    context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher
+):
+    yield from _publish_dataset(
+        context, artifact_store.store(), hub, "worksheet_dataset", hub.worksheets_repo, "EduGraph worksheets"
+    )

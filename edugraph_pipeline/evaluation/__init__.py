@@ -1,0 +1,1 @@
+"""Evaluation of the labeller: metrics, baseline, reports for Dagster metadata and the publication gate."""

@@ -1,0 +1,119 @@
+"""``edugraph classify IMAGE... [--model FOLDER] [--ontology FILE] [--raw] [--batch-size N]``.
+
+Prints one line per usable image, in input order: the upstream answer object (``--raw`` adds the model's text
+as ``"raw"``). Unusable files are reported on stderr (``error: FILE: reason``), the others are still classified,
+and the exit status is 1. A model that cannot be found or loaded: exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from edugraph_pipeline.storage import LINEAGE_FILE
+
+MODEL_ASSET = "merged_model"
+MODEL_SUBFOLDER = "model"
+
+
+def data_root() -> Path:
+    """``EDUGRAPH_DATA_DIR`` (default ``./out``), as the pipeline's settings resolve it."""
+    from edugraph_pipeline import settings
+
+    return settings.data_dir()
+
+
+def latest_model_folder(root: str | os.PathLike | None = None) -> Path:
+    """``<root>/merged_model/<partition>/model`` of the most recently published partition (by its lineage.json)."""
+    root = Path(root) if root is not None else data_root()
+    asset = root / MODEL_ASSET
+    candidates = []
+    if asset.is_dir():
+        for partition in asset.iterdir():
+            lineage = partition / LINEAGE_FILE
+            if partition.name.startswith(".") or not partition.is_dir() or not lineage.is_file():
+                continue
+            if (partition / MODEL_SUBFOLDER).is_dir():
+                candidates.append((lineage.stat().st_mtime, partition.name, partition / MODEL_SUBFOLDER))
+    if not candidates:
+        raise FileNotFoundError(
+            f"no merged model under {asset} (a <partition>/{LINEAGE_FILE} with a {MODEL_SUBFOLDER}/ folder): "
+            "materialize merged_model first, set EDUGRAPH_DATA_DIR, or pass --model"
+        )
+    return max(candidates)[2]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edugraph classify",
+        description="Label worksheet images with EduGraph concepts (one JSON answer per image and line).",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
+    parser.add_argument(
+        "--model",
+        metavar="FOLDER",
+        help="merged model folder (default: the latest <EDUGRAPH_DATA_DIR>/merged_model/<partition>/model)",
+    )
+    parser.add_argument("--ontology", metavar="FILE", help="normalised ontology JSON (default: FOLDER/ontology.json)")
+    parser.add_argument("--raw", action="store_true", help='add the model\'s raw text as field "raw"')
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per generation batch (8)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="generation bound")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+
+
+def _quiet_transformers() -> None:
+    """stderr is for errors about the inputs: no weight-loading progress bars or library chatter."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command on parsed arguments (what `edugraph_pipeline.cli` dispatches to)."""
+    from edugraph_pipeline.inference.classifier import (
+        Classifier,
+        ImageInputError,
+        ModelFolderError,
+        answer_json,
+    )
+
+    if args.batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    _quiet_transformers()
+    try:
+        folder = Path(args.model) if args.model else latest_model_folder()
+        kwargs = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+        classifier = Classifier.from_folder(folder, args.ontology, device=args.device, **kwargs)
+    except (FileNotFoundError, ModelFolderError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        results = classifier.classify(args.images, batch_size=args.batch_size, errors="return")
+    except ImageInputError as error:  # not expected with errors="return"; kept for safety
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    status = 0
+    for result in results:
+        if result.error is not None:
+            print(f"error: {result.error}", file=sys.stderr)
+            status = 1
+            continue
+        print(answer_json(result, include_raw=args.raw), flush=True)
+    return status
+
+
+def classify_main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(classify_main())

@@ -1,0 +1,203 @@
+"""Model profiles and training hyperparameters, as plain JSON-serialisable dataclasses.
+
+``EDUGRAPH_MODEL`` picks a profile (``tiny`` default, ``2b``, ``4b``, ``8b``); ``EDUGRAPH_BASE_MODEL`` overrides the
+base model (hub repo id or local folder); ``EDUGRAPH_RUN_MODE`` is ``test`` (small subset, one epoch) or ``train``.
+A job for the training entry point carries these objects as dicts (``to_dict``/``from_dict``) through Dagster Pipes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+
+MODEL_ENV = "EDUGRAPH_MODEL"
+BASE_MODEL_ENV = "EDUGRAPH_BASE_MODEL"
+RUN_MODE_ENV = "EDUGRAPH_RUN_MODE"
+RUN_MODES = ("test", "train")
+TINY = "tiny"
+
+
+def _from_dict(cls, data: dict):
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {sorted(unknown)}")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int
+    alpha: int
+    dropout: float
+    lr: float
+    epochs: float
+    target_modules: str | list[str] = "all-linear"
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Everything one training stage needs; the training functions take nothing else."""
+
+    stage: str  # "knowledge" (stage 1) or "worksheet" (stage 2)
+    base_model: str  # hub repo id or local folder
+    dataset_path: str  # a `datasets.save_to_disk` folder
+    output_dir: str  # adapter/ and metrics.json are written here
+    lora: LoraSettings
+    knowledge_adapter: str | None = None  # stage 2: merged into the base before training (None: no stage 1)
+    work_dir: str | None = None  # checkpoints/ and merged-base/ (default: output_dir); keep it stable to resume
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_steps: int = -1  # > 0: at most this many steps (the epochs still bound the run)
+    max_train_samples: int | None = None  # test mode: a small subset
+    max_length: int | None = 1024
+    min_pixels: int = 32 * 32 * 4
+    max_pixels: int = 32 * 32 * 256  # image tokens per image <= max_pixels / (32*32)
+    save_steps: int = 100
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    seed: int = 0
+    quantize_4bit: bool = True  # honoured only on CUDA with bitsandbytes importable
+    gradient_checkpointing: bool = True  # honoured only on CUDA
+    cache_features: bool = True  # stage 2: process every image once (False: the processor runs per batch)
+    group_by_length: bool = True
+    loss_on_labels_only: bool = True  # compute lm_head only where labels are set (same loss, much less work)
+    dataloader_num_workers: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StageConfig:
+        data = dict(data)
+        data["lora"] = _from_dict(LoraSettings, data["lora"])
+        return _from_dict(cls, data)
+
+    def with_(self, **changes) -> StageConfig:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    name: str
+    base_model: str | None  # None: the tiny pretrained base built by the pipeline
+    knowledge: LoraSettings
+    worksheet: LoraSettings
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int | None = 1024
+    min_pixels: int = 32 * 32 * 4
+    max_pixels: int = 32 * 32 * 256
+    save_steps: int = 100
+    knowledge_max_steps: int = -1  # > 0: a cap on stage 1 steps (keeps the tiny profile's CPU runs bounded)
+    worksheet_max_steps: int = -1  # > 0: a cap on stage 2 steps
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, ModelProfile] = {
+    TINY: ModelProfile(
+        name=TINY,
+        base_model=None,
+        knowledge=LoraSettings(r=8, alpha=16, dropout=0.05, lr=2e-3, epochs=1),
+        worksheet=LoraSettings(r=16, alpha=32, dropout=0.0, lr=2e-3, epochs=30),
+        batch_size=4,
+        max_length=512,
+        min_pixels=32 * 32 * 4,
+        max_pixels=32 * 32 * 64,
+        save_steps=200,
+        knowledge_max_steps=600,  # ~1-2 min on 2 CPU cores
+        worksheet_max_steps=1800,  # ~6 min on 2 CPU cores (0.2 s/step)
+    ),
+    "2b": ModelProfile(
+        name="2b",
+        base_model="Qwen/Qwen3-VL-2B-Instruct",
+        knowledge=LoraSettings(r=8, alpha=16, dropout=0.05, lr=2e-4, epochs=2),
+        worksheet=LoraSettings(r=32, alpha=64, dropout=0.1, lr=2e-4, epochs=2),
+        batch_size=4,
+        grad_accum=2,
+        max_pixels=32 * 32 * 768,
+    ),
+    "4b": ModelProfile(
+        name="4b",
+        base_model="Qwen/Qwen3-VL-4B-Instruct",
+        knowledge=LoraSettings(r=8, alpha=16, dropout=0.05, lr=2e-4, epochs=2),
+        worksheet=LoraSettings(r=64, alpha=128, dropout=0.1, lr=2e-4, epochs=2),
+        batch_size=2,
+        grad_accum=4,
+        max_pixels=32 * 32 * 768,
+    ),
+    "8b": ModelProfile(
+        name="8b",
+        base_model="Qwen/Qwen3-VL-8B-Instruct",
+        knowledge=LoraSettings(r=16, alpha=32, dropout=0.1, lr=2e-4, epochs=3),
+        worksheet=LoraSettings(r=64, alpha=128, dropout=0.1, lr=2e-4, epochs=3),
+        batch_size=1,
+        grad_accum=8,
+        max_pixels=32 * 32 * 768,
+    ),
+}
+
+
+def model_name() -> str:
+    name = (os.environ.get(MODEL_ENV, "") or TINY).strip().lower()
+    if name not in PROFILES:
+        raise ValueError(f"{MODEL_ENV}={name!r}: expected one of {sorted(PROFILES)}")
+    return name
+
+
+def run_mode() -> str:
+    mode = (os.environ.get(RUN_MODE_ENV, "") or "train").strip().lower()
+    if mode not in RUN_MODES:
+        raise ValueError(f"{RUN_MODE_ENV}={mode!r}: expected one of {RUN_MODES}")
+    return mode
+
+
+def profile(name: str | None = None) -> ModelProfile:
+    """The profile named (default: ``EDUGRAPH_MODEL``), with ``EDUGRAPH_BASE_MODEL`` overriding its base."""
+    chosen = PROFILES[name or model_name()]
+    override = os.environ.get(BASE_MODEL_ENV, "").strip()
+    return replace(chosen, base_model=override) if override else chosen
+
+
+def stage_config(
+    stage: str,
+    *,
+    base_model: str,
+    dataset_path: str,
+    output_dir: str,
+    knowledge_adapter: str | None = None,
+    prof: ModelProfile | None = None,
+    mode: str | None = None,
+) -> StageConfig:
+    """The config of one stage for a profile and a run mode (``test``: small subset, one epoch)."""
+    prof = prof or profile()
+    mode = mode or run_mode()
+    if stage not in ("knowledge", "worksheet"):
+        raise ValueError(f"unknown stage {stage!r}")
+    lora = prof.knowledge if stage == "knowledge" else prof.worksheet
+    cfg = StageConfig(
+        stage=stage,
+        base_model=base_model,
+        dataset_path=dataset_path,
+        output_dir=output_dir,
+        lora=lora,
+        knowledge_adapter=knowledge_adapter,
+        batch_size=prof.batch_size,
+        grad_accum=prof.grad_accum,
+        max_length=prof.max_length,
+        min_pixels=prof.min_pixels,
+        max_pixels=prof.max_pixels,
+        save_steps=prof.save_steps,
+        max_steps=prof.knowledge_max_steps if stage == "knowledge" else prof.worksheet_max_steps,
+    )
+    if mode == "test":
+        cfg = cfg.with_(
+            lora=replace(lora, epochs=1), max_train_samples=16, max_steps=-1, save_steps=10, logging_steps=1
+        )
+    return cfg

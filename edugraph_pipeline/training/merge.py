@@ -1,0 +1,60 @@
+"""Merge the LoRA stages into one standalone model folder (what is evaluated, classified with and published).
+
+The folder holds safetensors weights, the processor exactly as training bounded it (image-token budget,
+chat template), and `edugraph_prompts.json` with the production prompts, so it loads offline with
+`AutoModelForImageTextToText` + `AutoProcessor` and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from edugraph_pipeline.prompts import SYSTEM_PROMPT, USER_PROMPT
+
+PROMPTS_FILE = "edugraph_prompts.json"
+METRICS_FILE = "metrics.json"
+ADAPTER_DIR = "adapter"
+KNOWLEDGE_COPY_DIR = "knowledge_adapter"  # stage 2 keeps the stage-1 adapter it was trained on top of
+
+
+def trained_artifact(artifact_dir: Path) -> tuple[str, list[str]]:
+    """The base and the adapters (knowledge, then worksheet) of a stage-2 training artifact, in merge order."""
+    metrics = json.loads((artifact_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    knowledge = artifact_dir / KNOWLEDGE_COPY_DIR
+    adapters = [str(knowledge)] if knowledge.is_dir() else []
+    return metrics["base_model"], [*adapters, str(artifact_dir / ADAPTER_DIR)]
+
+
+def load_with_adapters(base_model: str, adapters: Sequence[str], *, merge: bool = True):
+    """The base with each adapter applied in order; merged into plain weights unless `merge` is False."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=dtype)
+    for index, adapter in enumerate(adapters):
+        model = PeftModel.from_pretrained(model, adapter)
+        if merge or index < len(adapters) - 1:
+            model = model.merge_and_unload()
+    return model.eval()
+
+
+def merge_into_folder(base_model: str, adapters: Sequence[str], processor_source: str, output: Path) -> dict:
+    """Write the merged model to `output` (an empty or new folder) and describe what was written."""
+    from transformers import AutoProcessor
+
+    model = load_with_adapters(base_model, adapters)
+    output.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output, safe_serialization=True)
+    AutoProcessor.from_pretrained(processor_source).save_pretrained(output)
+    (output / PROMPTS_FILE).write_text(
+        json.dumps({"system": SYSTEM_PROMPT, "user": USER_PROMPT}, indent=2), encoding="utf-8"
+    )
+    return {
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "size_bytes": sum(path.stat().st_size for path in output.rglob("*") if path.is_file()),
+    }

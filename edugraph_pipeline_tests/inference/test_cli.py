@@ -1,0 +1,82 @@
+"""`edugraph classify` (classify_main) on a real tiny model folder, and the default model lookup."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from edugraph_pipeline.inference.cli import classify_main, latest_model_folder
+from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
+from edugraph_pipeline.ontology.model import DIMENSIONS
+
+
+@pytest.fixture
+def sheets(tmp_path, images):
+    paths = []
+    for index, image in enumerate(images[:2]):
+        path = tmp_path / f"sheet{index}.png"
+        image.save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _answers(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_classify_prints_one_answer_per_image(tiny_model_folder, sheets, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_text("nope")
+    argv = [sheets[0], str(bad), sheets[1], "--model", str(tiny_model_folder), "--batch-size", "2"]
+    status = classify_main(argv + ["--max-new-tokens", "12"])
+    out, err = capsys.readouterr()
+    assert status == 1
+    answers = _answers(out)
+    assert len(answers) == 2
+    for answer in answers:
+        assert answer == UNSUPPORTED_MATERIAL or list(answer) == list(DIMENSIONS)
+    assert err.splitlines() == [f"error: {bad}: not a readable image (UnidentifiedImageError)"]
+
+
+def test_classify_raw_and_default_model_from_data_dir(tiny_model_folder, sheets, tmp_path, monkeypatch, capsys):
+    root = tmp_path / "out"
+    (root / "merged_model" / "v0.21.0").mkdir(parents=True)
+    (root / "merged_model" / "v0.21.0" / "lineage.json").write_text("{}")
+    (root / "merged_model" / "v0.21.0" / "model").symlink_to(tiny_model_folder, target_is_directory=True)
+    monkeypatch.setenv("EDUGRAPH_DATA_DIR", str(root))
+    status = classify_main([sheets[0], "--raw", "--max-new-tokens", "12"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    (answer,) = _answers(out)
+    assert answer["raw"].startswith('{"')
+    assert set(answer) - {"raw"} in ({"Error"}, set(DIMENSIONS))
+
+
+def test_missing_model_and_bad_arguments(tmp_path, monkeypatch, sheets, capsys):
+    monkeypatch.setenv("EDUGRAPH_DATA_DIR", str(tmp_path / "empty"))
+    assert classify_main(sheets[:1]) == 2
+    assert "no merged model under" in capsys.readouterr().err
+    assert classify_main(sheets[:1] + ["--model", str(tmp_path / "none")]) == 2
+    assert "model folder does not exist" in capsys.readouterr().err
+    assert classify_main(sheets[:1] + ["--batch-size", "0"]) == 2
+    with pytest.raises(SystemExit):
+        classify_main([])
+
+
+def test_latest_model_folder_picks_the_newest_published_partition(tmp_path):
+    asset = tmp_path / "merged_model"
+    for name, age in (("v0.20.0", 300), ("v0.21.0", 100), ("v0.19.0", 200)):
+        (asset / name / "model").mkdir(parents=True)
+        lineage = asset / name / "lineage.json"
+        lineage.write_text("{}")
+        stamp = time.time() - age
+        os.utime(lineage, (stamp, stamp))
+    (asset / "v0.22.0" / "model").mkdir(parents=True)  # no lineage: not published
+    (asset / ".staging-v0.23.0-1234" / "model").mkdir(parents=True)
+    (asset / ".staging-v0.23.0-1234" / "lineage.json").write_text("{}")
+    assert latest_model_folder(tmp_path) == asset / "v0.21.0" / "model"
+    with pytest.raises(FileNotFoundError, match="materialize merged_model first"):
+        latest_model_folder(tmp_path / "elsewhere")

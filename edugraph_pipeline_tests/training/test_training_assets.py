@@ -1,0 +1,108 @@
+"""The entry point without Pipes, and the training assets through `LocalLauncher` (Dagster Pipes subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+TAG = "v0.21.0"
+
+
+def test_entrypoint_runs_a_job_file_without_pipes(stage_cfg, tmp_path):
+    cfg = stage_cfg("knowledge", max_steps=1, output_dir=str(tmp_path / "out"))
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps({"stage": "knowledge", "config": cfg.to_dict(), "log_every": 1}))
+    done = subprocess.run(
+        [sys.executable, "-m", "edugraph_pipeline.training.entrypoint", "--job", str(job_file)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "step 1/1 loss" in done.stdout
+    result = json.loads((tmp_path / "out" / "job_result.json").read_text())
+    assert result["steps"] == 1 and len(result["data_version"]) == 24
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_entrypoint_imports_no_dagster():
+    code = (
+        "import sys, edugraph_pipeline.training.entrypoint as e, edugraph_pipeline.training.sft, "
+        "edugraph_pipeline.training.tiny_model; "
+        "print(sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def _publish_upstream(store, tiny_datasets):
+    import shutil
+
+    for asset, source in (("knowledge_dataset", "knowledge"), ("worksheet_dataset", "worksheets")):
+        with store.publish(asset, TAG, {"ontology_version": TAG, "content_sha256": f"{asset}-fixture"}) as folder:
+            shutil.copytree(tiny_datasets[source], folder / "dataset")
+
+
+def test_training_assets_materialize_through_the_local_launcher(tiny_datasets, tmp_path, monkeypatch):
+    from edugraph_pipeline.assets.training import base_model, knowledge_adapter, trained_adapter
+    from edugraph_pipeline.resources import ArtifactStoreResource
+    from edugraph_pipeline.training.launchers import LocalLauncher
+
+    monkeypatch.setenv("EDUGRAPH_MODEL", "tiny")
+    monkeypatch.setenv("EDUGRAPH_RUN_MODE", "test")
+    monkeypatch.delenv("EDUGRAPH_BASE_MODEL", raising=False)
+    monkeypatch.delenv("EDUGRAPH_KNOWLEDGE_ADAPTER", raising=False)
+    resources = {
+        "artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "data")),
+        "training_launcher": LocalLauncher(),
+    }
+    store = resources["artifact_store"].store()
+    _publish_upstream(store, tiny_datasets)
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("ontology_releases", [TAG])
+        first = dg.materialize([base_model], resources=resources, instance=instance)
+        assert first.success
+        base = store.asset_dir("base_model")
+        assert (base / "model" / "model.safetensors").exists() and (base / "base_model.json").exists()
+        base_meta = first.asset_materializations_for_node("base_model")[0].metadata
+        assert base_meta["pretrain_steps"].value == 4 and base_meta["disk_mb"].value > 50
+
+        # Not partitioned: the adapters learn from the newest release's datasets (the last partition).
+        from edugraph_pipeline.partitions import ontology_partitions
+
+        upstream = [dg.AssetSpec(name, partitions_def=ontology_partitions) for name in ("knowledge_dataset", "worksheet_dataset")]
+        result = dg.materialize(
+            [*upstream, knowledge_adapter, trained_adapter], resources=resources, instance=instance,
+            selection=["knowledge_adapter", "trained_adapter"],
+        )
+        assert result.success
+        logs = "\n".join(e.user_message for e in instance.all_logs(result.run_id))
+        assert "training started" in logs and "loss" in logs
+
+        for asset in ("knowledge_adapter", "trained_adapter"):
+            folder = store.asset_dir(asset)
+            assert (folder / "adapter" / "adapter_model.safetensors").exists()
+            assert not any(p.name.startswith(".staging") for p in folder.parent.iterdir())
+            meta = result.asset_materializations_for_node(asset)[0].metadata
+            assert meta["adapter_path"].value == str(folder / "adapter")
+            for key in ("base_model", "base_model_revision", "upstream_versions", "hyperparameters",
+                        "trainable_parameters", "steps", "wall_time_s", "samples_per_s", "tokens_per_s",
+                        "peak_memory_mb", "device", "loss_curve", "loss_table"):
+                assert key in meta, (asset, key)
+            assert meta["loss_curve"].value.startswith("![loss curve](data:image/png;base64,")
+            assert meta["steps"].value == 2
+            recorded = json.loads((folder / "lineage.json").read_text())
+            assert recorded["data_version"] and recorded["ontology_version"] == TAG
+        trained_meta = result.asset_materializations_for_node("trained_adapter")[0].metadata
+        assert trained_meta["knowledge_adapter_source"].value == "asset"
+        assert trained_meta["upstream_versions"].value == {"worksheet_dataset": "worksheet_dataset-fixture"[:16]}
+        # checkpoints lived in the work folder and were removed once published
+        assert not any((store.root / ".work" / "trained_adapter").rglob("checkpoint-*"))
+
+        version = instance.get_latest_data_version_record(dg.AssetKey("trained_adapter"))
+        assert version is not None
