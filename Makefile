@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PIP := $(VENV)/bin/python -m pip
 
-.PHONY: setup test lock bench
+.PHONY: setup test lint lock bench
 
 setup:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,10 +14,13 @@ setup:
 test:
 	$(VENV)/bin/python -m pytest edugraph_pipeline_tests -m "not slow"
 
+lint:
+	$(VENV)/bin/ruff check edugraph_pipeline edugraph_pipeline_tests bench
+
 # Re-pin the environment after changing pyproject.toml's dependencies.
 lock:
 	$(PIP) install --quiet -e ".[test]"
 	$(PIP) freeze --exclude-editable | grep -v '^edugraph-pipeline' > requirements.lock
 
 bench:
-	$(VENV)/bin/python bench/knowledge_generation.py
+	for script in bench/*.py; do $(VENV)/bin/python $$script || exit 1; done

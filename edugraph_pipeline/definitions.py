@@ -3,7 +3,6 @@
 import dagster as dg
 
 from edugraph_pipeline import settings
-
 from edugraph_pipeline.assets import models, ontology, publication, training, worksheets
 from edugraph_pipeline.jobs import full_pipeline_job, ontology_release_job
 from edugraph_pipeline.resources import default_resources

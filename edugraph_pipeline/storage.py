@@ -6,6 +6,7 @@ killed materialization never leaves a half-written artifact and never damages th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +18,11 @@ from pathlib import Path
 
 LINEAGE_FILE = "lineage.json"
 UNPARTITIONED = "latest"  # the folder of an unpartitioned asset (models: the newest one)
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class ArtifactStore:

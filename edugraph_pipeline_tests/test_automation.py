@@ -1,8 +1,7 @@
 import json
 
-import pytest
-
 import dagster as dg
+import pytest
 
 from edugraph_pipeline.partitions import ontology_partitions
 from edugraph_pipeline.releases import ReleaseTag

@@ -82,6 +82,17 @@ def test_full_pipeline_on_the_tiny_profile(resources, instance, hub, capsys):
     assert not again.asset_materializations_for_node("hf_publication")[0].metadata["created_commit"].value
     assert hub.commit_count(REPO) == commits and hub.head(REPO) == commit
 
+    # Rebuilding when nothing upstream changed retrains, merges and republishes nothing.
+    adapter = resources["artifact_store"].store().asset_dir("trained_adapter") / "adapter" / "adapter_model.safetensors"
+    trained_at = adapter.stat().st_mtime_ns
+    rebuild = dg.materialize(assets, selection=["base_model", "knowledge_adapter", "trained_adapter", "merged_model",
+                                                "hf_publication"], resources=resources, instance=instance)
+    for name in ("base_model", "knowledge_adapter", "trained_adapter", "merged_model"):
+        assert rebuild.asset_materializations_for_node(name)[0].metadata["reused"].value, name
+    assert adapter.stat().st_mtime_ns == trained_at
+    assert not rebuild.asset_materializations_for_node("hf_publication")[0].metadata["created_commit"].value
+    assert hub.commit_count(REPO) == commits
+
     # The lineage of the publication names the exact ontology release and content version.
     chain = lineage(instance, "hf_publication")
     assets_seen = {node.asset for node in chain.walk()}

@@ -44,18 +44,25 @@ def merged_model(context: dg.AssetExecutionContext, artifact_store: ArtifactStor
     tag = trained["ontology_version"]
     base, adapters = trained_artifact(store.asset_dir("trained_adapter"))
     ontology = load_ontology(store, tag)
-    context.log.info(f"merging {len(adapters)} adapter(s) into {base}")
     lineage = {
         "ontology_version": tag,
         "base_model": base,
         "adapters": adapters,
         "trained_adapter_version": trained.get("data_version"),
     }
-    with store.publish("merged_model", None, lineage) as staging:
-        info = merge_into_folder(base, adapters, adapters[-1], staging / MODEL_FOLDER)
-        ontology.save(staging / MODEL_FOLDER / "ontology.json")
     folder = store.asset_dir("merged_model") / MODEL_FOLDER
-    version = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()[:24]
+    previous = _previous_merge(store)
+    if previous and all(previous.get(key) == value for key, value in lineage.items()) and previous.get("info"):
+        context.log.info(f"the adapters are unchanged since {previous['created_at']}: not merging again")
+        info = previous["info"]
+    else:
+        context.log.info(f"merging {len(adapters)} adapter(s) into {base}")
+        with store.publish("merged_model", None, lineage) as staging:
+            info = merge_into_folder(base, adapters, adapters[-1], staging / MODEL_FOLDER)
+            ontology.save(staging / MODEL_FOLDER / "ontology.json")
+            lineage["info"] = info  # publish() writes the lineage after this block
+    identity = {key: lineage[key] for key in ("ontology_version", "base_model", "adapters", "trained_adapter_version")}
+    version = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(folder)),
@@ -66,9 +73,17 @@ def merged_model(context: dg.AssetExecutionContext, artifact_store: ArtifactStor
             "parameters": info["parameters"],
             "dtype": info["dtype"],
             "size_mb": round(info["size_bytes"] / 2**20, 1),
+            "reused": previous is not None and "info" not in lineage,
         },
         data_version=dg.DataVersion(version),
     )
+
+
+def _previous_merge(store: ArtifactStore) -> dict | None:
+    try:
+        return store.lineage("merged_model")
+    except FileNotFoundError:
+        return None
 
 
 class EvaluationConfig(dg.Config):

@@ -43,6 +43,7 @@ BASE_MODEL_FILE = "base_model.json"
 MODEL_FOLDER = "model"
 ADAPTER_FOLDER = "adapter"
 RESULT_FILE = "job_result.json"
+TRAINING_CODE_VERSION = "1"  # bump when a change to the training code should retrain unchanged inputs
 GPU_POOL = "gpu-training"  # dagster.yaml limits this pool to one step at a time
 
 
@@ -73,14 +74,41 @@ def resolve_base_model(store: ArtifactStore) -> dict:
     return record
 
 
-def work_dir_for(store: ArtifactStore, asset: str, partition: str | None, job: dict) -> Path:
-    """Stable per (asset, partition, job content): a rerun of the same job resumes; a changed job starts fresh."""
+def _stable_job(job: dict) -> dict:
+    """The job without the folders it writes to: what decides the result."""
     stable = json.loads(json.dumps(job, default=str))
     stable.get("config", {}).pop("output_dir", None)
     stable.get("config", {}).pop("work_dir", None)
     stable.pop("output_dir", None)
-    digest = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:12]
+    return stable
+
+
+def work_dir_for(store: ArtifactStore, asset: str, partition: str | None, job: dict) -> Path:
+    """Stable per (asset, partition, job content): a rerun of the same job resumes; a changed job starts fresh."""
+    digest = hashlib.sha256(json.dumps(_stable_job(job), sort_keys=True).encode()).hexdigest()[:12]
     return store.root / ".work" / asset / (partition or UNPARTITIONED) / digest
+
+
+def job_identity(job: dict, inputs: dict) -> str:
+    """Everything a training result depends on: the job, the versions of its inputs, the training code."""
+    record = {"job": _stable_job(job), "inputs": inputs, "code_version": TRAINING_CODE_VERSION}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def reusable_result(store: ArtifactStore, asset: str, identity: str) -> dict | None:
+    """The published result of the same job on the same inputs, if there is one: nothing to retrain."""
+    try:
+        lineage = store.lineage(asset)
+    except FileNotFoundError:
+        return None
+    result = store.asset_dir(asset) / RESULT_FILE
+    if lineage.get("job_identity") != identity or not result.exists():
+        return None
+    metrics = json.loads(result.read_text(encoding="utf-8"))
+    metrics["data_version"] = lineage.get("data_version") or metrics.get("data_version")
+    metrics["reused_from"] = lineage.get("created_at")
+    metrics["adapter_path"] = str(store.asset_dir(asset) / ADAPTER_FOLDER)
+    return metrics
 
 
 def loss_plot_markdown(history: list) -> str:
@@ -209,18 +237,23 @@ def base_model(
 
     final = store.asset_dir(BASE_MODEL_ASSET)
     job = {"stage": "tiny_base", "mode": mode}
+    identity = job_identity(job, {})
+    metrics = reusable_result(store, BASE_MODEL_ASSET, identity)
     workdir = work_dir_for(store, BASE_MODEL_ASSET, None, job)
-    with store.publish(BASE_MODEL_ASSET, None, {"profile": TINY, "run_mode": mode}) as staging:
-        job["output_dir"] = str(staging.resolve())
-        metrics = run_training_job(context, training_launcher, job, workdir, staging)
-        record = {
-            "profile": TINY,
-            "local_folder": MODEL_FOLDER,
-            "model_id": str(final / MODEL_FOLDER),
-            "revision": metrics.get("base_model_revision"),
-            "run_mode": mode,
-        }
-        (staging / BASE_MODEL_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    if metrics is not None:
+        context.log.info(f"tiny base of {metrics['reused_from']} was built by the same job: not pretraining again")
+    else:
+        with store.publish(BASE_MODEL_ASSET, None, {"profile": TINY, "run_mode": mode, "job_identity": identity}) as staging:
+            job["output_dir"] = str(staging.resolve())
+            metrics = run_training_job(context, training_launcher, job, workdir, staging)
+            record = {
+                "profile": TINY,
+                "local_folder": MODEL_FOLDER,
+                "model_id": str(final / MODEL_FOLDER),
+                "revision": metrics.get("base_model_revision"),
+                "run_mode": mode,
+            }
+            (staging / BASE_MODEL_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
     shutil.rmtree(workdir, ignore_errors=True)
     history = metrics.get("loss_history") or []
     return dg.MaterializeResult(
@@ -229,6 +262,7 @@ def base_model(
             "model_id": dg.MetadataValue.path(str(final / MODEL_FOLDER)),
             "revision": metrics.get("base_model_revision") or "unknown",
             "run_mode": mode,
+            "reused": metrics.get("reused_from") is not None,
             "pretrain_steps": int(metrics.get("steps") or 0),
             "wall_time_s": float(metrics.get("wall_time_s") or 0.0),
             "seconds_per_step": float(metrics.get("seconds_per_step") or 0.0),
@@ -269,32 +303,37 @@ def _train_stage_asset(
         "upstream_versions": upstream,
         "knowledge_adapter": knowledge_adapter,
     }
+    cfg = stage_config(
+        stage,
+        base_model=base["model_id"],
+        dataset_path=str(dataset_path.resolve()),
+        output_dir=str(final.resolve()),
+        knowledge_adapter=knowledge_adapter,
+    )
+    job = {"stage": stage, "config": cfg.to_dict(), "log_every": cfg.logging_steps}
+    inputs = {**upstream, "base_model": base.get("revision"), "knowledge_adapter": extra_metadata.get("knowledge_adapter_version")}
+    lineage["job_identity"] = identity = job_identity(job, inputs)
+    extra = {
+        "ontology_version": tag,
+        "upstream_versions": dg.MetadataValue.json(upstream),
+        "profile": model_name(),
+        "run_mode": run_mode(),
+        **extra_metadata,
+    }
+    previous = reusable_result(store, asset, identity)
+    if previous is not None:
+        context.log.info(f"{asset}: same job on the same inputs as the artifact of {previous['reused_from']}; not retraining")
+        metadata = training_metadata(previous, final.resolve(), final.resolve(), {**extra, "reused": True})
+        return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(str(previous["data_version"])))
+
+    workdir = work_dir_for(store, asset, None, job)
     with store.publish(asset, None, lineage) as staging:
-        cfg = stage_config(
-            stage,
-            base_model=base["model_id"],
-            dataset_path=str(dataset_path.resolve()),
-            output_dir=str(staging.resolve()),
-            knowledge_adapter=knowledge_adapter,
-        )
-        job = {"stage": stage, "config": cfg.to_dict(), "log_every": cfg.logging_steps}
-        workdir = work_dir_for(store, asset, None, job)
+        job["config"]["output_dir"] = str(staging.resolve())
         job["config"]["work_dir"] = str(workdir.resolve())
         context.log.info(f"{asset} {tag}: stage {stage} on {base['model_id']} ({model_name()}, {run_mode()})")
         metrics = run_training_job(context, launcher, job, workdir, staging)
         lineage["data_version"] = metrics["data_version"]  # publish() writes the lineage after this block
-        metadata = training_metadata(
-            metrics,
-            staging.resolve(),
-            final.resolve(),
-            {
-                "ontology_version": tag,
-                "upstream_versions": dg.MetadataValue.json(upstream),
-                "profile": model_name(),
-                "run_mode": run_mode(),
-                **extra_metadata,
-            },
-        )
+        metadata = training_metadata(metrics, staging.resolve(), final.resolve(), {**extra, "reused": False})
     shutil.rmtree(workdir, ignore_errors=True)  # published: the checkpoints are no longer needed
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(str(metrics["data_version"])))
 

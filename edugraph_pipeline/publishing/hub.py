@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edugraph_pipeline.storage import file_sha256
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -149,14 +151,6 @@ def _git_blob_sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folder_files(folder: Path) -> dict[str, Path]:
     """The files to publish from `folder`, keyed by their POSIX path in the repository."""
     out: dict[str, Path] = {}
@@ -248,7 +242,7 @@ def _changes(
         elif entry.size != source.stat().st_size:
             same = False
         else:
-            same = entry.lfs.sha256 == _sha256(source) if entry.lfs is not None else entry.blob_id == _git_blob_sha1(source)
+            same = entry.lfs.sha256 == file_sha256(source) if entry.lfs is not None else entry.blob_id == _git_blob_sha1(source)
         if not same:
             upload.append(path)
     delete = sorted(set(remote) - set(local) - KEEP_REMOTE) if delete_stale else []

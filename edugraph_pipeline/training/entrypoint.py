@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from edugraph_pipeline.storage import file_sha256
+
 STAGES = ("tiny_base", "knowledge", "worksheet")
 RESULT_FILE = "job_result.json"
 
@@ -55,20 +57,12 @@ def _progress_callback(log_fn, every: int):
     return Progress()
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def data_version_of(folder: Path) -> str:
     """The content hash of the weights written (adapter or model safetensors)."""
     digest = hashlib.sha256()
     for file in sorted(Path(folder).glob("*.safetensors")):
         digest.update(file.name.encode())
-        digest.update(file_digest(file).encode())
+        digest.update(file_sha256(file).encode())
     return digest.hexdigest()[:24]
 
 

@@ -191,8 +191,9 @@ class DockerLauncher(TrainingLauncher):
     def launch(
         self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
     ) -> dg.PipesClientCompletedInvocation:
-        import docker
         from docker.types import DeviceRequest
+
+        import docker
 
         workdir.mkdir(parents=True, exist_ok=True)
         client = docker.from_env()

@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from edugraph_pipeline.storage import file_sha256
 from edugraph_pipeline.training.config import StageConfig
-from edugraph_pipeline.training.merge import ADAPTER_DIR, KNOWLEDGE_COPY_DIR, METRICS_FILE, load_with_adapters
 from edugraph_pipeline.training.data import (
     FeatureCollator,
     FeatureDataset,
@@ -34,6 +34,7 @@ from edugraph_pipeline.training.data import (
     masked_lm_loss,
     worksheet_rows,
 )
+from edugraph_pipeline.training.merge import ADAPTER_DIR, KNOWLEDGE_COPY_DIR, METRICS_FILE, load_with_adapters
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,7 @@ def model_revision(base_model: str) -> str | None:
             if not file.exists():
                 continue
             digest.update(name.encode())
-            with open(file, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
+            digest.update(file_sha256(file).encode())
         return "sha256:" + digest.hexdigest()
     try:
         from huggingface_hub.constants import HF_HUB_CACHE

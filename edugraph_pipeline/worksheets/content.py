@@ -33,6 +33,7 @@ from edugraph_pipeline.releases import (
     redact_url,
     semver_key,
 )
+from edugraph_pipeline.storage import file_sha256
 from edugraph_pipeline.worksheets import archive as archives
 from edugraph_pipeline.worksheets.images import MAX_IMAGE_PIXELS, ImageRejected, normalise_image
 from edugraph_pipeline.worksheets.items import (
@@ -87,14 +88,6 @@ def is_git_source(source: str) -> bool:
 
 def git_remote(source: str) -> str:
     return source.removeprefix("git+")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def folder_version(folder: Path) -> str:

@@ -13,7 +13,13 @@ import dagster_pipes
 import pytest
 
 from edugraph_pipeline.training.launchers import DockerLauncher
-from edugraph_pipeline_tests.launchers.conftest import FAKE_HF_TOKEN, all_log_text, failure_text, materialize_with, user_messages
+from edugraph_pipeline_tests.launchers.conftest import (
+    FAKE_HF_TOKEN,
+    all_log_text,
+    failure_text,
+    materialize_with,
+    user_messages,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = os.environ.get("EDUGRAPH_TEST_BASE_IMAGE", "edugraph-test-base:bookworm")

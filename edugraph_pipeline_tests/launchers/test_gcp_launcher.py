@@ -12,7 +12,13 @@ import pytest
 from dagster_pipes import decode_param
 
 from edugraph_pipeline.training.launchers import REMOTE_MODULE, GcpLauncher
-from edugraph_pipeline_tests.launchers.conftest import FAKE_HF_TOKEN, all_log_text, failure_text, materialize_with, user_messages
+from edugraph_pipeline_tests.launchers.conftest import (
+    FAKE_HF_TOKEN,
+    all_log_text,
+    failure_text,
+    materialize_with,
+    user_messages,
+)
 from edugraph_pipeline_tests.launchers.gcp_fakes import FakeCompute, StorageEmulator, parse_docker_run
 
 BUCKET = "edugraph-test-bucket"

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import dagster as dg
-import pytest
 
 TAG = "v0.21.0"
 

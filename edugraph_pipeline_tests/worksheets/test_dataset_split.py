@@ -4,7 +4,6 @@ import json
 
 from edugraph_pipeline.worksheets.dataset import COLUMNS, LabelledRow, assign_splits, build_dataset, resolve_labels
 from edugraph_pipeline.worksheets.items import WorksheetItem
-
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import png_bytes
 
 

@@ -10,7 +10,6 @@ from edugraph_pipeline.worksheets.content import sample_release
 from edugraph_pipeline.worksheets.sample_generator import KINDS, generate_problems, kind_availability, problem_items
 from edugraph_pipeline.worksheets.unsupported import available_photos, unsupported_items
 from edugraph_pipeline.worksheets.vocabulary import MissingConcepts, number_limit_for
-
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import load_release
 
 

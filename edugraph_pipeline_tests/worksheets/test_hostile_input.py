@@ -13,7 +13,6 @@ from edugraph_pipeline.worksheets.archive import ArchiveRejected, safe_extract
 from edugraph_pipeline.worksheets.content import ContentLimits, ContentSourceError, read_content, read_folder
 from edugraph_pipeline.worksheets.dataset import build_dataset
 from edugraph_pipeline.worksheets.images import ImageRejected, normalise_image
-
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import png_bytes, write_imagine_release
 
 

@@ -12,7 +12,6 @@ from edugraph_pipeline.resources import ArtifactStoreResource
 from edugraph_pipeline.storage import ArtifactStore
 from edugraph_pipeline.worksheets.resources import ContentSource
 from edugraph_pipeline.worksheets.sensors import CONTENT_RELEASE_TAG, content_release_sensor
-
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import write_imagefolder_release
 
 TAG = "v0.21.0"
