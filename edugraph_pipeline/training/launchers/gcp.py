@@ -1,23 +1,12 @@
-"""Where the training step runs: a subprocess here, the GPU Docker image, or a Google Cloud GPU machine.
-
-Every launcher runs the same entry point (``python -m edugraph_pipeline.training.entrypoint``) with the same
-job description and brings its logs, metrics and materialization back to Dagster through Dagster Pipes.
-
-``launcher_from_settings()`` picks one from ``EDUGRAPH_TRAINING_LAUNCHER`` (``local``, ``docker``, ``gcp``);
-docs/training-launchers.md documents every variable.  Secrets (the Hugging Face token) never reach Dagster's
-event log or metadata: Docker passes them as container environment only, GCP reads them on the VM from Secret
-Manager, and every text the launchers copy into logs or error messages goes through ``redact``.
-"""
+"""The training image on a Compute Engine spot GPU VM; data, results and Pipes messages in GCS."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets as _secrets
-import sys
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,235 +15,15 @@ import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError
 from pydantic import Field
 
-from edugraph_pipeline.training.remote import blob_name, download_tree, gcs_client, upload_tree
-
-ENTRYPOINT_MODULE = "edugraph_pipeline.training.entrypoint"
-REMOTE_MODULE = "edugraph_pipeline.training.remote"
-LAUNCHER_ENV = "EDUGRAPH_TRAINING_LAUNCHER"
-DEFAULT_IMAGE = "edugraph-trainer:latest"
-
-# Environment variables holding secrets: passed to the step, never logged; their values are scrubbed from any
-# text the launchers forward (container logs, serial console, error messages).
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-# Non-secret variables forwarded to the Docker step when set here.
-PASSTHROUGH_ENV = (
-    *SECRET_ENV,
-    "HF_ENDPOINT",
-    "HF_HUB_OFFLINE",
-    "HF_HUB_ENABLE_HF_TRANSFER",
-    "TRANSFORMERS_OFFLINE",
-    "EDUGRAPH_MODEL",
-    "EDUGRAPH_BASE_MODEL",
-    "EDUGRAPH_RUN_MODE",
+from edugraph_pipeline.training.launchers.base import (
+    DEFAULT_IMAGE,
+    REMOTE_MODULE,
+    TrainingLauncher,
+    _tail,
+    redact,
+    staging_plan,
 )
-_LOG_TAIL_LINES = 60
-
-
-def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
-    """`text` with the values of secret environment variables (and `extra_secrets`) replaced by ``***``."""
-    values = [os.environ.get(name, "") for name in SECRET_ENV] + list(extra_secrets)
-    for value in values:
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
-
-
-def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
-
-
-class TrainingLauncher(dg.ConfigurableResource):
-    """Base: `launch` runs one training job and returns the Pipes invocation to read results from."""
-
-    command: list[str] | None = Field(
-        default=None,
-        description="Run this command as the step instead of `python -m edugraph_pipeline.training.entrypoint` "
-        "(tests, debugging). It must speak Dagster Pipes and read `extras['job']`.",
-    )
-
-    def launch(
-        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
-    ) -> dg.PipesClientCompletedInvocation:
-        raise NotImplementedError
-
-    def step_command(self, python: str) -> list[str]:
-        return list(self.command) if self.command else [python, "-m", ENTRYPOINT_MODULE]
-
-
-class LocalLauncher(TrainingLauncher):
-    """A subprocess on this machine (the default; CPU or a local GPU)."""
-
-    python: str = sys.executable
-
-    def launch(
-        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
-    ) -> dg.PipesClientCompletedInvocation:
-        workdir.mkdir(parents=True, exist_ok=True)
-        return dg.PipesSubprocessClient(cwd=str(workdir)).run(
-            context=context,
-            command=self.step_command(self.python),
-            extras={"job": job},
-        )
-
-
-# --------------------------------------------------------------------------------------------------- docker
-
-
-class _ContainerLogsReader(dg.PipesMessageReader):
-    """Reads Pipes messages from the container's log stream (like dagster-docker's reader), splitting the stream
-    into whole lines, forwarding other lines (redacted) to stdout and keeping their tail for error messages."""
-
-    def __init__(self) -> None:
-        self._handler: dg.PipesMessageHandler | None = None
-        self.tail: deque[str] = deque(maxlen=_LOG_TAIL_LINES)
-
-    @contextmanager
-    def read_messages(self, handler: dg.PipesMessageHandler) -> Iterator[dict]:
-        from dagster_pipes import PipesDefaultMessageWriter
-
-        self._handler = handler
-        try:
-            yield {PipesDefaultMessageWriter.STDIO_KEY: PipesDefaultMessageWriter.STDERR}
-        finally:
-            self._handler = None
-
-    def consume(self, container) -> None:
-        from dagster._core.pipes.utils import extract_message_or_forward_to_stdout
-
-        assert self._handler is not None
-        pending = ""
-        for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
-            pending += chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else str(chunk)
-            *lines, pending = pending.split("\n")
-            for line in lines:
-                self._line(line, extract_message_or_forward_to_stdout)
-        if pending:
-            self._line(pending, extract_message_or_forward_to_stdout)
-
-    def _line(self, line: str, forward) -> None:
-        if '"__dagster_pipes_version"' not in line:
-            line = redact(line)
-            self.tail.append(line)
-        forward(self._handler, line)
-
-    def no_messages_debug_text(self) -> str:
-        return "Attempted to read Pipes messages from the training container's log stream."
-
-
-class DockerLauncher(TrainingLauncher):
-    """The training image on the local Docker engine (``DOCKER_HOST`` or the default socket).
-
-    The data dir is bind-mounted at the same absolute path, so every path in the job stays valid; the Hugging
-    Face cache is mounted at /hf-cache; secrets (HF_TOKEN) go in as container environment only.
-    """
-
-    image: str = DEFAULT_IMAGE
-    gpus: bool = Field(default=True, description="Request every GPU (DeviceRequest count=-1, capability gpu).")
-    data_dir: str | None = Field(default=None, description="Mounted read-write at the same path (default: EDUGRAPH_DATA_DIR).")
-    hf_home: str | None = Field(
-        default=None,
-        description="Host Hugging Face cache mounted at /hf-cache (default: $HF_HOME or ~/.cache/huggingface "
-        "when it exists; '' disables).",
-    )
-    volumes: list[str] = Field(default_factory=list, description="Extra bind mounts, `host:container[:ro]`.")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra (non-secret) container environment.")
-    passthrough_env: list[str] = Field(default_factory=lambda: list(PASSTHROUGH_ENV))
-    network: str | None = Field(default=None, description="Docker network mode (None: the engine's default).")
-    shm_size: str = "8g"
-    user: str | None = Field(default=None, description="`uid:gid` to run as (None: the image's user).")
-    python: str = "python"
-    pull: bool = Field(default=False, description="Pull the image before running (else only when missing).")
-
-    def _mounts(self, workdir: Path) -> tuple[dict[str, dict], dict[str, str]]:
-        from edugraph_pipeline.settings import data_dir as default_data_dir
-
-        data = Path(self.data_dir).expanduser().resolve() if self.data_dir else default_data_dir()
-        data.mkdir(parents=True, exist_ok=True)
-        volumes: dict[str, dict] = {str(data): {"bind": str(data), "mode": "rw"}}
-        workdir = workdir.resolve()
-        if not workdir.is_relative_to(data):
-            volumes[str(workdir)] = {"bind": str(workdir), "mode": "rw"}
-        env: dict[str, str] = {}
-        hf_home = self.hf_home
-        if hf_home is None:
-            hf_home = os.environ.get("HF_HOME") or str(Path("~/.cache/huggingface").expanduser())
-            hf_home = hf_home if Path(hf_home).is_dir() else ""
-        if hf_home:
-            volumes[str(Path(hf_home).resolve())] = {"bind": "/hf-cache", "mode": "rw"}
-            env["HF_HOME"] = "/hf-cache"
-        for spec in self.volumes:
-            host, _, rest = spec.partition(":")
-            bind, _, mode = rest.partition(":")
-            volumes[str(Path(host).expanduser().resolve())] = {"bind": bind or host, "mode": mode or "rw"}
-        return volumes, env
-
-    def launch(
-        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
-    ) -> dg.PipesClientCompletedInvocation:
-        from docker.types import DeviceRequest
-
-        import docker
-
-        workdir.mkdir(parents=True, exist_ok=True)
-        client = docker.from_env()
-        if self.pull:
-            client.images.pull(self.image)
-        else:
-            try:
-                client.images.get(self.image)
-            except docker.errors.ImageNotFound:
-                context.log.info(f"Pulling {self.image}")
-                client.images.pull(self.image)
-        volumes, env = self._mounts(workdir)
-        env.update(self.env)
-        env.update({name: os.environ[name] for name in self.passthrough_env if os.environ.get(name)})
-        command = self.step_command(self.python)
-        mounted = [Path(bind["bind"]) for bind in volumes.values()]
-        for path in staging_plan(job)["inputs"]:
-            if not any(Path(path).is_relative_to(m) for m in mounted):
-                context.log.warning(f"{path} (in the training job) is outside every mount; the container cannot see it")
-        reader = _ContainerLogsReader()
-        with dg.open_pipes_session(
-            context=context,
-            context_injector=dg.PipesEnvContextInjector(),
-            message_reader=reader,
-            extras={"job": job},
-        ) as session:
-            context.log.info(
-                f"Running {command} in {self.image} (gpus={self.gpus}, mounts={sorted(v['bind'] for v in volumes.values())}, "
-                f"env names={sorted(env)})"
-            )
-            container = client.containers.create(
-                image=self.image,
-                command=command,
-                environment={**env, **session.get_bootstrap_env_vars()},
-                volumes=volumes,
-                working_dir=str(workdir.resolve()),
-                device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if self.gpus else None,
-                network_mode=self.network,
-                shm_size=self.shm_size,
-                user=self.user,
-                labels={"edugraph/dagster-run-id": context.run.run_id, "edugraph/step": "training"},
-                detach=True,
-            )
-            try:
-                container.start()
-                reader.consume(container)
-                status = container.wait().get("StatusCode", -1)
-            finally:
-                try:
-                    container.remove(force=True)
-                except docker.errors.APIError as error:  # already gone
-                    context.log.warning(f"Could not remove container {container.short_id}: {error}")
-            if status != 0:
-                raise DagsterPipesExecutionError(
-                    f"Training container ({self.image}) exited with status {status}. Last log lines:\n"
-                    + "\n".join(reader.tail)
-                )
-        return dg.PipesClientCompletedInvocation(session)
-
-
-# ------------------------------------------------------------------------------------------------------ gcp
+from edugraph_pipeline.training.remote import blob_name, download_tree, gcs_client, upload_tree
 
 
 def _dagster_gcp_pipes():
@@ -262,30 +31,6 @@ def _dagster_gcp_pipes():
     from dagster_gcp.pipes import PipesGCSContextInjector, PipesGCSMessageReader
 
     return PipesGCSContextInjector, PipesGCSMessageReader
-
-
-def staging_plan(job: Any) -> dict[str, list[str]]:
-    """Absolute paths in the job, split into inputs (exist here: uploaded) and outputs (values of keys whose name
-    contains ``output``: downloaded after the step)."""
-    inputs: list[str] = []
-    outputs: list[str] = []
-
-    def walk(value: Any, key: str = "") -> None:
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(v, str(k))
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                walk(v, key)
-        elif isinstance(value, str) and value.startswith("/") and "\n" not in value:
-            path = str(Path(value).resolve())
-            if "output" in key.lower():
-                outputs.append(path)
-            elif Path(path).exists():
-                inputs.append(path)
-
-    walk(job)
-    return {"inputs": sorted(set(inputs)), "outputs": sorted(set(outputs))}
 
 
 def _shell_quote(value: str) -> str:
@@ -631,51 +376,3 @@ echo "edugraph: step exited with status $?"
 
 # --------------------------------------------------------------------------------------------------- choose
 
-
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, "") or default
-
-
-def _flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "")
-    return default if not value else value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def launcher_from_settings() -> TrainingLauncher:
-    """The launcher ``EDUGRAPH_TRAINING_LAUNCHER`` names (``local`` default, ``docker``, ``gcp``), configured from
-    the environment (docs/training-launchers.md lists the variables)."""
-    kind = _env(LAUNCHER_ENV, "local").strip().lower()
-    image = _env("EDUGRAPH_TRAINING_IMAGE", DEFAULT_IMAGE)
-    if kind == "local":
-        return LocalLauncher()
-    if kind == "docker":
-        return DockerLauncher(
-            image=image,
-            gpus=_flag("EDUGRAPH_DOCKER_GPUS", True),
-            network=_env("EDUGRAPH_DOCKER_NETWORK") or None,
-            user=_env("EDUGRAPH_DOCKER_USER") or None,
-        )
-    if kind == "gcp":
-        missing = [n for n in ("EDUGRAPH_GCP_PROJECT", "EDUGRAPH_GCS_BUCKET") if not _env(n)]
-        if missing:
-            raise ValueError(f"{LAUNCHER_ENV}=gcp needs {', '.join(missing)} to be set")
-        return GcpLauncher(
-            project=_env("EDUGRAPH_GCP_PROJECT"),
-            zone=_env("EDUGRAPH_GCP_ZONE", "us-central1-a"),
-            bucket=_env("EDUGRAPH_GCS_BUCKET"),
-            prefix=_env("EDUGRAPH_GCS_PREFIX", "edugraph"),
-            image=image,
-            machine_type=_env("EDUGRAPH_GCP_MACHINE_TYPE", "g2-standard-8"),
-            accelerator_type=_env("EDUGRAPH_GCP_ACCELERATOR", "nvidia-l4"),
-            accelerator_count=int(_env("EDUGRAPH_GCP_ACCELERATOR_COUNT", "1")),
-            vm_image=_env("EDUGRAPH_GCP_VM_IMAGE", "projects/cos-cloud/global/images/family/cos-stable"),
-            boot_disk_gb=int(_env("EDUGRAPH_GCP_BOOT_DISK_GB", "100")),
-            service_account=_env("EDUGRAPH_GCP_SERVICE_ACCOUNT") or None,
-            network=_env("EDUGRAPH_GCP_NETWORK", "global/networks/default"),
-            subnetwork=_env("EDUGRAPH_GCP_SUBNETWORK") or None,
-            spot=_flag("EDUGRAPH_GCP_SPOT", True),
-            max_run_hours=float(_env("EDUGRAPH_GCP_MAX_RUN_HOURS", "24")),
-            hf_token_secret=_env("EDUGRAPH_GCP_HF_TOKEN_SECRET") or None,
-            compute_endpoint=_env("EDUGRAPH_GCP_COMPUTE_ENDPOINT") or None,
-        )
-    raise ValueError(f"{LAUNCHER_ENV}={kind!r}: expected local, docker or gcp")

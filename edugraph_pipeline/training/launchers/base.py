@@ -1,0 +1,107 @@
+"""The launcher interface, the secret-redaction every launcher uses, and the local subprocess launcher."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+ENTRYPOINT_MODULE = "edugraph_pipeline.training.entrypoint"
+REMOTE_MODULE = "edugraph_pipeline.training.remote"
+LAUNCHER_ENV = "EDUGRAPH_TRAINING_LAUNCHER"
+DEFAULT_IMAGE = "edugraph-trainer:latest"
+
+# Environment variables holding secrets: passed to the step, never logged; their values are scrubbed from any
+# text the launchers forward (container logs, serial console, error messages).
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# Non-secret variables forwarded to the Docker step when set here.
+PASSTHROUGH_ENV = (
+    *SECRET_ENV,
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "HF_HUB_ENABLE_HF_TRANSFER",
+    "TRANSFORMERS_OFFLINE",
+    "EDUGRAPH_MODEL",
+    "EDUGRAPH_BASE_MODEL",
+    "EDUGRAPH_RUN_MODE",
+)
+_LOG_TAIL_LINES = 60
+
+
+def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
+    """`text` with the values of secret environment variables (and `extra_secrets`) replaced by ``***``."""
+    values = [os.environ.get(name, "") for name in SECRET_ENV] + list(extra_secrets)
+    for value in values:
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+class TrainingLauncher(dg.ConfigurableResource):
+    """Base: `launch` runs one training job and returns the Pipes invocation to read results from."""
+
+    command: list[str] | None = Field(
+        default=None,
+        description="Run this command as the step instead of `python -m edugraph_pipeline.training.entrypoint` "
+        "(tests, debugging). It must speak Dagster Pipes and read `extras['job']`.",
+    )
+
+    def launch(
+        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
+    ) -> dg.PipesClientCompletedInvocation:
+        raise NotImplementedError
+
+    def step_command(self, python: str) -> list[str]:
+        return list(self.command) if self.command else [python, "-m", ENTRYPOINT_MODULE]
+
+
+class LocalLauncher(TrainingLauncher):
+    """A subprocess on this machine (the default; CPU or a local GPU)."""
+
+    python: str = sys.executable
+
+    def launch(
+        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
+    ) -> dg.PipesClientCompletedInvocation:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return dg.PipesSubprocessClient(cwd=str(workdir)).run(
+            context=context,
+            command=self.step_command(self.python),
+            extras={"job": job},
+        )
+
+
+# --------------------------------------------------------------------------------------------------- docker
+
+
+def staging_plan(job: Any) -> dict[str, list[str]]:
+    """Absolute paths in the job, split into inputs (exist here: uploaded) and outputs (values of keys whose name
+    contains ``output``: downloaded after the step)."""
+    inputs: list[str] = []
+    outputs: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and value.startswith("/") and "\n" not in value:
+            path = str(Path(value).resolve())
+            if "output" in key.lower():
+                outputs.append(path)
+            elif Path(path).exists():
+                inputs.append(path)
+
+    walk(job)
+    return {"inputs": sorted(set(inputs)), "outputs": sorted(set(outputs))}
