@@ -10,11 +10,12 @@ ontology_release_job = dg.define_asset_job(
     description="Read one ontology release and build its knowledge dataset.",
 )
 
-# Everything bound to one ontology release, from the release to the Hub (base_model, unpartitioned, is built
-# once and reused). Training steps carry the GPU tag that dagster.yaml's run queue limits to one at a time.
+# Everything from a release to the Hub. base_model is built once and reused; the GGUF export needs a llama.cpp
+# build (scripts/build-llama-cpp.sh) and is materialized on its own. The job carries the GPU tag that
+# dagster.yaml's run queue limits to one run at a time.
 full_pipeline_job = dg.define_asset_job(
     "full_pipeline_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("base_model"),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("base_model", "gguf_model", "gguf_publication"),
     tags={"edugraph/gpu": "training"},
     description="Rebuild one ontology release end to end: datasets, adapters, merged model, evaluation, publication.",
 )

@@ -83,6 +83,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EDUGRAPH_HF_PRIVATE", "false", "Create the Hub repositories as private."),
     Setting("HF_TOKEN", "", "Hugging Face write token (never logged or stored in metadata).", secret=True),
     Setting("HF_ENDPOINT", "https://huggingface.co", "Hub endpoint (the standard huggingface_hub variable)."),
+    Setting("EDUGRAPH_GGUF_QUANT", "Q4_K_M", "Quantization of `gguf_model` (`Q4_K_M`, `Q8_0`, ...)."),
+    Setting(
+        "EDUGRAPH_LLAMA_CPP_DIR",
+        "",
+        "llama.cpp build used for GGUF (default `~/.cache/edugraph/llama.cpp/<version>`; `scripts/build-llama-cpp.sh`).",
+    ),
+    Setting("EDUGRAPH_GGUF_THREADS", "", "llama.cpp threads for GGUF inference (default: half the CPUs)."),
     Setting("EDUGRAPH_CODE_VERSION", "", "Code version recorded in lineage and model cards (default: the git commit)."),
 )
 

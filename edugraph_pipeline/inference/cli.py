@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per generation batch (8)")
     parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="generation bound")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--backend",
+        choices=("transformers", "gguf"),
+        default="transformers",
+        help="transformers (the merged model) or gguf (llama.cpp on gguf_model's files; --model is then that folder)",
+    )
 
 
 def _quiet_transformers() -> None:
@@ -89,10 +95,20 @@ def run(args: argparse.Namespace) -> int:
         print("error: --batch-size must be at least 1", file=sys.stderr)
         return 2
     _quiet_transformers()
+    kwargs = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
     try:
-        folder = Path(args.model) if args.model else latest_model_folder()
-        kwargs = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
-        classifier = Classifier.from_folder(folder, args.ontology, device=args.device, **kwargs)
+        if args.backend == "gguf":
+            from edugraph_pipeline.gguf.classify import GgufClassifier, latest_gguf_folder
+            from edugraph_pipeline.gguf.toolchain import LlamaCppMissing
+
+            try:
+                folder = Path(args.model) if args.model else latest_gguf_folder()
+                classifier = GgufClassifier.from_folder(folder, args.ontology, **kwargs)
+            except LlamaCppMissing as error:
+                raise ModelFolderError(str(error)) from error
+        else:
+            folder = Path(args.model) if args.model else latest_model_folder()
+            classifier = Classifier.from_folder(folder, args.ontology, device=args.device, **kwargs)
     except (FileNotFoundError, ModelFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,24 @@
+"""GGUF export of the merged model for llama.cpp (Q4_K_M text model + Qwen3-VL mmproj) and its classifier backend.
+
+Heavy pieces (the llama.cpp build, the `llama_cpp` binding) are loaded lazily: importing this package is cheap.
+"""
+
+from edugraph_pipeline.gguf.convert import DEFAULT_QUANT, MANIFEST, QUANT_ENV, QUANT_TYPES, export_gguf, normalise_quant
+from edugraph_pipeline.gguf.publish import gguf_repo_id, publish_gguf
+from edugraph_pipeline.gguf.toolchain import DIR_ENV, LLAMA_CPP_PYTHON_VERSION, LlamaCpp, LlamaCppMissing, ToolError
+
+__all__ = [
+    "DEFAULT_QUANT",
+    "DIR_ENV",
+    "LLAMA_CPP_PYTHON_VERSION",
+    "MANIFEST",
+    "QUANT_ENV",
+    "QUANT_TYPES",
+    "LlamaCpp",
+    "LlamaCppMissing",
+    "ToolError",
+    "export_gguf",
+    "gguf_repo_id",
+    "normalise_quant",
+    "publish_gguf",
+]

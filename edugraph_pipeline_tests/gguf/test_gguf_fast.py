@@ -1,0 +1,193 @@
+"""The GGUF export's pure-Python parts: no llama.cpp build needed (the end-to-end test is in test_gguf_export.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from edugraph_pipeline.gguf import convert
+from edugraph_pipeline.gguf.publish import gguf_repo_id, publish_gguf, render_gguf_card
+from edugraph_pipeline.gguf.toolchain import DIR_ENV, LlamaCpp, LlamaCppMissing, default_dir
+from edugraph_pipeline_tests.conftest import TOKEN
+
+TINY_PROCESSOR_CONFIG = {
+    "image_processor": {
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "merge_size": 2,
+        "patch_size": 16,
+        "size": {"longest_edge": 65536, "shortest_edge": 4096},
+        "temporal_patch_size": 2,
+    },
+    "processor_class": "Qwen3VLProcessor",
+}
+
+
+def model_like_folder(root: Path) -> Path:
+    folder = root / "model"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}), encoding="utf-8")
+    (folder / "processor_config.json").write_text(json.dumps(TINY_PROCESSOR_CONFIG), encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(b"\0" * 16)
+    return folder
+
+
+def test_quant_names(monkeypatch):
+    monkeypatch.delenv(convert.QUANT_ENV, raising=False)
+    assert convert.normalise_quant(None) == "Q4_K_M"
+    assert convert.normalise_quant("q8_0") == "Q8_0"
+    monkeypatch.setenv(convert.QUANT_ENV, "q5_k_m")
+    assert convert.normalise_quant(None) == "Q5_K_M"
+    assert convert.normalise_quant("Q4_K_M") == "Q4_K_M"  # explicit wins over the environment
+    with pytest.raises(ValueError, match="unknown GGUF quantization"):
+        convert.normalise_quant("Q3_XYZ")
+
+
+def test_missing_preprocessor_config_is_derived_in_a_copy(tmp_path):
+    folder = model_like_folder(tmp_path)
+    before = sorted(p.name for p in folder.iterdir())
+    source, how = convert.prepare_source(folder, tmp_path / "work")
+    assert how == "derived" and source != folder
+    assert sorted(p.name for p in folder.iterdir()) == before, "the merged model artifact must not change"
+    derived = json.loads((source / "preprocessor_config.json").read_text(encoding="utf-8"))
+    assert derived["image_mean"] == [0.5, 0.5, 0.5] and derived["patch_size"] == 16
+    assert (source / "model.safetensors").resolve() == (folder / "model.safetensors").resolve()
+    (folder / "preprocessor_config.json").write_text("{}", encoding="utf-8")
+    assert convert.prepare_source(folder, tmp_path / "work2") == (folder, "present")
+
+
+def test_image_token_limits_follow_the_processor(tmp_path):
+    folder = model_like_folder(tmp_path)
+    # 4096 / (16 * 2)^2 = 4 and 65536 / 1024 = 64 tokens: the transformers processor's pixel bounds.
+    assert convert.image_token_limits(folder) == {"image_min_tokens": 4, "image_max_tokens": 64}
+
+
+def test_fallbacks_are_tensors_that_missed_the_main_type():
+    f16 = {"token_embd.weight": "F16", "blk.0.attn_q.weight": "F16", "blk.0.ffn_down.weight": "F16",
+           "blk.0.attn_norm.weight": "F32"}
+    quantized = {"token_embd.weight": "Q6_K", "blk.0.attn_q.weight": "Q5_0", "blk.0.ffn_down.weight": "Q4_K",
+                 "blk.0.attn_norm.weight": "F32"}
+    assert convert._fallbacks(f16, quantized, "Q4_K_M") == {"blk.0.attn_q.weight": "Q5_0"}
+    assert convert._fallbacks(f16, quantized, "Q8_0") == {}
+
+
+def test_toolchain_location_and_missing_build(tmp_path, monkeypatch):
+    monkeypatch.setenv(DIR_ENV, str(tmp_path / "llama"))
+    llama = LlamaCpp.locate()
+    assert llama.root == (tmp_path / "llama").resolve()
+    assert not llama.available() and any("llama-quantize" in item for item in llama.missing())
+    with pytest.raises(LlamaCppMissing, match="scripts/build-llama-cpp.sh"):
+        llama.require()
+    monkeypatch.delenv(DIR_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_dir() == tmp_path / "cache" / "edugraph" / "llama.cpp" / "0.3.36"
+
+
+def test_build_script_is_valid_bash():
+    import subprocess
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "build-llama-cpp.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def fake_manifest(quant: str = "Q4_K_M") -> dict:
+    return {
+        "quantization": {"requested": quant, "fallbacks": {"blk.0.attn_q.weight": "Q5_0"}, "tensor_types": {}},
+        "text_model": {"file": f"edugraph-{quant}.gguf", "size_bytes": 2**20, "tensor_count": 24,
+                       "tensor_types": {"Q4_K": 10, "F32": 14}},
+        "mmproj": {"file": "mmproj-edugraph-F16.gguf", "size_bytes": 2**19, "tensor_count": 40,
+                   "tensor_types": {"F16": 20, "F32": 20}},
+        "image_tokens": {"image_min_tokens": 4, "image_max_tokens": 64},
+    }
+
+
+def test_card_and_repo_name():
+    assert gguf_repo_id("edugraph/labeller") == "edugraph/labeller-GGUF"
+    assert gguf_repo_id("edugraph/labeller-GGUF") == "edugraph/labeller-GGUF"
+    card = render_gguf_card(fake_manifest(), "edugraph/labeller-GGUF", "edugraph/labeller", {"ontology_version": "v0.21.0"})
+    assert "base_model_relation: quantized" in card and "**Q4_K_M**" in card
+    assert "--image-max-tokens 64" in card and "fallback type" in card and "v0.21.0" in card
+
+
+@pytest.mark.filterwarnings("ignore:Use .content=<...>. to upload raw bytes:DeprecationWarning")
+def test_publish_gguf_to_the_local_hub(hub, tmp_path):
+    folder = tmp_path / "gguf"
+    folder.mkdir()
+    manifest = fake_manifest()
+    (folder / convert.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    (folder / manifest["text_model"]["file"]).write_bytes(b"GGUF" + b"\1" * 4096)
+    (folder / manifest["mmproj"]["file"]).write_bytes(b"GGUF" + b"\2" * 4096)
+    (folder / "ontology.json").write_text("{}", encoding="utf-8")
+    repo = "edugraph/labeller-GGUF"
+    result = publish_gguf(folder, repo, TOKEN, hub.endpoint, base_repo="edugraph/labeller")
+    assert result.created_commit
+    files = hub.files(repo)
+    assert files["edugraph-Q4_K_M.gguf"].startswith(b"GGUF") and "README.md" in files
+    assert b"edugraph/labeller" in files["README.md"]
+    again = publish_gguf(folder, repo, TOKEN, hub.endpoint, base_repo="edugraph/labeller")
+    assert not again.created_commit and again.commit_id == result.commit_id
+
+
+def test_asset_fails_clearly_without_the_build(tmp_path, monkeypatch):
+    from edugraph_pipeline.assets.gguf import gguf_model
+    from edugraph_pipeline.resources import ArtifactStoreResource
+    from edugraph_pipeline.storage import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "out")
+    with store.publish("merged_model", None, {"ontology_version": "v0.21.0"}) as staging:
+        model_like_folder(staging)
+    monkeypatch.setenv(DIR_ENV, str(tmp_path / "no-llama"))
+    result = dg.materialize(
+        [gguf_model],
+        resources={"artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "out"))},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "build-llama-cpp.sh" in failure.message
+    assert not (tmp_path / "out" / "gguf_model").exists() or not any((tmp_path / "out" / "gguf_model").iterdir())
+
+
+@pytest.mark.filterwarnings("ignore:Use .content=<...>. to upload raw bytes:DeprecationWarning")
+def test_gguf_publication_asset_needs_a_passed_gate_and_current_files(hub, tmp_path):
+    from edugraph_pipeline.assets.gguf import gguf_publication
+    from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher
+    from edugraph_pipeline.storage import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "out")
+    with store.publish("merged_model", None, {"ontology_version": "v0.21.0"}) as staging:
+        model_like_folder(staging)
+    merged_at = store.lineage("merged_model")["created_at"]
+    manifest = fake_manifest("Q8_0")
+    with store.publish("gguf_model", None, {"merged_model_created_at": merged_at, "quant": "Q8_0"}) as staging:
+        (staging / convert.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        (staging / manifest["text_model"]["file"]).write_bytes(b"GGUF" + b"\1" * 1024)
+        (staging / manifest["mmproj"]["file"]).write_bytes(b"GGUF" + b"\2" * 1024)
+
+    def evaluation(passed: bool) -> None:
+        with store.publish("model_evaluation", None, {}) as staging:
+            (staging / "evaluation.json").write_text(
+                json.dumps({"ontology_version": "v0.21.0", "passed": passed}), encoding="utf-8"
+            )
+
+    resources = {
+        "artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "out")),
+        "hub": HubPublisher(repo_id="edugraph/labeller", endpoint=hub.endpoint, token=TOKEN),
+    }
+    evaluation(False)
+    refused = dg.materialize([gguf_publication], resources=resources, raise_on_error=False)
+    assert not refused.success and hub.head("edugraph/labeller-GGUF") is None
+    evaluation(True)
+    ok = dg.materialize([gguf_publication], resources=resources)
+    [event] = ok.asset_materializations_for_node("gguf_publication")
+    assert event.metadata["repo_id"].value == "edugraph/labeller-GGUF"
+    assert "edugraph-Q8_0.gguf" in hub.files("edugraph/labeller-GGUF")
+    with store.publish("merged_model", None, {"ontology_version": "v0.21.0"}) as staging:  # a newer merge
+        model_like_folder(staging)
+    stale = dg.materialize([gguf_publication], resources=resources, raise_on_error=False)
+    assert not stale.success
+    assert "materialize gguf_model again" in stale.get_step_failure_events()[0].step_failure_data.error.message
