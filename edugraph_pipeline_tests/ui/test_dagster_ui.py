@@ -96,7 +96,10 @@ def test_asset_graph_draws_every_asset_and_edge_and_materializes_from_the_ui(dag
     page = browser_page
     shots = Screenshots(screenshot_dir)
     expected_nodes, expected_edges = expected_graph()
-    assert len(expected_nodes) == 11 and len(expected_edges) >= 14, (expected_nodes, expected_edges)
+    # The definitions are the reference; make sure they are the whole pipeline, not an empty graph.
+    pipeline = {"ontology_release", "knowledge_dataset", "worksheet_dataset", "knowledge_adapter", "trained_adapter",
+                "merged_model", "model_evaluation", "hf_publication"}
+    assert pipeline <= set(expected_nodes) and ("merged_model", "model_evaluation") in expected_edges
 
     # --- The global asset graph, every group expanded (the UI's own "Expand all groups", ⌥E). ---
     page.goto(f"{dagster_ui.url}/asset-groups")
