@@ -44,6 +44,7 @@ from edugraph_pipeline.inference.classifier import (
     ImageInputError,
     ModelFolderError,
     load_image,
+    load_inputs,
     source_name,
 )
 from edugraph_pipeline.ontology.model import Ontology
@@ -320,19 +321,7 @@ class GgufClassifier:
         return [self._generate_one(image) for image in images]
 
     def load_images(self, images: Sequence) -> tuple[list, list[ClassifyResult | None]]:
-        loaded, errors = [], []
-        for index, source in enumerate(images):
-            name = source_name(source, index)
-            try:
-                loaded.append(load_image(source, self.max_file_bytes, self.max_pixels))
-                errors.append(None)
-            except ImageInputError as error:
-                message = str(error)
-                if message.startswith("<image>"):
-                    message = name + message[len("<image>") :]
-                loaded.append(None)
-                errors.append(ClassifyResult(source=name, answer=None, error=message))
-        return loaded, errors
+        return load_inputs(images, self.max_file_bytes, self.max_pixels)
 
     def classify(self, images: Sequence, batch_size: int = 1, errors: str = "raise") -> list[ClassifyResult]:
         """One result per input (PIL images or paths), in order; `errors` as in `Classifier.classify`."""

@@ -221,6 +221,23 @@ def _pick_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def load_inputs(images: Sequence, max_file_bytes: int, max_pixels: int) -> tuple[list, list[ClassifyResult | None]]:
+    """Loaded images (None where unusable) and, per input, an error result or None (shared by every backend)."""
+    loaded, errors = [], []
+    for index, source in enumerate(images):
+        name = source_name(source, index)
+        try:
+            loaded.append(load_image(source, max_file_bytes, max_pixels))
+            errors.append(None)
+        except ImageInputError as error:
+            message = str(error)
+            if message.startswith("<image>"):
+                message = name + message[len("<image>") :]
+            loaded.append(None)
+            errors.append(ClassifyResult(source=name, answer=None, error=message))
+    return loaded, errors
+
+
 class Classifier:
     """A loaded model + processor + bound ontology. `classify` is the whole inference path."""
 
@@ -357,20 +374,7 @@ class Classifier:
         return texts
 
     def load_images(self, images: Sequence) -> tuple[list, list[ClassifyResult | None]]:
-        """Loaded images (None where unusable) and, per input, an error result or None."""
-        loaded, errors = [], []
-        for index, source in enumerate(images):
-            name = source_name(source, index)
-            try:
-                loaded.append(load_image(source, self.max_file_bytes, self.max_pixels))
-                errors.append(None)
-            except ImageInputError as error:
-                message = str(error)
-                if message.startswith("<image>"):
-                    message = name + message[len("<image>") :]
-                loaded.append(None)
-                errors.append(ClassifyResult(source=name, answer=None, error=message))
-        return loaded, errors
+        return load_inputs(images, self.max_file_bytes, self.max_pixels)
 
     def classify(self, images: Sequence, batch_size: int = 8, errors: str = "raise") -> list[ClassifyResult]:
         """One result per input (PIL images or paths), in order.
