@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline.assets.models import EVALUATION_FILE, model_folder, release_of
+from edugraph_pipeline.assets.models import model_folder, passed_evaluation, release_of
 from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher
 
 GGUF_ASSET = "gguf_model"
@@ -120,15 +120,7 @@ def gguf_publication(context: dg.AssetExecutionContext, artifact_store: Artifact
             f"one is of {merged.get('created_at')}: materialize gguf_model again"
         )
     tag = merged["ontology_version"]
-    evaluation_path = store.asset_dir("model_evaluation") / EVALUATION_FILE
-    if not evaluation_path.exists():
-        raise dg.Failure(f"{evaluation_path} does not exist: materialize model_evaluation first")
-    evaluation = json.loads(evaluation_path.read_text(encoding="utf-8"))
-    if evaluation.get("ontology_version") != tag or not evaluation.get("passed"):
-        raise dg.Failure(
-            f"the merged model for {tag} has no passed evaluation (evaluated: {evaluation.get('ontology_version')}, "
-            f"passed: {evaluation.get('passed')}): not publishing its GGUF files"
-        )
+    passed_evaluation(store, tag)
     repo_id = gguf_repo_id(hub.repo_id)
     try:
         result = publish_gguf(

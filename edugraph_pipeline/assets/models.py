@@ -23,6 +23,26 @@ def model_folder(store: ArtifactStore):
     return folder
 
 
+def passed_evaluation(store: ArtifactStore, tag: str) -> dict:
+    """`model_evaluation`'s record of the current merged model (of release `tag`), if its gate passed.
+
+    Every publication asset asks this, whichever run it is in: a blocking check only stops its own run.
+    """
+    path = store.asset_dir("model_evaluation") / EVALUATION_FILE
+    if not path.exists():
+        raise dg.Failure(f"{path} does not exist: materialize model_evaluation first")
+    evaluation = json.loads(path.read_text(encoding="utf-8"))
+    if evaluation.get("ontology_version") != tag:
+        raise dg.Failure(
+            f"model_evaluation evaluated a model of {evaluation.get('ontology_version')}, the merged model is of "
+            f"{tag}: materialize model_evaluation again"
+        )
+    if not evaluation.get("passed"):
+        reasons = "; ".join(evaluation.get("reasons") or []) or "no reason recorded"
+        raise dg.Failure(f"model for {tag} failed its evaluation gate, not publishing: {reasons}")
+    return evaluation
+
+
 def release_of(store: ArtifactStore, asset: str) -> str:
     """The ontology release an unpartitioned model artifact was built from (recorded in its lineage)."""
     return store.lineage(asset)["ontology_version"]

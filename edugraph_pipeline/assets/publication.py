@@ -8,7 +8,7 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline.assets.models import EVALUATION_FILE, model_folder, release_of
+from edugraph_pipeline.assets.models import model_folder, passed_evaluation, release_of
 from edugraph_pipeline.partitions import ontology_partitions
 from edugraph_pipeline.publishing import (
     AdapterLineage,
@@ -94,19 +94,7 @@ def hf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactSt
         return
     store = artifact_store.store()
     tag = release_of(store, "merged_model")
-    evaluation_path = store.asset_dir("model_evaluation") / EVALUATION_FILE
-    if not evaluation_path.exists():
-        raise dg.Failure(f"{evaluation_path} does not exist: materialize model_evaluation first")
-    evaluation = json.loads(evaluation_path.read_text(encoding="utf-8"))
-    if evaluation.get("ontology_version") != tag:
-        raise dg.Failure(
-            f"model_evaluation evaluated a model of {evaluation.get('ontology_version')}, the merged model is of "
-            f"{tag}: materialize model_evaluation again"
-        )
-    if not evaluation["passed"]:
-        raise dg.Failure(
-            f"model for {tag} failed its evaluation gate, not publishing: " + "; ".join(evaluation["reasons"])
-        )
+    evaluation = passed_evaluation(store, tag)
     lineage = publication_lineage(store, tag, hub.repo_id, hub)
     card = render_model_card(lineage, card_evaluation(evaluation))
     try:

@@ -33,7 +33,7 @@ from typing import Any
 
 from edugraph_pipeline.gguf.convert import MANIFEST, ONTOLOGY_FILE
 from edugraph_pipeline.gguf.toolchain import LlamaCpp
-from edugraph_pipeline.inference.answers import DEFAULT_FUZZY_CUTOFF, LabelResolver, parse_answer
+from edugraph_pipeline.inference.answers import DEFAULT_FUZZY_CUTOFF, LabelResolver
 from edugraph_pipeline.inference.classifier import (
     ANSWER_PREFIX,
     DEFAULT_MAX_NEW_TOKENS,
@@ -41,11 +41,9 @@ from edugraph_pipeline.inference.classifier import (
     MAX_IMAGE_PIXELS,
     AnswerVocabulary,
     ClassifyResult,
-    ImageInputError,
     ModelFolderError,
+    classify_inputs,
     load_image,
-    load_inputs,
-    source_name,
 )
 from edugraph_pipeline.ontology.model import Ontology
 from edugraph_pipeline.prompts import classification_messages
@@ -320,25 +318,9 @@ class GgufClassifier:
         """The model's text for each (already loaded, RGB) image, in order; the forced prefix included."""
         return [self._generate_one(image) for image in images]
 
-    def load_images(self, images: Sequence) -> tuple[list, list[ClassifyResult | None]]:
-        return load_inputs(images, self.max_file_bytes, self.max_pixels)
-
     def classify(self, images: Sequence, batch_size: int = 1, errors: str = "raise") -> list[ClassifyResult]:
         """One result per input (PIL images or paths), in order; `errors` as in `Classifier.classify`."""
-        if errors not in ("raise", "return"):
-            raise ValueError("errors must be 'raise' or 'return'")
-        loaded, failures = self.load_images(images)
-        if errors == "raise":
-            for failure in failures:
-                if failure is not None:
-                    raise ImageInputError(failure.error)
-        results: list[ClassifyResult | None] = list(failures)
-        for index, image in enumerate(loaded):
-            if image is None:
-                continue
-            parsed = parse_answer(self._generate_one(image), self.ontology, resolver=self.resolver)
-            results[index] = ClassifyResult.from_parsed(source_name(images[index], index), parsed)
-        return results  # type: ignore[return-value]
+        return classify_inputs(self, images, batch_size, errors)
 
     def describe(self) -> dict:
         return {

@@ -222,7 +222,7 @@ def _pick_device(device: str | None) -> str:
 
 
 def load_inputs(images: Sequence, max_file_bytes: int, max_pixels: int) -> tuple[list, list[ClassifyResult | None]]:
-    """Loaded images (None where unusable) and, per input, an error result or None (shared by every backend)."""
+    """Loaded images (None where unusable) and, per input, an error result or None."""
     loaded, errors = [], []
     for index, source in enumerate(images):
         name = source_name(source, index)
@@ -236,6 +236,29 @@ def load_inputs(images: Sequence, max_file_bytes: int, max_pixels: int) -> tuple
             loaded.append(None)
             errors.append(ClassifyResult(source=name, answer=None, error=message))
     return loaded, errors
+
+
+def classify_inputs(backend, images: Sequence, batch_size: int, errors: str) -> list[ClassifyResult]:
+    """Load, generate and parse with any backend (transformers or llama.cpp) that has `generate_raw`.
+
+    `errors="raise"`: the first unusable input raises `ImageInputError` (before any generation);
+    `errors="return"`: unusable inputs get a result with ``error`` set and ``answer=None``, the rest are
+    classified.
+    """
+    if errors not in ("raise", "return"):
+        raise ValueError("errors must be 'raise' or 'return'")
+    loaded, failures = load_inputs(images, backend.max_file_bytes, backend.max_pixels)
+    if errors == "raise":
+        for failure in failures:
+            if failure is not None:
+                raise ImageInputError(failure.error)
+    good = [i for i, image in enumerate(loaded) if image is not None]
+    raw = backend.generate_raw([loaded[i] for i in good], batch_size) if good else []
+    results: list[ClassifyResult | None] = list(failures)
+    for index, text in zip(good, raw):
+        parsed = parse_answer(text, backend.ontology, resolver=backend.resolver)
+        results[index] = ClassifyResult.from_parsed(source_name(images[index], index), parsed)
+    return results  # type: ignore[return-value]
 
 
 class Classifier:
@@ -373,30 +396,9 @@ class Classifier:
                 texts[index] = self.prefix + self.tokenizer.decode(new[row], skip_special_tokens=True)
         return texts
 
-    def load_images(self, images: Sequence) -> tuple[list, list[ClassifyResult | None]]:
-        return load_inputs(images, self.max_file_bytes, self.max_pixels)
-
     def classify(self, images: Sequence, batch_size: int = 8, errors: str = "raise") -> list[ClassifyResult]:
-        """One result per input (PIL images or paths), in order.
-
-        `errors="raise"`: the first unusable input raises `ImageInputError` (before any generation);
-        `errors="return"`: unusable inputs get a result with ``error`` set and ``answer=None``, the rest are
-        classified.
-        """
-        if errors not in ("raise", "return"):
-            raise ValueError("errors must be 'raise' or 'return'")
-        loaded, failures = self.load_images(images)
-        if errors == "raise":
-            for failure in failures:
-                if failure is not None:
-                    raise ImageInputError(failure.error)
-        good = [i for i, image in enumerate(loaded) if image is not None]
-        raw = self.generate_raw([loaded[i] for i in good], batch_size) if good else []
-        results: list[ClassifyResult | None] = list(failures)
-        for index, text in zip(good, raw):
-            parsed = parse_answer(text, self.ontology, resolver=self.resolver)
-            results[index] = ClassifyResult.from_parsed(source_name(images[index], index), parsed)
-        return results  # type: ignore[return-value]
+        """One result per input (PIL images or paths), in order (see `classify_inputs`)."""
+        return classify_inputs(self, images, batch_size, errors)
 
     def describe(self) -> dict:
         """Settings worth recording in metadata."""
