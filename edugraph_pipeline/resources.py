@@ -80,8 +80,8 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         ),
         "content_source": ContentSource(
             source=settings.setting("EDUGRAPH_CONTENT_SOURCE"),
-            sample_count=int(settings.setting("EDUGRAPH_SAMPLE_COUNT")),
-            sample_seed=int(settings.setting("EDUGRAPH_SAMPLE_SEED")),
+            sample_count=settings.integer("EDUGRAPH_SAMPLE_COUNT"),
+            sample_seed=settings.integer("EDUGRAPH_SAMPLE_SEED"),
             cache_dir=str(settings.cache_dir()),
         ),
         "training_launcher": launcher_from_settings(),

@@ -101,6 +101,33 @@ def setting(name: str) -> str:
     raise KeyError(f"unknown setting {name!r}")
 
 
+def integer(name: str) -> int:
+    return int(_typed(name, int, "an integer"))
+
+
+def number(name: str) -> float:
+    return float(_typed(name, float, "a number"))
+
+
+def flag(name: str) -> bool:
+    value = setting(name).strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(_TRUE + _FALSE)}")
+    return value in _TRUE
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _typed(name: str, kind: type, expected: str):
+    value = setting(name)
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected {expected}") from None
+
+
 def data_dir() -> Path:
     return Path(setting("EDUGRAPH_DATA_DIR")).expanduser().resolve()
 

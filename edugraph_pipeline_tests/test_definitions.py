@@ -48,3 +48,25 @@ def test_cli_syncs_partitions_and_materializes_a_release(tmp_path, ontology_remo
     assert run.returncode == 0, run.stderr[-3000:]
     assert "RUN_SUCCESS" in run.stderr
     assert (tmp_path / "out" / "knowledge_dataset" / "v0.21.0" / "dataset" / "state.json").exists()
+
+
+def test_malformed_settings_name_the_variable(monkeypatch):
+    import pytest
+
+    from edugraph_pipeline import settings
+    from edugraph_pipeline.resources import default_resources
+
+    monkeypatch.setenv("EDUGRAPH_SAMPLE_COUNT", "two hundred")
+    with pytest.raises(ValueError, match=r"EDUGRAPH_SAMPLE_COUNT='two hundred': expected an integer"):
+        default_resources()
+    monkeypatch.setenv("EDUGRAPH_SAMPLE_COUNT", "12")
+    assert settings.integer("EDUGRAPH_SAMPLE_COUNT") == 12
+    monkeypatch.setenv("EDUGRAPH_TRAINING_LAUNCHER", "docker")
+    monkeypatch.setenv("EDUGRAPH_DOCKER_GPUS", "maybe")
+    with pytest.raises(ValueError, match=r"EDUGRAPH_DOCKER_GPUS='maybe': expected one of 1, true"):
+        default_resources()
+    monkeypatch.setenv("EDUGRAPH_DOCKER_GPUS", "off")
+    assert default_resources()["training_launcher"].gpus is False
+    monkeypatch.setenv("EDUGRAPH_TRAINING_LAUNCHER", "slurm")
+    with pytest.raises(ValueError, match=r"EDUGRAPH_TRAINING_LAUNCHER='slurm': expected local, docker or gcp"):
+        default_resources()

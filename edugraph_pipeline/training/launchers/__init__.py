@@ -11,8 +11,7 @@ Manager, and every text the launchers copy into logs or error messages goes thro
 
 from __future__ import annotations
 
-import os
-
+from edugraph_pipeline import settings
 from edugraph_pipeline.training.launchers.base import (
     DEFAULT_IMAGE,
     ENTRYPOINT_MODULE,
@@ -27,51 +26,42 @@ from edugraph_pipeline.training.launchers.docker import DockerLauncher
 from edugraph_pipeline.training.launchers.gcp import GcpLauncher
 
 
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, "") or default
-
-
-def _flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "")
-    return default if not value else value.strip().lower() in ("1", "true", "yes", "on")
-
-
 def launcher_from_settings() -> TrainingLauncher:
     """The launcher ``EDUGRAPH_TRAINING_LAUNCHER`` names (``local`` default, ``docker``, ``gcp``), configured from
     the environment (docs/training-launchers.md lists the variables)."""
-    kind = _env(LAUNCHER_ENV, "local").strip().lower()
-    image = _env("EDUGRAPH_TRAINING_IMAGE", DEFAULT_IMAGE)
+    kind = settings.setting(LAUNCHER_ENV).strip().lower()
+    image = settings.setting("EDUGRAPH_TRAINING_IMAGE")
     if kind == "local":
         return LocalLauncher()
     if kind == "docker":
         return DockerLauncher(
             image=image,
-            gpus=_flag("EDUGRAPH_DOCKER_GPUS", True),
-            network=_env("EDUGRAPH_DOCKER_NETWORK") or None,
-            user=_env("EDUGRAPH_DOCKER_USER") or None,
+            gpus=settings.flag("EDUGRAPH_DOCKER_GPUS"),
+            network=settings.setting("EDUGRAPH_DOCKER_NETWORK") or None,
+            user=settings.setting("EDUGRAPH_DOCKER_USER") or None,
         )
     if kind == "gcp":
-        missing = [n for n in ("EDUGRAPH_GCP_PROJECT", "EDUGRAPH_GCS_BUCKET") if not _env(n)]
+        missing = [n for n in ("EDUGRAPH_GCP_PROJECT", "EDUGRAPH_GCS_BUCKET") if not settings.setting(n)]
         if missing:
             raise ValueError(f"{LAUNCHER_ENV}=gcp needs {', '.join(missing)} to be set")
         return GcpLauncher(
-            project=_env("EDUGRAPH_GCP_PROJECT"),
-            zone=_env("EDUGRAPH_GCP_ZONE", "us-central1-a"),
-            bucket=_env("EDUGRAPH_GCS_BUCKET"),
-            prefix=_env("EDUGRAPH_GCS_PREFIX", "edugraph"),
+            project=settings.setting("EDUGRAPH_GCP_PROJECT"),
+            zone=settings.setting("EDUGRAPH_GCP_ZONE"),
+            bucket=settings.setting("EDUGRAPH_GCS_BUCKET"),
+            prefix=settings.setting("EDUGRAPH_GCS_PREFIX"),
             image=image,
-            machine_type=_env("EDUGRAPH_GCP_MACHINE_TYPE", "g2-standard-8"),
-            accelerator_type=_env("EDUGRAPH_GCP_ACCELERATOR", "nvidia-l4"),
-            accelerator_count=int(_env("EDUGRAPH_GCP_ACCELERATOR_COUNT", "1")),
-            vm_image=_env("EDUGRAPH_GCP_VM_IMAGE", "projects/cos-cloud/global/images/family/cos-stable"),
-            boot_disk_gb=int(_env("EDUGRAPH_GCP_BOOT_DISK_GB", "100")),
-            service_account=_env("EDUGRAPH_GCP_SERVICE_ACCOUNT") or None,
-            network=_env("EDUGRAPH_GCP_NETWORK", "global/networks/default"),
-            subnetwork=_env("EDUGRAPH_GCP_SUBNETWORK") or None,
-            spot=_flag("EDUGRAPH_GCP_SPOT", True),
-            max_run_hours=float(_env("EDUGRAPH_GCP_MAX_RUN_HOURS", "24")),
-            hf_token_secret=_env("EDUGRAPH_GCP_HF_TOKEN_SECRET") or None,
-            compute_endpoint=_env("EDUGRAPH_GCP_COMPUTE_ENDPOINT") or None,
+            machine_type=settings.setting("EDUGRAPH_GCP_MACHINE_TYPE"),
+            accelerator_type=settings.setting("EDUGRAPH_GCP_ACCELERATOR"),
+            accelerator_count=settings.integer("EDUGRAPH_GCP_ACCELERATOR_COUNT"),
+            vm_image=settings.setting("EDUGRAPH_GCP_VM_IMAGE"),
+            boot_disk_gb=settings.integer("EDUGRAPH_GCP_BOOT_DISK_GB"),
+            service_account=settings.setting("EDUGRAPH_GCP_SERVICE_ACCOUNT") or None,
+            network=settings.setting("EDUGRAPH_GCP_NETWORK"),
+            subnetwork=settings.setting("EDUGRAPH_GCP_SUBNETWORK") or None,
+            spot=settings.flag("EDUGRAPH_GCP_SPOT"),
+            max_run_hours=settings.number("EDUGRAPH_GCP_MAX_RUN_HOURS"),
+            hf_token_secret=settings.setting("EDUGRAPH_GCP_HF_TOKEN_SECRET") or None,
+            compute_endpoint=settings.setting("EDUGRAPH_GCP_COMPUTE_ENDPOINT") or None,
         )
     raise ValueError(f"{LAUNCHER_ENV}={kind!r}: expected local, docker or gcp")
 
