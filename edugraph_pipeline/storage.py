@@ -1,23 +1,35 @@
 """Where artifacts live: ``<EDUGRAPH_DATA_DIR>/<asset>/<partition or latest>/``, each with a ``lineage.json``.
 
-Every artifact is built in a hidden sibling folder and renamed into place only when complete, so a failed or
-killed materialization never leaves a half-written artifact and never damages the previous one.
+``<asset>/<key>`` is a symbolic link to a complete version folder ``<asset>/.versions/<key>/<id>/``. A new
+artifact is written into a fresh version folder and becomes visible in ONE atomic step: ``os.replace`` of a
+temporary link onto ``<asset>/<key>``. A run killed at any moment therefore leaves readers the previous artifact
+or the new complete one, never a missing or half-written one. Version folders left by killed runs (and retired
+ones) are removed by the next publication of the same key; a version whose builder is still alive (it holds an
+advisory lock on ``<id>.lock``) and the current one are never removed.
+
+What is current is decided in one place, `_current_version`, and changed in one place, `_commit`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 LINEAGE_FILE = "lineage.json"
 UNPARTITIONED = "latest"  # the folder of an unpartitioned asset (models: the newest one)
+VERSIONS = ".versions"
+LEGACY_VERSION = "legacy"  # a plain artifact folder of the layout before versions, moved aside once
+COMMIT_LOCK = ".commit.lock"
+# The points of `publish` at which `on_step` is called (and a kill test stops the process).
+PUBLISH_STEPS = ("staged", "content-written", "lineage-written", "link-created", "committed", "cleaned")
 
 
 def file_sha256(path: Path) -> str:
@@ -25,46 +37,147 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def folder_sha256(folder: Path) -> str:
+    """A content hash of every file under `folder` (relative paths and bytes; independent of timestamps)."""
+    digest = hashlib.sha256()
+    files = sorted(path for path in Path(folder).rglob("*") if path.is_file())
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no files to hash")
+    for path in files:
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+@contextmanager
+def _locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive advisory lock on `path` (released by the kernel when the holder dies, even by SIGKILL)."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class ArtifactStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, on_step: Callable[[str], None] | None = None):
         self.root = Path(root)
+        self._on_step = on_step or (lambda step: None)  # test hook: see PUBLISH_STEPS
 
     def asset_dir(self, asset: str, partition: str | None = None) -> Path:
+        """The stable path of an artifact (a link to its current version); what readers open and lineage names."""
         key = partition or UNPARTITIONED
         if not key or key.startswith(".") or "/" in key or "\\" in key:
             raise ValueError(f"partition key {key!r} cannot name a folder")
         return self.root / asset / key
 
+    def current(self, asset: str, partition: str | None = None) -> Path:
+        """The version folder `asset_dir` points at now: read several files from it to see one version."""
+        final = self.asset_dir(asset, partition)
+        version = _current_version(final)
+        if version is None:
+            raise FileNotFoundError(f"{final} does not exist: materialize {asset}" + _for(partition) + " first")
+        return version
+
     def lineage(self, asset: str, partition: str | None = None) -> dict:
         path = self.asset_dir(asset, partition) / LINEAGE_FILE
-        if not path.exists():
-            raise FileNotFoundError(
-                f"{path} does not exist: materialize {asset}"
-                + (f" for partition {partition}" if partition else "")
-                + " first"
-            )
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return json.loads((self.current(asset, partition) / LINEAGE_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path} does not exist: materialize {asset}{_for(partition)} first") from None
 
     @contextmanager
     def publish(self, asset: str, partition: str | None, lineage: dict) -> Iterator[Path]:
-        """Yield an empty staging folder; on success it replaces the artifact folder in one rename."""
+        """Yield an empty version folder; when the block succeeds it becomes the artifact in one atomic step."""
         final = self.asset_dir(asset, partition)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging = final.parent / f".staging-{final.name}-{uuid.uuid4().hex[:8]}"
-        staging.mkdir()
+        versions = final.parent / VERSIONS / final.name
+        versions.mkdir(parents=True, exist_ok=True)
+        version_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        staging = versions / version_id
+        lock = versions / f"{version_id}.lock"
+        committed = False
         try:
-            yield staging
-            record = {
-                "asset": asset,
-                "partition": partition,
-                "created_at": datetime.now(timezone.utc).isoformat(),
-                **lineage,
-            }
-            (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
-            retired = final.parent / f".retired-{final.name}-{uuid.uuid4().hex[:8]}"
-            if final.exists():
-                os.replace(final, retired)
-            os.replace(staging, final)
-            shutil.rmtree(retired, ignore_errors=True)
+            with _locked(lock):  # held while building: tells cleaners this one is alive
+                staging.mkdir()
+                self._on_step("staged")
+                yield staging
+                self._on_step("content-written")
+                record = {
+                    "asset": asset,
+                    "partition": partition,
+                    "created_at": datetime.now(timezone.utc).isoformat(),
+                    **lineage,
+                }
+                (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+                self._on_step("lineage-written")
+                with _locked(versions / COMMIT_LOCK):
+                    self._commit(final, staging)
+                    committed = True
+                    self._on_step("committed")
+                    _remove_stale(final, versions, keep=staging)
+                self._on_step("cleaned")
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            if not committed:
+                shutil.rmtree(staging, ignore_errors=True)
+                _remove_empty(versions, versions.parent, final.parent)
+
+    def _commit(self, final: Path, version: Path) -> None:
+        """Point `final` at `version`: the single atomic step that makes an artifact visible (commit lock held)."""
+        if final.exists() and not final.is_symlink():  # the layout before versions: move the plain folder aside
+            os.replace(final, version.parent / LEGACY_VERSION)  # readers find it there until the link exists
+        link = final.parent / f".link-{final.name}-{uuid.uuid4().hex[:8]}"
+        link.symlink_to(version.relative_to(final.parent))
+        self._on_step("link-created")
+        os.replace(link, final)
+
+
+def _current_version(final: Path) -> Path | None:
+    """The version folder an artifact path stands for, or None (also for a plain folder of the old layout)."""
+    if final.is_symlink():
+        target = final.resolve()
+        return target if target.is_dir() else None
+    if final.is_dir():
+        return final
+    legacy = final.parent / VERSIONS / final.name / LEGACY_VERSION  # a migration killed before its link existed
+    return legacy if legacy.is_dir() else None
+
+
+def _remove_stale(final: Path, versions: Path, keep: Path) -> None:
+    """Remove version folders of killed or superseded runs of this key (commit lock held); never a live one."""
+    current = _current_version(final)
+    for entry in versions.iterdir():
+        if entry.name.startswith(".") or entry in (keep, current):
+            continue
+        if entry.suffix == ".lock":
+            continue  # removed with its folder (a builder takes its lock before it makes its folder)
+        lock = versions / f"{entry.name}.lock"
+        if lock.exists():
+            with _locked(lock, blocking=False) as free:
+                if not free:
+                    continue  # its builder is still running
+                shutil.rmtree(entry, ignore_errors=True)
+                lock.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+    for leftover in final.parent.glob(f".link-{final.name}-*"):
+        leftover.unlink(missing_ok=True)
+    for leftover in [*final.parent.glob(f".staging-{final.name}-*"), *final.parent.glob(f".retired-{final.name}-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)  # from the layout before versions
+
+
+def _remove_empty(*folders: Path) -> None:
+    """A failed first publication leaves no trace (the folders are removed only if nothing else is in them)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _for(partition: str | None) -> str:
+    return f" for partition {partition}" if partition else ""
