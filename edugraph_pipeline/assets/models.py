@@ -1,14 +1,14 @@
 """The merged model and its evaluation, whose blocking check gates publication."""
 
-import hashlib
 import json
+from pathlib import Path
 
 import dagster as dg
 
 from edugraph_pipeline.assets.ontology import load_ontology
 from edugraph_pipeline.partitions import newest_release_dep
 from edugraph_pipeline.resources import ArtifactStoreResource
-from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.storage import ArtifactStore, folder_sha256
 from edugraph_pipeline.training.config import TINY, model_name
 
 MODEL_FOLDER = "model"
@@ -16,29 +16,41 @@ EVALUATION_FILE = "evaluation.json"
 GATE_CHECK = "evaluation_gate"
 
 
-def model_folder(store: ArtifactStore):
+MODEL_VERSION = "model_sha256"  # merged_model's data version: the content hash of its model folder
+
+
+def model_folder(store: ArtifactStore) -> Path:
+    """The current merged model's folder, resolved to its version: files read from it all belong to one model."""
     folder = store.asset_dir("merged_model") / MODEL_FOLDER
     if not (folder / "config.json").exists():
         raise dg.Failure(f"{folder} holds no model: materialize merged_model first")
-    return folder
+    return store.current("merged_model") / MODEL_FOLDER
 
 
-def passed_evaluation(store: ArtifactStore, tag: str) -> dict:
-    """`model_evaluation`'s record of the current merged model (of release `tag`), if its gate passed.
+def model_version(folder: Path) -> str:
+    """The identity of a model: a hash of every file of its folder (weights, config, processor, ontology)."""
+    return folder_sha256(folder)
 
-    Every publication asset asks this, whichever run it is in: a blocking check only stops its own run.
+
+def passed_evaluation(store: ArtifactStore, version: str) -> dict:
+    """`model_evaluation`'s record, if it evaluated exactly the model of content hash `version` and it passed.
+
+    Every publication asset asks this, whichever run it is in: a blocking check only stops its own run, and a
+    run that re-merges a model without evaluating it must not publish on the strength of an older model's pass.
     """
     path = store.asset_dir("model_evaluation") / EVALUATION_FILE
     if not path.exists():
         raise dg.Failure(f"{path} does not exist: materialize model_evaluation first")
     evaluation = json.loads(path.read_text(encoding="utf-8"))
-    if evaluation.get("ontology_version") != tag:
+    evaluated = evaluation.get("model_version")
+    if evaluated != version:
         raise dg.Failure(
-            f"model_evaluation evaluated a model of {evaluation.get('ontology_version')}, the merged model is of "
-            f"{tag}: materialize model_evaluation again"
+            f"the merged model {version[:12]} was not evaluated (model_evaluation evaluated "
+            f"{str(evaluated)[:12]}), not publishing: materialize model_evaluation again"
         )
     if not evaluation.get("passed"):
         reasons = "; ".join(evaluation.get("reasons") or []) or "no reason recorded"
+        tag = evaluation.get("ontology_version")
         raise dg.Failure(f"model for {tag} failed its evaluation gate, not publishing: {reasons}")
     return evaluation
 
@@ -57,7 +69,7 @@ def release_of(store: ArtifactStore, asset: str) -> str:
     "with its processor, prompts and the bound ontology (ontology.json), loadable offline.",
 )
 def merged_model(context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource) -> dg.MaterializeResult:
-    from edugraph_pipeline.training.merge import merge_into_folder, trained_artifact
+    from edugraph_pipeline.training.merge import merge_into_folder, trained_artifact, trained_revision
 
     store = artifact_store.store()
     trained = store.lineage("trained_adapter")
@@ -78,11 +90,14 @@ def merged_model(context: dg.AssetExecutionContext, artifact_store: ArtifactStor
     else:
         context.log.info(f"merging {len(adapters)} adapter(s) into {base}")
         with store.publish("merged_model", None, lineage) as staging:
-            info = merge_into_folder(base, adapters, adapters[-1], staging / MODEL_FOLDER)
+            info = merge_into_folder(
+                base, adapters, adapters[-1], staging / MODEL_FOLDER,
+                revision=trained_revision(store.asset_dir("trained_adapter")),
+            )
             ontology.save(staging / MODEL_FOLDER / "ontology.json")
             lineage["info"] = info  # publish() writes the lineage after this block
-    identity = {key: lineage[key] for key in ("ontology_version", "base_model", "adapters", "trained_adapter_version")}
-    version = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+            lineage[MODEL_VERSION] = model_version(staging / MODEL_FOLDER)
+    version = lineage.get(MODEL_VERSION) or previous.get(MODEL_VERSION) or model_version(model_folder(store))
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(folder)),
@@ -94,6 +109,7 @@ def merged_model(context: dg.AssetExecutionContext, artifact_store: ArtifactStor
             "dtype": info["dtype"],
             "size_mb": round(info["size_bytes"] / 2**20, 1),
             "reused": previous is not None and "info" not in lineage,
+            "model_sha256": version,
         },
         data_version=dg.DataVersion(version),
     )
@@ -140,6 +156,7 @@ def model_evaluation(
 
     store = artifact_store.store()
     folder = model_folder(store)
+    version = model_version(folder)  # of the files evaluated, not of what lineage says
     tag = release_of(store, "merged_model")
     dataset = store.asset_dir("worksheet_dataset", tag) / "dataset"
     profile = config.gate_profile or ("tiny" if model_name() == TINY else "production")
@@ -153,14 +170,16 @@ def model_evaluation(
         f"{tag}: exact match {run.report.exact_match:.3f} on {run.report.n} rows in {run.seconds:.1f}s; "
         f"gate ({profile}) {'passed' if run.passed else 'failed: ' + '; '.join(run.reasons)}"
     )
-    record = {**run.to_json(), "gate_profile": profile, "ontology_version": tag}
-    with store.publish("model_evaluation", None, {"ontology_version": tag, "passed": run.passed}) as staging:
+    record = {**run.to_json(), "gate_profile": profile, "ontology_version": tag, "model_version": version}
+    evaluated = {"ontology_version": tag, "passed": run.passed, "model_version": version}
+    with store.publish("model_evaluation", None, evaluated) as staging:
         (staging / EVALUATION_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
     return dg.MaterializeResult(
         metadata={
             **report_metadata(run.report, (run.passed, run.reasons)),
             "path": dg.MetadataValue.path(str(store.asset_dir("model_evaluation") / EVALUATION_FILE)),
             "ontology_version": tag,
+            "model_version": version,
             "gate_profile": profile,
             "seconds": round(run.seconds, 2),
         },

@@ -8,7 +8,7 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline.assets.models import model_folder, passed_evaluation, release_of
+from edugraph_pipeline.assets.models import MODEL_VERSION, model_folder, model_version, passed_evaluation, release_of
 from edugraph_pipeline.partitions import ontology_partitions
 from edugraph_pipeline.publishing import (
     AdapterLineage,
@@ -71,7 +71,7 @@ def publication_lineage(store: ArtifactStore, tag: str, repo_id: str, hub: HubPu
         worksheet_dataset_repo=hub.worksheets_repo or None,
         knowledge_adapter=knowledge_adapter,
         trained_adapter=AdapterLineage(path="trained_adapter/latest", data_version=trained.get("data_version"), partition=tag),
-        merged_model_data_version=merged.get("trained_adapter_version"),
+        merged_model_data_version=merged.get(MODEL_VERSION),
         hyperparameters={"worksheet": result.get("hyperparameters", {})},
         code_version=project_code_version(),
         trained_at=trained.get("created_at"),
@@ -94,12 +94,13 @@ def hf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactSt
         return
     store = artifact_store.store()
     tag = release_of(store, "merged_model")
-    evaluation = passed_evaluation(store, tag)
+    folder = model_folder(store)  # one version, hashed and uploaded
+    evaluation = passed_evaluation(store, model_version(folder))
     lineage = publication_lineage(store, tag, hub.repo_id, hub)
     card = render_model_card(lineage, card_evaluation(evaluation))
     try:
         result = publish_folder(
-            model_folder(store),
+            folder,
             hub.repo_id,
             token=hub.token,
             endpoint=hub.endpoint or None,

@@ -156,14 +156,14 @@ def test_asset_fails_clearly_without_the_build(tmp_path, monkeypatch):
 def test_gguf_publication_asset_needs_a_passed_gate_and_current_files(hub, tmp_path):
     from edugraph_pipeline.assets.gguf import gguf_publication
     from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher
-    from edugraph_pipeline.storage import ArtifactStore
+    from edugraph_pipeline.storage import ArtifactStore, folder_sha256
 
     store = ArtifactStore(tmp_path / "out")
     with store.publish("merged_model", None, {"ontology_version": "v0.21.0"}) as staging:
         model_like_folder(staging)
-    merged_at = store.lineage("merged_model")["created_at"]
+    merged = folder_sha256(store.current("merged_model") / "model")
     manifest = fake_manifest("Q8_0")
-    with store.publish("gguf_model", None, {"merged_model_created_at": merged_at, "quant": "Q8_0"}) as staging:
+    with store.publish("gguf_model", None, {"merged_model_version": merged, "quant": "Q8_0"}) as staging:
         (staging / convert.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
         (staging / manifest["text_model"]["file"]).write_bytes(b"GGUF" + b"\1" * 1024)
         (staging / manifest["mmproj"]["file"]).write_bytes(b"GGUF" + b"\2" * 1024)
@@ -171,7 +171,7 @@ def test_gguf_publication_asset_needs_a_passed_gate_and_current_files(hub, tmp_p
     def evaluation(passed: bool) -> None:
         with store.publish("model_evaluation", None, {}) as staging:
             (staging / "evaluation.json").write_text(
-                json.dumps({"ontology_version": "v0.21.0", "passed": passed}), encoding="utf-8"
+                json.dumps({"ontology_version": "v0.21.0", "passed": passed, "model_version": merged}), encoding="utf-8"
             )
 
     resources = {
@@ -181,13 +181,14 @@ def test_gguf_publication_asset_needs_a_passed_gate_and_current_files(hub, tmp_p
     evaluation(False)
     refused = dg.materialize([gguf_publication], resources=resources, raise_on_error=False)
     assert not refused.success and hub.head("edugraph/labeller-GGUF") is None
+    assert "failed its evaluation gate" in refused.get_step_failure_events()[0].step_failure_data.error.message
     evaluation(True)
     ok = dg.materialize([gguf_publication], resources=resources)
     [event] = ok.asset_materializations_for_node("gguf_publication")
     assert event.metadata["repo_id"].value == "edugraph/labeller-GGUF"
     assert "edugraph-Q8_0.gguf" in hub.files("edugraph/labeller-GGUF")
     with store.publish("merged_model", None, {"ontology_version": "v0.21.0"}) as staging:  # a newer merge
-        model_like_folder(staging)
+        (model_like_folder(staging) / "model.safetensors").write_bytes(b"\1" * 16)
     stale = dg.materialize([gguf_publication], resources=resources, raise_on_error=False)
     assert not stale.success
     assert "materialize gguf_model again" in stale.get_step_failure_events()[0].step_failure_data.error.message
