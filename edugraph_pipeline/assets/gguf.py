@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline.assets.models import model_folder, passed_evaluation, release_of
+from edugraph_pipeline.assets.models import model_folder, model_version, passed_evaluation, release_of
 from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher
 
 GGUF_ASSET = "gguf_model"
@@ -51,6 +51,7 @@ def gguf_model(context: dg.AssetExecutionContext, config: GgufConfig, artifact_s
     lineage = {
         "ontology_version": tag,
         "merged_model_created_at": merged.get("created_at"),
+        "merged_model_version": model_version(source),
         "merged_model_info": merged.get("info"),
         "quant": quant,
         "llama_cpp_python": llama.root.name,
@@ -61,6 +62,9 @@ def gguf_model(context: dg.AssetExecutionContext, config: GgufConfig, artifact_s
         smoke = None
         if config.smoke:
             smoke = smoke_test(staging, llama=llama)
+            if not smoke["ok"]:  # raised inside publish(): the previous gguf_model stays what readers get
+                failed = [name for name, passed in smoke["checks"].items() if not passed]
+                raise dg.Failure(f"the GGUF smoke test failed ({'; '.join(failed)}): {json.dumps(smoke)[:2000]}")
             (staging / SMOKE_FILE).write_text(json.dumps(smoke, indent=2), encoding="utf-8")
         lineage["summary"] = summarise(manifest)
     folder = store.asset_dir(GGUF_ASSET)
@@ -80,6 +84,7 @@ def gguf_model(context: dg.AssetExecutionContext, config: GgufConfig, artifact_s
         metadata["smoke_image_raw"] = smoke["image"]["raw"]
         metadata["smoke_image_seconds"] = smoke["image"]["classify_seconds"]
         metadata["smoke_mtmd_cli"] = bool(smoke.get("mtmd_cli", {}).get("ok"))
+        metadata["smoke_checks"] = dg.MetadataValue.json(smoke["checks"])
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version))
 
 
@@ -114,17 +119,18 @@ def gguf_publication(context: dg.AssetExecutionContext, artifact_store: Artifact
         raise dg.Failure(f"{folder} holds no GGUF files: materialize gguf_model first")
     gguf = store.lineage(GGUF_ASSET)
     merged = store.lineage("merged_model")
-    if gguf.get("merged_model_created_at") != merged.get("created_at"):
+    current = model_version(model_folder(store))
+    if gguf.get("merged_model_version") != current:
         raise dg.Failure(
-            f"gguf_model was converted from the merged model of {gguf.get('merged_model_created_at')}, the current "
-            f"one is of {merged.get('created_at')}: materialize gguf_model again"
+            f"gguf_model was converted from the merged model of {gguf.get('merged_model_created_at')}, not from the "
+            f"current one of {merged.get('created_at')}: materialize gguf_model again"
         )
     tag = merged["ontology_version"]
-    passed_evaluation(store, tag)
+    passed_evaluation(store, current)
     repo_id = gguf_repo_id(hub.repo_id)
     try:
         result = publish_gguf(
-            folder, repo_id, hub.token, hub.endpoint or None, base_repo=hub.repo_id, private=hub.private,
+            store.current(GGUF_ASSET), repo_id, hub.token, hub.endpoint or None, base_repo=hub.repo_id, private=hub.private,
             commit_message=f"EduGraph labeller GGUF {gguf.get('quant')} for ontology {tag}",
         )
     except PublicationError as error:

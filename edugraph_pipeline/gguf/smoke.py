@@ -9,6 +9,8 @@ from pathlib import Path
 
 from edugraph_pipeline.gguf.convert import MANIFEST
 from edugraph_pipeline.gguf.toolchain import LlamaCpp
+from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
+from edugraph_pipeline.ontology.model import DIMENSIONS
 
 SMOKE_FILE = "smoke.json"
 TEXT_PROMPT = "<|im_start|>user\nWhat is 3 + 4?<|im_end|>\n<|im_start|>assistant\n"
@@ -27,23 +29,25 @@ def smoke_picture():
 
 def smoke_test(folder: str | Path, *, llama: LlamaCpp | None = None, cli: bool = True, n_predict: int = 8) -> dict:
     """Text generation through `llama_cpp.Llama`, one classification through `GgufClassifier` (mtmd), and
-    optionally `llama-mtmd-cli` on the same image; timings and outputs (the untrained tiny model's are garbage:
-    this proves the files load and run, not quality)."""
+    optionally `llama-mtmd-cli` on the same image: what each produced (texts, generated token ids, whether the
+    image answer was valid as generated and after repair), timings, and ``checks``/``ok``: whether every path
+    generated at least one token and the image path ended in a valid answer. The untrained tiny model's texts
+    are garbage: this proves the files load and generate, not quality."""
     from edugraph_pipeline.gguf.classify import GgufClassifier, default_threads, mtmd_smoke
 
     llama = (llama or LlamaCpp.locate()).require()
     folder = Path(folder)
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    text_model = str(folder / manifest["text_model"]["file"])
     report: dict = {}
     llama_cpp = llama.import_binding()
     start = time.perf_counter()
-    llm = llama_cpp.Llama(
-        model_path=str(folder / manifest["text_model"]["file"]), n_ctx=256, n_threads=default_threads(), verbose=False
-    )
+    llm = llama_cpp.Llama(model_path=text_model, n_ctx=256, n_threads=default_threads(), verbose=False)
     try:
         completion = llm.create_completion(TEXT_PROMPT, max_tokens=n_predict, temperature=0.0)
+        text = completion["choices"][0]["text"]
         report["text"] = {
-            "completion": completion["choices"][0]["text"],
+            "completion": text,
             "completion_tokens": completion["usage"]["completion_tokens"],
             "seconds": round(time.perf_counter() - start, 3),
         }
@@ -57,12 +61,25 @@ def smoke_test(folder: str | Path, *, llama: LlamaCpp | None = None, cli: bool =
         report["image"] = {
             "raw": result.raw,
             "answer": result.answer,
-            "parsed_ok": result.parsed_ok,
+            # the model's own text was an answer of known labels, without extraction or repair
+            "valid_as_generated": result.parsed_ok and not result.repaired and not result.unknown,
             "repaired": result.repaired,
+            "error": result.error,
             "load_seconds": round(loaded - start, 3),
             "classify_seconds": round(time.perf_counter() - loaded, 3),
             "backend": "llama_cpp binding (mtmd)",
         }
+    vocabulary = llama_cpp.Llama(model_path=text_model, vocab_only=True, verbose=False)
+    try:
+        for part, generated in (("text", text), ("image", result.raw)):
+            report[part]["tokens"] = vocabulary.tokenize(generated.encode(), add_bos=False, special=True)
+    finally:
+        vocabulary.close()
+    checks = {
+        "text generated tokens": report["text"]["completion_tokens"] >= 1,
+        "image generated tokens": bool(report["image"]["tokens"]),
+        "image answer is valid": result.error is None and _is_answer(result.answer),
+    }
     if cli:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "smoke.png"
@@ -70,11 +87,26 @@ def smoke_test(folder: str | Path, *, llama: LlamaCpp | None = None, cli: bool =
             start = time.perf_counter()
             output = mtmd_smoke(folder, path, llama=llama, n_predict=n_predict)
             lines = output.strip().splitlines()
+            encoding = [line.split(" I ", 1)[-1] for line in lines if "mtmd batch" in line][-2:]
+            completion = lines[-1] if lines and not any(mark in lines[-1] for mark in ("mtmd", "llama_", "ggml_")) else ""
             report["mtmd_cli"] = {
-                "ok": True,
+                "ok": bool(encoding) and bool(completion.strip()),
                 "seconds": round(time.perf_counter() - start, 3),
-                "image_encoding": [line.split(" I ", 1)[-1] for line in lines if "mtmd batch" in line][-2:],
-                "completion": lines[-1] if lines else "",
+                "image_encoding": encoding,
+                "completion": completion,
                 "backend": "llama-mtmd-cli",
             }
+        checks["mtmd-cli encoded the image"] = bool(encoding)
+        checks["mtmd-cli generated text"] = bool(completion.strip())
+    report["checks"] = checks
+    report["ok"] = all(checks.values())
     return report
+
+
+def _is_answer(answer) -> bool:
+    """An upstream answer object: a label list per dimension, or the refusal."""
+    if answer == UNSUPPORTED_MATERIAL:
+        return True
+    return isinstance(answer, dict) and list(answer) == list(DIMENSIONS) and all(
+        isinstance(labels, list) and all(isinstance(name, str) for name in labels) for labels in answer.values()
+    )

@@ -13,17 +13,19 @@ import json
 import pytest
 
 from edugraph_pipeline.gguf.toolchain import LlamaCpp
-from edugraph_pipeline_tests.conftest import requires_shared
+from edugraph_pipeline_tests.conftest import requires_shared, skip_or_fail
 
 LLAMA = LlamaCpp.locate()
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not LLAMA.available(),
-        reason=f"llama.cpp build absent in {LLAMA.root} (run scripts/build-llama-cpp.sh or set EDUGRAPH_LLAMA_CPP_DIR)",
-    ),
-]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, scope="module")
+def llama_cpp_build():
+    if not LLAMA.available():
+        skip_or_fail(
+            f"llama.cpp build absent in {LLAMA.root} (run scripts/build-llama-cpp.sh or set EDUGRAPH_LLAMA_CPP_DIR)"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +107,11 @@ def test_smoke_text_image_and_cli(exported):
 
     out, _ = exported
     report = smoke_test(out, llama=LLAMA)
-    assert report["text"]["completion_tokens"] >= 1
-    assert report["image"]["raw"].startswith('{"')
-    assert report["mtmd_cli"]["ok"]
+    assert report["ok"] and all(report["checks"].values()), report["checks"]
+    assert report["text"]["completion_tokens"] >= 1 and report["text"]["tokens"]
+    assert report["image"]["raw"].startswith('{"') and report["image"]["tokens"]
+    assert set(report["image"]["answer"]) in ({"Area", "Scope", "Ability"}, {"Error"})
+    assert report["mtmd_cli"]["ok"] and report["mtmd_cli"]["image_encoding"] and report["mtmd_cli"]["completion"]
 
 
 @requires_shared
@@ -136,7 +140,8 @@ def test_asset_materializes_from_a_merged_model_artifact(merged_folder, tmp_path
     assert {"edugraph-Q8_0.gguf", "mmproj-edugraph-F16.gguf", "gguf.json", "smoke.json", "ontology.json",
             "lineage.json"} <= {p.name for p in folder.iterdir()}
     assert store.lineage("gguf_model")["quant"] == "Q8_0"
-    assert not [p for p in (tmp_path / "out" / "gguf_model").iterdir() if p.name.startswith(".")], "no leftovers"
+    versions = tmp_path / "out" / "gguf_model" / ".versions" / "latest"
+    assert {p.name for p in versions.iterdir()} == {store.current("gguf_model").name, ".commit.lock"}, "no leftovers"
 
 
 @requires_shared
