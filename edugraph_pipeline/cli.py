@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_classify_arguments(classify)
     classify.set_defaults(run=run_classify)
 
+    from edugraph_pipeline.serving.cli import add_arguments as add_serve_arguments
+    from edugraph_pipeline.serving.cli import run as run_serve
+
+    serve = commands.add_parser("serve", help="serve the classifier over HTTP (POST /v1/classify, /metrics, /docs)")
+    add_serve_arguments(serve)
+    serve.set_defaults(run=run_serve)
+
     show_lineage = commands.add_parser(
         "lineage", help="the chain of materializations behind an artifact, back to its releases"
     )

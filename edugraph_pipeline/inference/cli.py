@@ -82,33 +82,41 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
+def load_classifier(
+    backend: str = "transformers",
+    model: str | os.PathLike | None = None,
+    ontology: str | os.PathLike | None = None,
+    device: str | None = None,
+    max_new_tokens: int | None = None,
+):
+    """The loaded classifier of `backend` (``transformers`` or ``gguf``) on `model` (default: the latest artifact).
+
+    Raises `FileNotFoundError` (no artifact) or `ModelFolderError` (unloadable folder, llama.cpp build absent)."""
+    from edugraph_pipeline.inference.classifier import Classifier, ModelFolderError
+
+    kwargs = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    if backend == "gguf":
+        from edugraph_pipeline.gguf.classify import GgufClassifier, latest_gguf_folder
+        from edugraph_pipeline.gguf.toolchain import LlamaCppMissing
+
+        try:
+            return GgufClassifier.from_folder(Path(model) if model else latest_gguf_folder(), ontology, **kwargs)
+        except LlamaCppMissing as error:
+            raise ModelFolderError(str(error)) from error
+    folder = Path(model) if model else latest_model_folder()
+    return Classifier.from_folder(folder, ontology, device=device, **kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     """The command on parsed arguments (what `edugraph_pipeline.cli` dispatches to)."""
-    from edugraph_pipeline.inference.classifier import (
-        Classifier,
-        ImageInputError,
-        ModelFolderError,
-        answer_json,
-    )
+    from edugraph_pipeline.inference.classifier import ImageInputError, ModelFolderError, answer_json
 
     if args.batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)
         return 2
     _quiet_transformers()
-    kwargs = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
     try:
-        if args.backend == "gguf":
-            from edugraph_pipeline.gguf.classify import GgufClassifier, latest_gguf_folder
-            from edugraph_pipeline.gguf.toolchain import LlamaCppMissing
-
-            try:
-                folder = Path(args.model) if args.model else latest_gguf_folder()
-                classifier = GgufClassifier.from_folder(folder, args.ontology, **kwargs)
-            except LlamaCppMissing as error:
-                raise ModelFolderError(str(error)) from error
-        else:
-            folder = Path(args.model) if args.model else latest_model_folder()
-            classifier = Classifier.from_folder(folder, args.ontology, device=args.device, **kwargs)
+        classifier = load_classifier(args.backend, args.model, args.ontology, args.device, args.max_new_tokens)
     except (FileNotFoundError, ModelFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
