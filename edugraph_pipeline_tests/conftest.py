@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +11,18 @@ from edugraph_pipeline.ontology.parsing import parse_release
 from edugraph_pipeline.resources import ArtifactStoreResource, OntologyRepository
 from edugraph_pipeline_tests.hub_server import HubServer, disable_xet, fast_hf_retries, no_phone_home
 from edugraph_pipeline_tests.remotes import SHARED_RELEASES, build_ontology_remote, shared_release_files
+
+# Set by .ci/run: there a missing prerequisite of a flagship test (Docker engine, Chromium, llama.cpp build, the
+# reference releases) fails that test instead of skipping it, so CI cannot go green without them.
+CI_ENV = "EDUGRAPH_CI"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip the test for `reason`, or fail it where CI must run it (`EDUGRAPH_CI=1`)."""
+    if os.environ.get(CI_ENV, "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} ({CI_ENV} is set: CI must run this test)", pytrace=False)
+    pytest.skip(reason)
+
 
 requires_shared = pytest.mark.skipif(
     not SHARED_RELEASES.is_dir(), reason=f"reference data {SHARED_RELEASES} is absent (see ../shared/README.md)"
@@ -24,7 +37,7 @@ def load_shared_release(tag: str) -> Ontology:
 def ontology_remote(tmp_path_factory) -> Path:
     """A local git repository with all 52 upstream releases as tags (read-only for tests: copy to modify)."""
     if not SHARED_RELEASES.is_dir():
-        pytest.skip(f"reference data {SHARED_RELEASES} is absent")
+        skip_or_fail(f"reference data {SHARED_RELEASES} is absent")
     return build_ontology_remote(tmp_path_factory.mktemp("remote") / "edugraph-ontology")
 
 
@@ -34,6 +47,19 @@ def pipeline_resources(tmp_path, ontology_remote) -> dict:
         "artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "out")),
         "ontology_repository": OntologyRepository(remote=str(ontology_remote), cache_dir=str(tmp_path / "cache")),
     }
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A client of a Docker engine that answers (`docker/start-local-engine.sh` starts one offline)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as error:  # noqa: BLE001 - any failure means "no engine"
+        skip_or_fail(f"no Docker engine answers ({type(error).__name__}: {error}); run docker/start-local-engine.sh")
+    return client
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import dagster_pipes
 import pytest
 
 from edugraph_pipeline.training.launchers import DockerLauncher
+from edugraph_pipeline_tests.conftest import skip_or_fail
 from edugraph_pipeline_tests.launchers.conftest import (
     FAKE_HF_TOKEN,
     all_log_text,
@@ -27,28 +28,15 @@ TEST_IMAGE = "edugraph-trainer:launcher-test"
 PIPES_DIR = Path(dagster_pipes.__file__).parent
 
 
-def _engine():
-    try:
-        import docker
-
-        client = docker.from_env(timeout=10)
-        client.ping()
-        return client
-    except Exception as error:  # noqa: BLE001 - any failure means "no engine"
-        return error
-
-
 @pytest.fixture(scope="module")
-def trainer_image(tmp_path_factory) -> str:
-    client = _engine()
-    if isinstance(client, Exception):
-        pytest.skip(f"no Docker engine answers ({type(client).__name__}); run docker/start-local-engine.sh")
+def trainer_image(docker_client, tmp_path_factory) -> str:
     import docker
 
+    client = docker_client
     try:
         client.images.get(BASE_IMAGE)
     except docker.errors.ImageNotFound:
-        pytest.skip(f"base image {BASE_IMAGE} is missing; run docker/start-local-engine.sh")
+        skip_or_fail(f"base image {BASE_IMAGE} is missing; run docker/start-local-engine.sh")
     context = tmp_path_factory.mktemp("build-context")
     shutil.copy(REPO_ROOT / "docker" / "Dockerfile.trainer", context / "Dockerfile")
     shutil.copy(REPO_ROOT / "pyproject.toml", context / "pyproject.toml")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from edugraph_pipeline_tests.conftest import skip_or_fail
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("EDUGRAPH_CHROMIUM", "/usr/bin/chromium"))
 # Without the background-networking flags Chromium keeps calling Google services, which floods a closed network.
@@ -80,11 +82,11 @@ class DagsterUI:
 @pytest.fixture(scope="module")
 def browser_executable() -> Path:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium: .ci/install-browser.sh)")
+        skip_or_fail(f"{CHROMIUM} is absent (install Debian's chromium: .ci/install-browser.sh)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError as error:
-        pytest.skip(f"playwright is not importable ({error}); pip install the version pinned in requirements.lock")
+        skip_or_fail(f"playwright is not importable ({error}); pip install the version pinned in requirements.lock")
     return CHROMIUM
 
 
