@@ -32,5 +32,6 @@ with open_dagster_pipes() as pipes:
             "hf_token_present": bool(os.environ.get("HF_TOKEN")),
             "project_importable": project_importable,
             "cwd": os.getcwd(),
+            "dataset_path": str(dataset),  # where the step found its input (a VM's disk for the gcp launcher)
         }
     )

@@ -95,7 +95,8 @@ def test_gcp_round_trip(gcp: FakeCompute, training_job):
     assert metadata["train_examples"] == 5
     assert metadata["hf_token_present"] is True
     # the step ran on the "VM disk" (inputs downloaded there), and its outputs came back to the local output dir
-    assert str(gcp.vm_root) not in job["dataset_path"]
+    assert Path(metadata["dataset_path"]).is_relative_to(gcp.vm_root)
+    assert not Path(job["dataset_path"]).is_relative_to(gcp.vm_root)
     adapter = json.loads((Path(job["output_dir"]) / "adapter" / "adapter_config.json").read_text())
     assert adapter == {"examples": 5, "first": '{"id": 0}'}
 

@@ -116,9 +116,26 @@ def test_minimal_lineage_without_evaluation():
     assert "No evaluation results were recorded" in text
 
 
-def test_project_code_version(monkeypatch):
+def test_project_code_version(monkeypatch, tmp_path):
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=checkout, check=True, capture_output=True, text=True).stdout.strip()
+
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repository above tmp_path is found
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    git("init", "-q")
+    (checkout / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "one")
     monkeypatch.setenv("EDUGRAPH_CODE_VERSION", "pinned-sha")
-    assert project_code_version() == "pinned-sha"
+    assert project_code_version(checkout) == "pinned-sha"
     monkeypatch.delenv("EDUGRAPH_CODE_VERSION")
-    version = project_code_version()
-    assert version is None or len(version.split("-")[0]) == 40
+    sha = git("rev-parse", "HEAD")
+    assert len(sha) == 40 and project_code_version(checkout) == sha
+    (checkout / "code.py").write_text("x = 2\n")
+    assert project_code_version(checkout) == f"{sha}-dirty"
+    outside = tmp_path / "no-checkout"
+    outside.mkdir()
+    assert project_code_version(outside) is None
