@@ -34,6 +34,9 @@ def _releases(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_LINEAGE_ASSETS = ("hf_publication", "merged_model")
+
+
 def _lineage(args: argparse.Namespace) -> int:
     import json
 
@@ -41,10 +44,17 @@ def _lineage(args: argparse.Namespace) -> int:
 
     from edugraph_pipeline.lineage import lineage, render
 
-    try:
-        node = lineage(dg.DagsterInstance.get(), args.asset, args.partition)
-    except LookupError as error:
-        print(f"error: {error}", file=sys.stderr)
+    instance = dg.DagsterInstance.get()
+    # Without an asset: the latest publication, else (nothing published: EDUGRAPH_HF_REPO unset) the merged model.
+    candidates = [args.asset] if args.asset else list(DEFAULT_LINEAGE_ASSETS)
+    node = None
+    for asset in candidates:
+        try:
+            node = lineage(instance, asset, args.partition)
+            break
+        except LookupError as error:
+            print(f"{'error' if asset == candidates[-1] else 'note'}: {error}", file=sys.stderr)
+    if node is None:
         return 2
     print(json.dumps(node.to_json(), indent=2) if args.json else render(node))
     return 0
@@ -84,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     show_lineage = commands.add_parser(
         "lineage", help="the chain of materializations behind an artifact, back to its releases"
     )
-    show_lineage.add_argument("asset", nargs="?", default="hf_publication", help="asset key (default: hf_publication)")
+    show_lineage.add_argument(
+        "asset", nargs="?", help="asset key (default: hf_publication, or merged_model when nothing was published)"
+    )
     show_lineage.add_argument("--partition", help="partition (ontology release tag); default: the latest materialization")
     show_lineage.add_argument("--json", action="store_true", help="machine-readable output")
     show_lineage.set_defaults(run=_lineage)
