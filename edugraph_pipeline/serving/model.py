@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edugraph_pipeline.storage import file_sha256
-
-REVISION_LENGTH = 16
+from edugraph_pipeline.storage import folder_sha256
 
 
 def model_revision(folder: str | os.PathLike) -> str:
-    """A content hash of every file of the model folder (names and bytes): the same weights, tokenizer and
-    bound ontology give the same revision wherever the folder was copied or mounted; any change gives another."""
-    folder = Path(folder)
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\n".encode())
-    return digest.hexdigest()[:REVISION_LENGTH]
+    """The content hash of the model folder (`storage.folder_sha256`): the same value `merged_model` records as
+    its data version and `model_evaluation` as the model it evaluated, wherever the folder is copied or mounted."""
+    return folder_sha256(Path(folder))
 
 
 @dataclass

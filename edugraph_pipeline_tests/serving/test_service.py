@@ -127,7 +127,6 @@ async def _slow_chunks(total: int, chunk: int = 256 * 1024):
 
 def bad_requests(good_png: bytes) -> list[tuple[str, dict, int, str, str | None]]:
     """(case, httpx request kwargs, status, error code, file named in the error)."""
-    from PIL import Image
 
     big_body = b"-" * (LIMITS.max_request_bytes + 10)
     return [
