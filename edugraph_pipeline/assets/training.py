@@ -7,7 +7,7 @@ artifact's staging folder as its output dir; checkpoints go to a stable work fol
 
 Knobs (environment, read when the asset runs): ``EDUGRAPH_MODEL`` (tiny|2b|4b|8b, default tiny),
 ``EDUGRAPH_BASE_MODEL`` (hub id or local folder overriding the profile's base), ``EDUGRAPH_RUN_MODE``
-(train|test, default train), ``EDUGRAPH_KNOWLEDGE_ADAPTER`` (empty: use the knowledge_adapter asset; ``none``:
+(train|test, default train), ``EDUGRAPH_DEVICE`` (auto|cpu|cuda), ``EDUGRAPH_KNOWLEDGE_ADAPTER`` (empty: use the knowledge_adapter asset; ``none``:
 skip stage 1; a path: reuse that adapter).
 """
 
@@ -43,7 +43,7 @@ BASE_MODEL_FILE = "base_model.json"
 MODEL_FOLDER = "model"
 ADAPTER_FOLDER = "adapter"
 RESULT_FILE = "job_result.json"
-TRAINING_CODE_VERSION = "1"  # bump when a change to the training code should retrain unchanged inputs
+TRAINING_CODE_VERSION = "2"  # bump when a change to the training code should retrain unchanged inputs
 GPU_POOL = "gpu-training"  # dagster.yaml limits this pool to one step at a time
 
 
@@ -215,13 +215,18 @@ def base_model(
     prof = profile()
     mode = run_mode()
     if prof.base_model is not None:
-        from edugraph_pipeline.training.sft import model_revision
+        from edugraph_pipeline.settings import setting
+        from edugraph_pipeline.training.revision import RevisionError, resolve_revision
 
         model_id = prof.base_model
         local = Path(model_id).expanduser()
         if local.is_dir():
             model_id = str(local.resolve())
-        revision = model_revision(model_id)
+        try:  # resolved once: every later step loads exactly this commit (or verifies this folder hash)
+            revision = resolve_revision(model_id, endpoint=setting("HF_ENDPOINT"))
+        except RevisionError as exc:
+            raise dg.Failure(str(exc)) from None
+        context.log.info(f"base model {model_id} pinned at {revision}")
         record = {"profile": prof.name, "model_id": model_id, "revision": revision}
         with store.publish(BASE_MODEL_ASSET, None, record) as staging:
             (staging / BASE_MODEL_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -229,7 +234,7 @@ def base_model(
             metadata={
                 "profile": prof.name,
                 "model_id": model_id,
-                "revision": revision or "unknown",
+                "revision": revision,
                 "source": "local folder" if local.is_dir() else "hub",
             },
             data_version=dg.DataVersion(hashlib.sha256(f"{model_id}@{revision}".encode()).hexdigest()[:24]),
@@ -306,6 +311,7 @@ def _train_stage_asset(
     cfg = stage_config(
         stage,
         base_model=base["model_id"],
+        base_revision=base.get("revision"),
         dataset_path=str(dataset_path.resolve()),
         output_dir=str(final.resolve()),
         knowledge_adapter=knowledge_adapter,

@@ -1,19 +1,24 @@
 """Model profiles and training hyperparameters, as plain JSON-serialisable dataclasses.
 
 ``EDUGRAPH_MODEL`` picks a profile (``tiny`` default, ``2b``, ``4b``, ``8b``); ``EDUGRAPH_BASE_MODEL`` overrides the
-base model (hub repo id or local folder); ``EDUGRAPH_RUN_MODE`` is ``test`` (small subset, one epoch) or ``train``.
+base model (hub repo id or local folder); ``EDUGRAPH_RUN_MODE`` is ``test`` (small subset, one epoch) or ``train``;
+``EDUGRAPH_DEVICE`` (``auto``, ``cpu``, ``cuda``) says where training may run (`training_device`; `device.py` applies
+it). Every environment read of a per-run knob happens in this module, so moving them into a run config is one edit.
 A job for the training entry point carries these objects as dicts (``to_dict``/``from_dict``) through Dagster Pipes.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
+
+from edugraph_pipeline.settings import setting
 
 MODEL_ENV = "EDUGRAPH_MODEL"
 BASE_MODEL_ENV = "EDUGRAPH_BASE_MODEL"
 RUN_MODE_ENV = "EDUGRAPH_RUN_MODE"
+DEVICE_ENV = "EDUGRAPH_DEVICE"
 RUN_MODES = ("test", "train")
+DEVICES = ("auto", "cpu", "cuda")
 TINY = "tiny"
 
 
@@ -47,6 +52,11 @@ class StageConfig:
     dataset_path: str  # a `datasets.save_to_disk` folder
     output_dir: str  # adapter/ and metrics.json are written here
     lora: LoraSettings
+    # What `base_model` resolved once: the Hub commit sha, or "sha256:..." of a local folder's config and weights.
+    # Every load of the base (both stages, the merge) uses exactly this; None only for ad-hoc runs outside the DAG.
+    base_revision: str | None = None
+    profile: str = TINY  # the model profile: decides whether a run without CUDA is allowed (device.py)
+    device: str = "auto"  # EDUGRAPH_DEVICE: auto | cpu | cuda
     knowledge_adapter: str | None = None  # stage 2: merged into the base before training (None: no stage 1)
     work_dir: str | None = None  # checkpoints/ and merged-base/ (default: output_dir); keep it stable to resume
     batch_size: int = 4
@@ -60,7 +70,7 @@ class StageConfig:
     save_total_limit: int = 2
     logging_steps: int = 10
     seed: int = 0
-    quantize_4bit: bool = True  # honoured only on CUDA with bitsandbytes importable
+    quantize_4bit: bool = False  # QLoRA: NF4 language model on CUDA (device.py fails if it cannot be honoured)
     gradient_checkpointing: bool = True  # honoured only on CUDA
     cache_features: bool = True  # stage 2: process every image once (False: the processor runs per batch)
     group_by_length: bool = True
@@ -94,6 +104,7 @@ class ModelProfile:
     save_steps: int = 100
     knowledge_max_steps: int = -1  # > 0: a cap on stage 1 steps (keeps the tiny profile's CPU runs bounded)
     worksheet_max_steps: int = -1  # > 0: a cap on stage 2 steps
+    quantize_4bit: bool = True  # QLoRA on CUDA (the tiny model is too small for 4-bit to mean anything)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -111,6 +122,7 @@ PROFILES: dict[str, ModelProfile] = {
         min_pixels=32 * 32 * 4,
         max_pixels=32 * 32 * 64,
         save_steps=200,
+        quantize_4bit=False,
         knowledge_max_steps=600,  # ~1-2 min on 2 CPU cores
         worksheet_max_steps=1800,  # ~6 min on 2 CPU cores (0.2 s/step)
     ),
@@ -145,23 +157,30 @@ PROFILES: dict[str, ModelProfile] = {
 
 
 def model_name() -> str:
-    name = (os.environ.get(MODEL_ENV, "") or TINY).strip().lower()
+    name = setting(MODEL_ENV).strip().lower() or TINY
     if name not in PROFILES:
         raise ValueError(f"{MODEL_ENV}={name!r}: expected one of {sorted(PROFILES)}")
     return name
 
 
 def run_mode() -> str:
-    mode = (os.environ.get(RUN_MODE_ENV, "") or "train").strip().lower()
+    mode = setting(RUN_MODE_ENV).strip().lower() or "train"
     if mode not in RUN_MODES:
         raise ValueError(f"{RUN_MODE_ENV}={mode!r}: expected one of {RUN_MODES}")
     return mode
 
 
+def training_device() -> str:
+    device = setting(DEVICE_ENV).strip().lower() or "auto"
+    if device not in DEVICES:
+        raise ValueError(f"{DEVICE_ENV}={device!r}: expected one of {DEVICES}")
+    return device
+
+
 def profile(name: str | None = None) -> ModelProfile:
     """The profile named (default: ``EDUGRAPH_MODEL``), with ``EDUGRAPH_BASE_MODEL`` overriding its base."""
     chosen = PROFILES[name or model_name()]
-    override = os.environ.get(BASE_MODEL_ENV, "").strip()
+    override = setting(BASE_MODEL_ENV).strip()
     return replace(chosen, base_model=override) if override else chosen
 
 
@@ -171,9 +190,11 @@ def stage_config(
     base_model: str,
     dataset_path: str,
     output_dir: str,
+    base_revision: str | None = None,
     knowledge_adapter: str | None = None,
     prof: ModelProfile | None = None,
     mode: str | None = None,
+    device: str | None = None,
 ) -> StageConfig:
     """The config of one stage for a profile and a run mode (``test``: small subset, one epoch)."""
     prof = prof or profile()
@@ -184,9 +205,13 @@ def stage_config(
     cfg = StageConfig(
         stage=stage,
         base_model=base_model,
+        base_revision=base_revision,
+        profile=prof.name,
+        device=device or training_device(),
         dataset_path=dataset_path,
         output_dir=output_dir,
         lora=lora,
+        quantize_4bit=prof.quantize_4bit,
         knowledge_adapter=knowledge_adapter,
         batch_size=prof.batch_size,
         grad_accum=prof.grad_accum,

@@ -1,6 +1,7 @@
 """Merge the LoRA stages into one standalone model folder (what is evaluated, classified with and published).
 
-The folder holds safetensors weights, the processor exactly as training bounded it (image-token budget,
+The folder holds safetensors weights in the base checkpoint's dtype (bf16 for every Hub Qwen3-VL, whatever device
+the merge runs on: an fp32 merge on a CPU host would publish twice the size), the processor exactly as training bounded it (image-token budget,
 chat template), and `edugraph_prompts.json` with the production prompts, so it loads offline with
 `AutoModelForImageTextToText` + `AutoProcessor` and nothing else.
 """
@@ -12,11 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edugraph_pipeline.prompts import SYSTEM_PROMPT, USER_PROMPT
+from edugraph_pipeline.training.revision import pinned
 
 PROMPTS_FILE = "edugraph_prompts.json"
 METRICS_FILE = "metrics.json"
 ADAPTER_DIR = "adapter"
 KNOWLEDGE_COPY_DIR = "knowledge_adapter"  # stage 2 keeps the stage-1 adapter it was trained on top of
+
+
+def trained_revision(artifact_dir: Path) -> str | None:
+    """The base revision a stage-2 training artifact was trained on (what the merge must load)."""
+    metrics = json.loads((artifact_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    return metrics.get("base_model_revision")
 
 
 def trained_artifact(artifact_dir: Path) -> tuple[str, list[str]]:
@@ -27,14 +35,13 @@ def trained_artifact(artifact_dir: Path) -> tuple[str, list[str]]:
     return metrics["base_model"], [*adapters, str(artifact_dir / ADAPTER_DIR)]
 
 
-def load_with_adapters(base_model: str, adapters: Sequence[str], *, merge: bool = True):
-    """The base with each adapter applied in order; merged into plain weights unless `merge` is False."""
-    import torch
+def load_with_adapters(base_model: str, adapters: Sequence[str], *, merge: bool = True, revision: str | None = None):
+    """The base (at `revision`, in its checkpoint dtype) with each adapter applied in order; merged into plain
+    weights unless `merge` is False."""
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=dtype)
+    model = AutoModelForImageTextToText.from_pretrained(base_model, dtype="auto", **pinned(base_model, revision))
     for index, adapter in enumerate(adapters):
         model = PeftModel.from_pretrained(model, adapter)
         if merge or index < len(adapters) - 1:
@@ -42,11 +49,13 @@ def load_with_adapters(base_model: str, adapters: Sequence[str], *, merge: bool 
     return model.eval()
 
 
-def merge_into_folder(base_model: str, adapters: Sequence[str], processor_source: str, output: Path) -> dict:
+def merge_into_folder(
+    base_model: str, adapters: Sequence[str], processor_source: str, output: Path, revision: str | None = None
+) -> dict:
     """Write the merged model to `output` (an empty or new folder) and describe what was written."""
     from transformers import AutoProcessor
 
-    model = load_with_adapters(base_model, adapters)
+    model = load_with_adapters(base_model, adapters, revision=revision)
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output, safe_serialization=True)
     AutoProcessor.from_pretrained(processor_source).save_pretrained(output)
@@ -56,5 +65,6 @@ def merge_into_folder(base_model: str, adapters: Sequence[str], processor_source
     return {
         "parameters": sum(parameter.numel() for parameter in model.parameters()),
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "base_model_revision": revision,
         "size_bytes": sum(path.stat().st_size for path in output.rglob("*") if path.is_file()),
     }

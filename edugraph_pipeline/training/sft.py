@@ -6,13 +6,14 @@
 
 Both checkpoint into ``<work_dir or output_dir>/checkpoints`` every ``save_steps`` and resume from the last checkpoint found
 there; the adapter (PEFT, safetensors) and the processor are written to ``<output_dir>/adapter`` and the metrics
-to ``<output_dir>/metrics.json``. QLoRA (4-bit NF4, bf16 compute) and gradient checkpointing are used only on
-CUDA with bitsandbytes importable; on CPU everything is full precision.
+to ``<output_dir>/metrics.json``. Where a stage runs and whether it quantizes is `device.placement_for`'s rule
+(no silent fallback to the CPU or to bf16); QLoRA quantizes the language model only (NF4, bf16 compute), never the
+vision tower or the embeddings. Both stages train on the base's own chat template with ``{% generation %}``
+markers (`chat_template.training_chat_template`); the processor saved with the adapter keeps the base's template.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from edugraph_pipeline.storage import file_sha256
+from edugraph_pipeline.training.chat_template import training_chat_template
 from edugraph_pipeline.training.config import StageConfig
 from edugraph_pipeline.training.data import (
     FeatureCollator,
@@ -34,7 +35,9 @@ from edugraph_pipeline.training.data import (
     masked_lm_loss,
     worksheet_rows,
 )
+from edugraph_pipeline.training.device import Placement, placement_for
 from edugraph_pipeline.training.merge import ADAPTER_DIR, KNOWLEDGE_COPY_DIR, METRICS_FILE, load_with_adapters
+from edugraph_pipeline.training.revision import folder_revision, is_local, pinned
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,9 @@ CHECKPOINT_DIR = "checkpoints"
 MERGED_BASE_DIR = "merged-base"
 # Stage 1 teaches the language model; the vision tower stays as it is.
 LANGUAGE_MODEL_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+# Kept in bf16 under QLoRA: the vision tower (its own, small linears: NF4 costs it accuracy for little memory, and the
+# GGUF export reuses it as the mmproj) and the output head (tied to the embeddings in 2B/4B).
+NOT_QUANTIZED = ["visual", "lm_head"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -51,23 +57,6 @@ LANGUAGE_MODEL_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_
 
 def work_dir(cfg: StageConfig) -> Path:
     return Path(cfg.work_dir or cfg.output_dir)
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def use_4bit(cfg: StageConfig) -> bool:
-    if not (cfg.quantize_4bit and cuda_available()):
-        return False
-    try:
-        import bitsandbytes  # noqa: F401
-    except Exception:
-        log.warning("bitsandbytes is not importable: training in bf16 without 4-bit quantization")
-        return False
-    return True
 
 
 def device_name() -> str:
@@ -88,27 +77,8 @@ def peak_memory_bytes() -> int:
 
 
 def model_revision(base_model: str) -> str | None:
-    """A local folder: sha256 of its config and weights. A hub id: the cached ``refs/main`` commit, if any."""
-    path = Path(base_model)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        names = ["config.json"] + sorted(p.name for p in path.glob("*.safetensors"))
-        for name in names:
-            file = path / name
-            if not file.exists():
-                continue
-            digest.update(name.encode())
-            digest.update(file_sha256(file).encode())
-        return "sha256:" + digest.hexdigest()
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        ref = Path(HF_HUB_CACHE) / ("models--" + base_model.replace("/", "--")) / "refs" / "main"
-        if ref.exists():
-            return ref.read_text().strip()
-    except Exception:  # pragma: no cover - best effort
-        pass
-    return None
+    """A local folder's content hash (what `revision.pinned` verifies); a Hub id has its commit in the config."""
+    return folder_revision(base_model) if is_local(base_model) else None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -117,42 +87,50 @@ def model_revision(base_model: str) -> str | None:
 
 
 def load_processor(cfg: StageConfig, source: str | None = None):
+    """The base's processor with the stage's pixel budget (`source`: a merged base folder of our own)."""
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(source or cfg.base_model)
+    kwargs = pinned(cfg.base_model, cfg.base_revision) if source is None else {}
+    processor = AutoProcessor.from_pretrained(source or cfg.base_model, **kwargs)
+    # Stage 1 tokenizes through the tokenizer alone: it must render the same template as the processor.
+    if processor.chat_template and not processor.tokenizer.chat_template:
+        processor.tokenizer.chat_template = processor.chat_template
     processor.image_processor.size = {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}
     if processor.tokenizer.pad_token is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
     return processor
 
 
-def _load_model(source: str, cfg: StageConfig):
+def quantization_config():
+    """QLoRA's NF4 for the language model's linears only (see `NOT_QUANTIZED`)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        llm_int8_skip_modules=NOT_QUANTIZED,  # transformers applies this list to 4-bit loading too
+    )
+
+
+def _load_model(source: str, cfg: StageConfig, placement: Placement, revision_kwargs: dict):
     import torch
     from transformers import AutoModelForImageTextToText
 
-    kwargs: dict = {}
-    if cuda_available():
+    kwargs: dict = dict(revision_kwargs)
+    if placement.device == "cuda":
         kwargs["dtype"] = torch.bfloat16
         kwargs["device_map"] = {"": 0}
-        if use_4bit(cfg):
-            from transformers import BitsAndBytesConfig
-
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=torch.bfloat16,
-            )
+        if placement.quantize_4bit:
+            kwargs["quantization_config"] = quantization_config()
     else:
         kwargs["dtype"] = torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
-    if use_4bit(cfg):
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.gradient_checkpointing
-        )
-    return model
+    # No `prepare_model_for_kbit_training`: it upcasts every non-quantized weight (embeddings, lm_head, the
+    # vision tower) to fp32, about 4 GB more for a 4B. Qwen's RMSNorm already computes in fp32, and non-reentrant
+    # gradient checkpointing needs no input gradients.
+    return AutoModelForImageTextToText.from_pretrained(source, **kwargs)
 
 
 def merged_base(cfg: StageConfig) -> str:
@@ -162,7 +140,7 @@ def merged_base(cfg: StageConfig) -> str:
     target = work_dir(cfg) / MERGED_BASE_DIR
     if (target / "config.json").exists():
         return str(target)
-    model = load_with_adapters(cfg.base_model, [cfg.knowledge_adapter])
+    model = load_with_adapters(cfg.base_model, [cfg.knowledge_adapter], revision=cfg.base_revision)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     model.save_pretrained(tmp, safe_serialization=True)
@@ -220,10 +198,10 @@ def effective_max_steps(cfg: StageConfig, n_train: int) -> int:
     return max(1, min(cfg.max_steps, math.ceil(per_epoch * cfg.lora.epochs)))
 
 
-def sft_args(cfg: StageConfig, n_train: int, **overrides):
+def sft_args(cfg: StageConfig, n_train: int, placement: Placement, **overrides):
     from trl import SFTConfig
 
-    cuda = cuda_available()
+    cuda = placement.device == "cuda"
     kwargs = dict(
         output_dir=str(work_dir(cfg) / CHECKPOINT_DIR),
         per_device_train_batch_size=cfg.batch_size,
@@ -263,7 +241,9 @@ def last_checkpoint(cfg: StageConfig) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def _run(cfg: StageConfig, trainer, processor, n_train: int, base_used: str, extra: dict) -> dict:
+def _run(
+    cfg: StageConfig, trainer, processor, n_train: int, base_used: str, placement: Placement, extra: dict
+) -> dict:
     resume = last_checkpoint(cfg)
     resumed_from = None
     tokens_before = 0
@@ -297,7 +277,7 @@ def _run(cfg: StageConfig, trainer, processor, n_train: int, base_used: str, ext
         "stage": cfg.stage,
         "adapter_path": str(adapter_dir),
         "base_model": cfg.base_model,
-        "base_model_revision": model_revision(cfg.base_model),
+        "base_model_revision": cfg.base_revision or model_revision(cfg.base_model),
         "trained_on": base_used,
         "knowledge_adapter": cfg.knowledge_adapter,
         "knowledge_adapter_copy": str(Path(cfg.output_dir) / KNOWLEDGE_COPY_DIR) if cfg.knowledge_adapter else None,
@@ -310,7 +290,7 @@ def _run(cfg: StageConfig, trainer, processor, n_train: int, base_used: str, ext
             "min_pixels": cfg.min_pixels,
             "max_pixels": cfg.max_pixels,
             "seed": cfg.seed,
-            "quantized_4bit": use_4bit(cfg),
+            "quantized_4bit": placement.quantize_4bit,
             "target_modules_effective": sorted(targets) if isinstance(targets, (set, list)) else targets,
         },
         "trainable_parameters": int(trainable),
@@ -325,6 +305,7 @@ def _run(cfg: StageConfig, trainer, processor, n_train: int, base_used: str, ext
         "tokens_per_s": tokens_this_run / wall if wall > 0 else None,
         "peak_memory_bytes": peak_memory_bytes(),
         "device": device_name(),
+        "placement": placement.to_dict(),
         "train_loss": float(result.training_loss),
         "loss_history": losses,
         **extra,
@@ -348,18 +329,20 @@ def train_knowledge_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     if hasattr(dataset, "keys"):  # a DatasetDict: train on its train split
         dataset = dataset["train"]
     dataset = knowledge_rows(dataset, cfg.max_train_samples)
+    placement = placement_for(cfg)
     processor = load_processor(cfg)
-    model = _load_model(cfg.base_model, cfg)
+    training_chat_template(processor, cfg.base_model)  # fails here, before the model loads, if none can be had
+    model = _load_model(cfg.base_model, cfg, placement, pinned(cfg.base_model, cfg.base_revision))
     model = get_peft_model(model, lora_config(cfg))
     trainer_cls = _trainer_class(cfg.loss_on_labels_only)
-    trainer = trainer_cls(
+    trainer = trainer_cls(  # trl swaps in the same generation-marked template for assistant_only_loss
         model=model,
-        args=sft_args(cfg, len(dataset), assistant_only_loss=True),
+        args=sft_args(cfg, len(dataset), placement, assistant_only_loss=True),
         train_dataset=dataset,
         processing_class=processor.tokenizer,
         callbacks=callbacks,
     )
-    return _run(cfg, trainer, processor, len(dataset), cfg.base_model, {})
+    return _run(cfg, trainer, processor, len(dataset), cfg.base_model, placement, {})
 
 
 def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> dict:
@@ -370,14 +353,17 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     splits = load_from_disk(cfg.dataset_path)
     train = splits["train"] if hasattr(splits, "keys") else splits
+    placement = placement_for(cfg)
+    processor = load_processor(cfg)
+    template = training_chat_template(processor, cfg.base_model)
     base = merged_base(cfg)
-    processor = load_processor(cfg, base)
-    model = _load_model(base, cfg)
+    revision_kwargs = pinned(cfg.base_model, cfg.base_revision) if base == cfg.base_model else {}
+    model = _load_model(base, cfg, placement, revision_kwargs)
     model = get_peft_model(model, lora_config(cfg))
     trainer_cls = _trainer_class(cfg.loss_on_labels_only)
     if cfg.cache_features:
         encode_start = time.perf_counter()
-        features = encode_worksheets(processor, train, cfg.max_train_samples)
+        features = encode_worksheets(processor, train, cfg.max_train_samples, chat_template=template)
         encode_s = time.perf_counter() - encode_start
         dataset = FeatureDataset(features)
         trainer = _trainer_class(cfg.loss_on_labels_only, sft=False)(
@@ -385,6 +371,7 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
             args=sft_args(
                 cfg,
                 len(dataset),
+                placement,
                 remove_unused_columns=False,
                 train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
             ),
@@ -404,13 +391,13 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
         dataset = worksheet_rows(train, cfg.max_train_samples)
         trainer = trainer_cls(
             model=model,
-            args=sft_args(cfg, len(dataset), assistant_only_loss=True),
+            args=sft_args(cfg, len(dataset), placement, assistant_only_loss=True),
             train_dataset=dataset,
             processing_class=processor,
             callbacks=callbacks,
         )
         extra = {"feature_cache": False}
-    return _run(cfg, trainer, processor, len(dataset), base, extra)
+    return _run(cfg, trainer, processor, len(dataset), base, placement, extra)
 
 
 def train_stage(cfg: StageConfig, callbacks: list | None = None) -> dict:

@@ -1,0 +1,70 @@
+"""The base model's revision: resolved once (by the `base_model` asset), then required by every load of the base.
+
+A Hub repo id resolves to the commit sha its ``main`` points at now; both training stages (wherever they run),
+the merge and everything after load that commit, so a push to ``main`` between two steps cannot mix two models.
+A local folder resolves to the sha256 of its config and weights, and a later load fails if the folder changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from edugraph_pipeline.storage import file_sha256
+
+FOLDER_HASH_PREFIX = "sha256:"
+
+
+class RevisionError(RuntimeError):
+    """The base model's revision cannot be resolved, or the base changed since it was."""
+
+
+def is_local(model_id: str) -> bool:
+    return Path(model_id).expanduser().is_dir()
+
+
+def folder_revision(folder: str | Path) -> str:
+    """``sha256:`` over the names and content hashes of ``config.json`` and the ``*.safetensors`` files."""
+    path = Path(folder)
+    digest = hashlib.sha256()
+    for name in ["config.json"] + sorted(p.name for p in path.glob("*.safetensors")):
+        file = path / name
+        if file.exists():
+            digest.update(name.encode())
+            digest.update(file_sha256(file).encode())
+    return FOLDER_HASH_PREFIX + digest.hexdigest()
+
+
+def resolve_revision(model_id: str, endpoint: str | None = None) -> str:
+    """The revision to pin: a local folder's content hash, or the Hub commit ``main`` points at now."""
+    if is_local(model_id):
+        return folder_revision(Path(model_id).expanduser())
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi(endpoint=endpoint).model_info(model_id)
+    except Exception as exc:
+        raise RevisionError(
+            f"base model {model_id!r}: cannot resolve its Hub commit ({type(exc).__name__}: {exc}). Check the repo id, "
+            f"HF_ENDPOINT and HF_TOKEN, or point EDUGRAPH_BASE_MODEL at a local folder."
+        ) from None
+    if not info.sha:
+        raise RevisionError(f"base model {model_id!r}: the Hub answered without a commit sha")
+    return info.sha
+
+
+def pinned(model_id: str, revision: str | None) -> dict:
+    """``from_pretrained`` keyword arguments that load exactly `revision` of `model_id` (verified for a folder)."""
+    if revision is None:
+        return {}
+    if is_local(model_id):
+        now = folder_revision(Path(model_id).expanduser())
+        if now != revision:
+            raise RevisionError(
+                f"base model folder {model_id} changed since base_model recorded it ({revision}, now {now}): "
+                f"materialize base_model again"
+            )
+        return {}
+    if revision.startswith(FOLDER_HASH_PREFIX):
+        raise RevisionError(f"base model {model_id!r} is a Hub id but its recorded revision {revision} is a folder hash")
+    return {"revision": revision}
