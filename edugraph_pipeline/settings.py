@@ -52,6 +52,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Stage 1 for `trained_adapter`: empty uses the `knowledge_adapter` asset, `none` skips stage 1, a path "
         "reuses that PEFT adapter.",
     ),
+    Setting(
+        "EDUGRAPH_DEVICE",
+        "auto",
+        "Training device: `auto` (CUDA; only `tiny` may fall back to the CPU), `cuda` (fail without it), `cpu` "
+        "(any profile on the CPU, 4-bit off: tests).",
+    ),
     Setting("EDUGRAPH_TRAINING_LAUNCHER", "local", "Where training runs: `local` (subprocess), `docker`, `gcp`."),
     Setting("EDUGRAPH_TRAINING_IMAGE", "edugraph-trainer:latest", "Training image for the docker and gcp launchers."),
     Setting("EDUGRAPH_DOCKER_GPUS", "true", "docker launcher: request all GPUs."),
