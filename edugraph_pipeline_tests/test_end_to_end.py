@@ -1,21 +1,28 @@
-"""The whole DAG on the tiny profile, offline, on the CPU: release -> datasets -> adapters -> merged model ->
+"""The whole DAG on the tiny profile, offline, on the CPU, launched as the daily schedule launches it
+(`newest_release_schedule`'s tick -> `full_pipeline_job`): release -> datasets -> adapters -> merged model ->
 evaluation gate -> Hub publication (a local Hub speaking the real API) -> lineage."""
 
 import json
+import shutil
 
 import dagster as dg
 import pytest
+from datasets import load_from_disk
 
+from edugraph_pipeline.assets.models import model_version
 from edugraph_pipeline.definitions import PIPELINE_ASSETS
+from edugraph_pipeline.jobs import full_pipeline_job
 from edugraph_pipeline.lineage import lineage, render
 from edugraph_pipeline.partitions import ontology_partitions
 from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher, OntologyRepository
+from edugraph_pipeline.schedules import newest_release_schedule
 from edugraph_pipeline.training.launchers import LocalLauncher
 from edugraph_pipeline.worksheets.resources import ContentSource
 from edugraph_pipeline_tests.conftest import TOKEN
 
 TAG = "v0.21.0"
 REPO = "edugraph/worksheet-labeller"
+KNOWLEDGE_REPO, WORKSHEETS_REPO = "edugraph/edugraph-knowledge", "edugraph/edugraph-worksheets"
 PIPELINE = [
     "ontology_release", "knowledge_dataset", "worksheet_dataset", "knowledge_adapter", "trained_adapter",
     "merged_model", "model_evaluation", "hf_publication",
@@ -40,21 +47,37 @@ def resources(tmp_path, ontology_remote, hub, monkeypatch):
         "ontology_repository": OntologyRepository(remote=str(ontology_remote), cache_dir=str(tmp_path / "cache")),
         "content_source": ContentSource(source="sample", sample_count=48, sample_seed=3),
         "training_launcher": LocalLauncher(),
-        "hub": HubPublisher(repo_id=REPO, endpoint=hub.endpoint, token=dg.EnvVar("HF_TOKEN")),
+        "hub": HubPublisher(repo_id=REPO, knowledge_repo=KNOWLEDGE_REPO, worksheets_repo=WORKSHEETS_REPO,
+                            endpoint=hub.endpoint, token=dg.EnvVar("HF_TOKEN")),
     }
 
 
-def test_full_pipeline_on_the_tiny_profile(resources, instance, hub, capsys):
-    assets = PIPELINE_ASSETS
-    assert dg.materialize(assets, selection=["base_model"], resources=resources, instance=instance).success
-    instance.add_dynamic_partitions(ontology_partitions.name, [TAG])
+def materialized(result) -> set[str]:
+    return {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
 
-    # The production gate rejects an untrained-in-test-mode model: publication in the same run is skipped...
-    strict = dg.materialize(assets, selection=PIPELINE, partition_key=TAG, resources=resources, instance=instance,
-                            run_config=gate("production"), raise_on_error=False)
+
+def test_full_pipeline_job_on_the_tiny_profile(resources, instance, hub, capsys):
+    assets = PIPELINE_ASSETS
+    store = resources["artifact_store"].store()
+    assert dg.materialize(assets, selection=["base_model"], resources=resources, instance=instance).success
+    instance.add_dynamic_partitions(ontology_partitions.name, ["v0.20.5", TAG])
+
+    # The schedule's tick asks for the newest release; full_pipeline_job runs it. The production gate rejects an
+    # untrained-in-test-mode model: publication of the model in the same run is skipped...
+    request = newest_release_schedule(dg.build_schedule_context(instance=instance))
+    assert request.partition_key == TAG
+    job = dg.Definitions(assets=assets, jobs=[full_pipeline_job], resources=resources).resolve_job_def(
+        "full_pipeline_job"
+    )
+    strict = job.execute_in_process(partition_key=request.partition_key, run_config=gate("production"),
+                                    instance=instance, tags=request.tags, raise_on_error=False)
+    assert instance.get_run_by_id(strict.run_id).tags["edugraph/gpu"] == "training"
     [check] = [c for c in strict.get_asset_check_evaluations() if c.check_name == "evaluation_gate"]
     assert not check.passed
-    assert "hf_publication" not in {e.asset_key.to_user_string() for e in strict.get_asset_materialization_events()}
+    assert materialized(strict) == set(PIPELINE) - {"hf_publication"} | {
+        "knowledge_dataset_publication", "worksheet_dataset_publication"}
+    assert hub.head(KNOWLEDGE_REPO, repo_type="dataset") is not None
+    assert hub.head(WORKSHEETS_REPO, repo_type="dataset") is not None
     # ...and a later run of publication alone refuses too.
     alone = dg.materialize(assets, selection=["hf_publication"], resources=resources, instance=instance,
                            raise_on_error=False)
@@ -66,7 +89,14 @@ def test_full_pipeline_on_the_tiny_profile(resources, instance, hub, capsys):
     ok = dg.materialize(assets, selection=["model_evaluation", "hf_publication"],
                         resources=resources, instance=instance, run_config=relaxed)
     evaluation = {k: v.value for k, v in ok.asset_materializations_for_node("model_evaluation")[0].metadata.items()}
-    assert 0.0 <= evaluation["exact_match"] <= 1.0 and "baseline_exact_match" in evaluation
+    validation_rows = len(load_from_disk(str(store.asset_dir("worksheet_dataset", TAG) / "dataset"))["validation"])
+    assert evaluation["n"] == validation_rows > 0
+    assert round(evaluation["exact_match"] * validation_rows) == pytest.approx(evaluation["exact_match"] * validation_rows)
+    assert "baseline_exact_match" in evaluation
+    # The evaluation is bound to the exact merged model: its content hash, which is merged_model's data version.
+    [merged] = strict.asset_materializations_for_node("merged_model")
+    assert merged.tags["dagster/data_version"] == evaluation["model_version"] == model_version(
+        store.current("merged_model") / "model") == merged.metadata["model_sha256"].value
     [published] = ok.asset_materializations_for_node("hf_publication")
     commit = published.metadata["commit_id"].value
     assert hub.head(REPO) == commit
@@ -74,9 +104,8 @@ def test_full_pipeline_on_the_tiny_profile(resources, instance, hub, capsys):
     files = hub.files(REPO)
     assert {"README.md", "config.json", "model.safetensors", "ontology.json"} <= set(files)
     card = files["README.md"].decode()
-    assert TAG in card and "base_model:" in card
+    assert TAG in card and "base_model:" in card and evaluation["model_version"] in files["edugraph_lineage.json"].decode()
     assert TOKEN not in json.dumps({k: str(v.value) for k, v in published.metadata.items()})
-
     # Republishing unchanged content creates no commit.
     again = dg.materialize(assets, selection=["hf_publication"], resources=resources, instance=instance)
     assert not again.asset_materializations_for_node("hf_publication")[0].metadata["created_commit"].value
@@ -102,3 +131,14 @@ def test_full_pipeline_on_the_tiny_profile(resources, instance, hub, capsys):
     worksheet = next(node for node in chain.walk() if node.asset == "worksheet_dataset")
     assert worksheet.facts["content_version"].startswith("sample-")
     assert worksheet.facts["content_version"] in text
+
+    # A re-merged, changed model is not published on the strength of the evaluated model's pass.
+    evaluated = store.current("merged_model") / "model"
+    with store.publish("merged_model", None, store.lineage("merged_model")) as staging:
+        shutil.copytree(evaluated, staging / "model")
+        config = json.loads((staging / "model" / "config.json").read_text())
+        (staging / "model" / "config.json").write_text(json.dumps({**config, "edugraph_remerged": True}))
+    refused = dg.materialize(assets, selection=["hf_publication"], resources=resources, instance=instance,
+                             raise_on_error=False)
+    assert any("was not evaluated" in m for m in failure_messages(refused))
+    assert hub.commit_count(REPO) == commits
