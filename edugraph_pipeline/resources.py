@@ -58,10 +58,30 @@ class HubPublisher(dg.ConfigurableResource):
     token: str | None = None
 
 
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # what `publishing.hub.resolve_token` reads
+
+
 def hub_publisher_from_settings() -> HubPublisher:
+    """The Hub target of the settings; a repository without a token is a configuration error, raised when the
+    code location loads rather than when a run reaches publication (or, worse, silently skips it)."""
     from edugraph_pipeline.publishing import HubTargets
 
     targets = HubTargets.from_env()
+    configured = {
+        name: value
+        for name, value in (
+            ("EDUGRAPH_HF_REPO", targets.model_repo),
+            ("EDUGRAPH_HF_KNOWLEDGE_REPO", os.environ.get("EDUGRAPH_HF_KNOWLEDGE_REPO", "").strip()),
+            ("EDUGRAPH_HF_WORKSHEETS_REPO", os.environ.get("EDUGRAPH_HF_WORKSHEETS_REPO", "").strip()),
+        )
+        if value
+    }
+    if configured and not any(os.environ.get(name) for name in TOKEN_VARIABLES):
+        named = ", ".join(f"{name}={value}" for name, value in configured.items())
+        raise ValueError(
+            f"{named} is set but HF_TOKEN is not: set HF_TOKEN to a Hugging Face write token, or unset "
+            f"{' and '.join(configured)} to publish nothing"
+        )
     return HubPublisher(
         repo_id=targets.model_repo or "",
         knowledge_repo=targets.knowledge_repo or "",

@@ -45,26 +45,15 @@ def local_files(folder: Path) -> dict[str, bytes]:
 # ------------------------------------------------------------------------------------------------- round trip
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    """The project's tiny real Qwen3-VL (offline), or a tiny Qwen2 causal LM if that builder is unavailable."""
-    folder = tmp_path_factory.mktemp("tiny-model")
-    try:
-        from edugraph_pipeline.training.tiny_model import build_tiny_model
+    """The project's tiny real Qwen3-VL (offline): what the pipeline publishes."""
+    from edugraph_pipeline.training.tiny_model import build_tiny_model
 
-        build_tiny_model(folder)
-    except Exception:  # pragma: no cover - fallback while the tiny-model builder is not there
-        import torch
-        from transformers import Qwen2Config, Qwen2ForCausalLM
-
-        torch.manual_seed(0)
-        config = Qwen2Config(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2)
-        Qwen2ForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    return folder
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
 def test_model_round_trip_and_idempotent_republish(hub, tiny_model, tmp_path, monkeypatch):
     import torch
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     from edugraph_pipeline.publishing.model_card import PublicationLineage, render_model_card
 
@@ -88,20 +77,14 @@ def test_model_round_trip_and_idempotent_republish(hub, tiny_model, tmp_path, mo
     assert local_files(local) == {**expected, ".gitattributes": hub.files(REPO)[".gitattributes"]}
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = AutoConfig.from_pretrained(local)
-    model_cls = AutoModel
-    if config.model_type.startswith("qwen3_vl"):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        model_cls = AutoModelForImageTextToText
-        AutoProcessor.from_pretrained(local)  # processor files and chat template made the trip too
-    downloaded = model_cls.from_pretrained(local).state_dict()
-    original = model_cls.from_pretrained(tiny_model).state_dict()
+    assert AutoConfig.from_pretrained(local).model_type == "qwen3_vl"
+    AutoProcessor.from_pretrained(local)  # processor files and chat template made the trip too
+    downloaded = AutoModelForImageTextToText.from_pretrained(local).state_dict()
+    original = AutoModelForImageTextToText.from_pretrained(tiny_model).state_dict()
     assert downloaded.keys() == original.keys()
     for name, tensor in original.items():
         assert torch.equal(downloaded[name], tensor), name
-    if model_cls is not AutoModel:
-        run_card_usage_snippet(card, local)
+    run_card_usage_snippet(card, local)
 
     # Publishing the same content again: no upload, no commit, same revision.
     monkeypatch.delenv("HF_HUB_OFFLINE")
@@ -321,3 +304,22 @@ def test_hub_targets_from_env():
                               "EDUGRAPH_HF_WORKSHEETS_REPO": "acme/ws", "EDUGRAPH_HF_PRIVATE": "true"})
     assert (on.model_repo, on.knowledge_repo, on.worksheets_repo) == ("acme/labeller", "acme/edugraph-knowledge", "acme/ws")
     assert on.endpoint == "http://127.0.0.1:9" and on.private
+
+
+def test_a_repository_without_a_token_fails_when_the_code_location_loads(tmp_path):
+    """The README: publication does nothing until EDUGRAPH_HF_REPO *and* HF_TOKEN are set; one without the other
+    is a mistake, reported when the definitions load (not a run that fails or silently skips at the end)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update({"EDUGRAPH_HF_REPO": "acme/labeller", "EDUGRAPH_DATA_DIR": str(tmp_path)})
+    load = [sys.executable, "-c", "import edugraph_pipeline.definitions"]
+    failed = subprocess.run(load, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    assert "EDUGRAPH_HF_REPO=acme/labeller is set but HF_TOKEN is not" in failed.stderr
+    env.pop("EDUGRAPH_HF_REPO")
+    assert subprocess.run(load, env=env, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+    env.update({"EDUGRAPH_HF_REPO": "acme/labeller", "HF_TOKEN": TOKEN})
+    loaded = subprocess.run(load, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0 and TOKEN not in loaded.stdout + loaded.stderr
