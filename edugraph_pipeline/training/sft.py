@@ -47,7 +47,7 @@ MERGED_BASE_DIR = "merged-base"
 LANGUAGE_MODEL_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 # Kept in bf16 under QLoRA: the vision tower (its own, small linears: NF4 costs it accuracy for little memory, and the
 # GGUF export reuses it as the mmproj) and the output head (tied to the embeddings in 2B/4B).
-NOT_QUANTIZED = ["visual", "lm_head"]
+NOT_QUANTIZED = ["model.visual", "lm_head"]  # module-name prefixes (transformers matches from the start)
 
 
 # ----------------------------------------------------------------------------------------------------------------
