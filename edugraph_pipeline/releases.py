@@ -20,6 +20,7 @@ from filelock import FileLock
 
 SEMVER_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 MAX_RELEASE_BYTES = 256 * 1024 * 1024
+SYMLINK_MODE = 0o120000  # git's file mode of a symbolic link
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GCM_INTERACTIVE": "never"}
 
 
@@ -121,6 +122,8 @@ def read_release(
     for item in commit.tree.traverse():
         if item.type != "blob" or not select(item.path):
             continue
+        if item.mode == SYMLINK_MODE:  # its content is a path; nothing here ever follows it
+            raise ReleaseSourceError(f"release {tag}: {item.path} is a symbolic link; release files must be regular files")
         total += item.size
         if total > MAX_RELEASE_BYTES:
             raise ReleaseSourceError(f"release {tag}: selected files exceed {MAX_RELEASE_BYTES} bytes")

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import dagster as dg
 import datasets
@@ -7,6 +8,7 @@ import pytest
 from edugraph_pipeline.assets.ontology import knowledge_dataset, ontology_release
 from edugraph_pipeline.partitions import ontology_partitions
 from edugraph_pipeline.resources import ArtifactStoreResource, OntologyRepository
+from edugraph_pipeline.storage import VERSIONS
 from edugraph_pipeline_tests.remotes import commit_release, init_repo, release_tags, shared_release_files
 
 ASSETS = [ontology_release, knowledge_dataset]
@@ -62,7 +64,7 @@ def test_backfill_over_every_release(pipeline_resources, instance):
     assert len(rows) == 52
     assert rows["v0.1.0"] == 1459 and rows["v0.21.0"] == 4124
     store = pipeline_resources["artifact_store"].store()
-    assert sorted(path.name for path in (store.root / "knowledge_dataset").iterdir()) == sorted(tags)
+    assert sorted(path.name for path in (store.root / "knowledge_dataset").iterdir() if path.name != VERSIONS) == sorted(tags)
 
 
 @pytest.fixture
@@ -85,12 +87,22 @@ XXE = b"""<?xml version="1.0"?>
 <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="x">&leak;</rdf:Description></rdf:RDF>"""
 
 
+PREFIXES = b"""@prefix edu: <http://edugraph.io/edu#> .
+@prefix : <http://edugraph.io/edu/> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+"""
+TWO_DIMENSIONS = PREFIXES + b':Counting a edu:Area, edu:Scope ; rdfs:isDefinedBy "Counting things." .\n'
+HUGE_DEFINITION = PREFIXES + b':Counting a edu:Area ; rdfs:isDefinedBy "' + b"x" * 50 * 2**20 + b'" .\n'
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [
         ({"core-areas-math.ttl": b"@prefix : <http://edugraph.io/edu/> .\n:A :b"}, "core-areas-math.ttl: invalid turtle"),
         ({"README.md": b"empty release"}, "release contains no ontology file"),
         ({"core-ontology-math.rdf": XXE}, "core-ontology-math.rdf: declares external entity 'leak'"),
+        ({"core.ttl": TWO_DIMENSIONS}, "concept 'Counting' is typed both Area and Scope"),
+        ({"core.ttl": HUGE_DEFINITION}, "the definition of concept 'Counting' has 52,428,800 characters"),
     ],
 )
 def test_bad_release_fails_clearly_and_keeps_the_earlier_materialization(broken_remote, tmp_path, instance, files, message):
@@ -108,7 +120,8 @@ def test_bad_release_fails_clearly_and_keeps_the_earlier_materialization(broken_
     assert message in failure.step_failure_data.error.message
     after = {path: path.read_bytes() for path in store.root.rglob("*") if path.is_file()}
     assert after == before
-    assert not [path for path in (store.root / "ontology_release").iterdir() if path.name.startswith(".")]
+    leftovers = (store.root / "ontology_release" / VERSIONS / "v1.0.0").iterdir()  # no staging of the failed run
+    assert {path.name for path in leftovers} == {store.current("ontology_release", "v1.0.0").name, ".commit.lock"}
 
 
 def test_missing_tag_fails_with_the_known_releases(broken_remote, tmp_path, instance):
@@ -134,3 +147,39 @@ def test_parsing_never_touches_the_network(pipeline_resources, instance, monkeyp
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     assert materialize("v0.4.0", pipeline_resources, instance).success
+
+
+def test_a_symlinked_file_in_the_tag_is_refused_and_never_followed(broken_remote, tmp_path, instance):
+    resources = resources_for(broken_remote, tmp_path)
+    outside = tmp_path / "outside.ttl"
+    outside.write_bytes(PREFIXES + b':Secret a edu:Area ; rdfs:isDefinedBy "read from outside the release" .\n')
+    work = Path(broken_remote.working_tree_dir)
+    (work / "core-areas-math.ttl").unlink()
+    (work / "core-areas-math.ttl").symlink_to(outside)
+    broken_remote.git.add("--all")
+    broken_remote.git.commit("-m", "a link out of the release")
+    broken_remote.git.tag("v1.1.0")
+    result = materialize("v1.1.0", resources, instance, raise_on_error=False)
+    [failure] = [event for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "core-areas-math.ttl is a symbolic link" in failure.step_failure_data.error.message
+    assert not (tmp_path / "out" / "ontology_release" / "v1.1.0").exists()
+
+
+def test_a_cycle_in_the_hierarchy_ends_cleanly(broken_remote, tmp_path, instance):
+    cyclic = PREFIXES + b"""
+:Counting a edu:Area ; rdfs:isDefinedBy "Counting things." ; edu:partOf :Arithmetic .
+:Arithmetic a edu:Area ; rdfs:isDefinedBy "Working with numbers." ; edu:partOf :Counting .
+:Loop a edu:Area ; rdfs:isDefinedBy "Part of itself." ; edu:partOf :Loop .
+:Small a edu:Scope ; rdfs:isDefinedBy "Numbers below ten." .
+:Doing a edu:Ability ; rdfs:isDefinedBy "Carrying out a procedure." .
+"""
+    commit_release(broken_remote, "v1.2.0", {"core.ttl": cyclic})
+    result = materialize("v1.2.0", resources_for(broken_remote, tmp_path), instance)
+    knowledge = metadata_of(result, "knowledge_dataset")
+    assert knowledge["rows_parent"] == 2  # Counting <-> Arithmetic; the self-loop is no parent
+    store = resources_for(broken_remote, tmp_path)["artifact_store"].store()
+    rows = datasets.load_from_disk(str(store.asset_dir("knowledge_dataset", "v1.2.0") / "dataset"))
+    names = {"Counting", "Arithmetic", "Loop", "Small", "Doing"}
+    for row in rows:
+        if row["output"].startswith("{"):
+            assert {name for labels in json.loads(row["output"]).values() for name in labels} <= names, row

@@ -23,6 +23,9 @@ EDU = rdflib.Namespace("http://edugraph.io/edu#")
 TURTLE_SUFFIXES = (".ttl",)
 RDFXML_SUFFIXES = (".rdf", ".owl")
 MAX_FILE_BYTES = 64 * 1024 * 1024
+# Upstream's longest definition is ~2,000 characters; a far longer literal is no definition and would become a
+# training prompt of that size.
+MAX_DEFINITION_CHARS = 20_000
 _HIERARCHY_UP = {"partOf", "partOfArea", "partOfScope", "partOfAbility"}
 _HIERARCHY_DOWN = {"hasPart", "hasPartArea", "hasPartScope", "hasPartAbility"}
 
@@ -106,11 +109,16 @@ def _normalised_relation(predicate: str) -> str:
     return predicate
 
 
-def _text(graph: rdflib.Graph, subject: URIRef) -> str:
+def _text(graph: rdflib.Graph, subject: URIRef, name: str, used: list[str]) -> str:
     for predicate in (RDFS.isDefinedBy, RDFS.comment):
         texts = sorted(str(value).strip() for value in graph.objects(subject, predicate) if isinstance(value, Literal))
         texts = [text for text in texts if text]
         if texts:
+            if len(texts[0]) > MAX_DEFINITION_CHARS:
+                raise OntologyReleaseError(
+                    f"{', '.join(used)}: the definition of concept {name!r} has {len(texts[0]):,} characters, "
+                    f"more than the {MAX_DEFINITION_CHARS:,} a definition may have"
+                )
             return texts[0]
     return ""
 
@@ -161,7 +169,7 @@ def parse_release(files: Mapping[str, bytes], *, version: str, commit: str) -> O
             name=name,
             iri=iri_of[name],
             dimension=dimension_of[name],
-            definition=_text(graph, URIRef(iri_of[name])),
+            definition=_text(graph, URIRef(iri_of[name]), name, used),
             parents=tuple(sorted(parents[name] - {name})),
             children=tuple(sorted(children[name] - {name})),
             relations={key: tuple(sorted(values)) for key, values in sorted(relations[name].items())},
