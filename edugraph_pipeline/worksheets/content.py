@@ -17,6 +17,7 @@ re-split by problem so that no problem ends up on both sides.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import re
 import tempfile
@@ -35,7 +36,7 @@ from edugraph_pipeline.releases import (
 )
 from edugraph_pipeline.storage import file_sha256
 from edugraph_pipeline.worksheets import archive as archives
-from edugraph_pipeline.worksheets.images import MAX_IMAGE_PIXELS, ImageRejected, normalise_image
+from edugraph_pipeline.worksheets.images import MAX_IMAGE_PIXELS, ImageRejected, check_file_size, normalise_image
 from edugraph_pipeline.worksheets.items import (
     UNSUPPORTED_TAG,
     VIEW_QUESTION,
@@ -49,6 +50,7 @@ from edugraph_pipeline.worksheets.unsupported import unsupported_items
 
 SAMPLE = "sample"
 MAX_DOWNLOAD_BYTES = 2 * 1024**3
+MAX_METADATA_BYTES = 64 * 1024**2  # a meta.json / metadata.jsonl; upstream's are well below 1 MiB
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _SOLUTION_SUFFIX = re.compile(r"[_.-](mode-[qs]|question|solution|answer|q|s)$", re.IGNORECASE)
 
@@ -115,12 +117,14 @@ def download(url: str, destination: Path, max_bytes: int = MAX_DOWNLOAD_BYTES, t
                     if written > max_bytes:
                         raise ContentSourceError(f"{shown}: more than {max_bytes} bytes; download stopped")
                     handle.write(chunk)
+            if declared and declared.isdigit() and written != int(declared):
+                raise ContentSourceError(f"{shown}: {written} of {declared} announced bytes received; download truncated")
     except ContentSourceError:
         destination.unlink(missing_ok=True)
         raise
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, http.client.HTTPException) as error:  # IncompleteRead: the body ended early
         destination.unlink(missing_ok=True)
-        raise ContentSourceError(f"cannot download {shown}: {error}") from error
+        raise ContentSourceError(f"cannot download {shown}: {type(error).__name__}: {error}") from error
     return destination
 
 
@@ -282,6 +286,7 @@ def _add_items(release: ContentRelease, root: Path, entries: Iterator[_Entry], l
             release.skipped.skip(entry.where, "missing image", f"{relative} does not exist")
             continue
         try:
+            check_file_size(entry.image.stat().st_size, relative)  # before reading it into memory
             image = normalise_image(entry.image.read_bytes(), relative, max_pixels=limits.max_image_pixels)
         except ImageRejected as error:
             release.skipped.skip(entry.where, error.reason, error.detail)
@@ -293,10 +298,18 @@ def _add_items(release: ContentRelease, root: Path, entries: Iterator[_Entry], l
         )
 
 
+def _metadata_text(path: Path) -> str:
+    """A metadata file's text; one beyond MAX_METADATA_BYTES is refused before it is read."""
+    size = path.stat().st_size
+    if size > MAX_METADATA_BYTES:
+        raise OSError(f"{size} bytes, at most {MAX_METADATA_BYTES} for a metadata file")
+    return path.read_text(encoding="utf-8")
+
+
 def _load_json(path: Path, root: Path, skipped: SkipLog):
     shown = path.relative_to(root).as_posix()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(_metadata_text(path))
     except json.JSONDecodeError as error:
         skipped.skip(f"{shown}:{error.lineno}", "malformed meta.json",
                      f"{shown} line {error.lineno} column {error.colno}: {error.msg}")
@@ -359,7 +372,7 @@ def problem_id_from_file_name(file_name: str) -> str:
 def _imagefolder_rows(metadata: Path, root: Path, skipped: SkipLog) -> Iterator[_Entry]:
     shown = metadata.relative_to(root).as_posix()
     try:
-        lines = metadata.read_text(encoding="utf-8").splitlines()
+        lines = _metadata_text(metadata).splitlines()
     except (OSError, UnicodeDecodeError) as error:
         skipped.skip(shown, "unreadable metadata.jsonl", f"{shown}: {error}")
         return

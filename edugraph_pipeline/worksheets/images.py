@@ -57,6 +57,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def check_file_size(size: int, name: str) -> None:
+    """Refuse an image file larger than MAX_IMAGE_BYTES (callers check the size before reading the file)."""
+    if size > MAX_IMAGE_BYTES:
+        raise ImageRejected("image file too large", f"{name}: {size} bytes, at most {MAX_IMAGE_BYTES}")
+
+
 def normalise_image(
     data: bytes,
     name: str,
@@ -68,8 +74,7 @@ def normalise_image(
     Already-plain RGB PNG/JPEG files within the size limits keep their original bytes: re-encoding them would
     cost most of the ingestion time and change nothing the model sees.
     """
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageRejected("image file too large", f"{name}: {len(data)} bytes, at most {MAX_IMAGE_BYTES}")
+    check_file_size(len(data), name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -203,3 +203,75 @@ def test_release_without_usable_items_names_the_source(tmp_path, ontology):
     (tmp_path / "rel" / "train" / "metadata.jsonl").write_text('{"file_name": "m/gone.png", "tags": ["X"]}\n')
     release = read(str(tmp_path / "rel"), tmp_path / "work", ontology)
     assert release.items == [] and release.skipped.reasons() == {"missing image": 1}
+
+
+def sparse_file(path: Path, size: int) -> Path:
+    """A file of `size` bytes that takes no disk space (and must never be read whole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def test_oversized_metadata_and_images_are_refused_before_they_are_read(tmp_path):
+    from edugraph_pipeline.worksheets.content import MAX_METADATA_BYTES
+    from edugraph_pipeline.worksheets.images import MAX_IMAGE_BYTES
+
+    sparse_file(tmp_path / "rel" / "huge" / "metadata.jsonl", MAX_METADATA_BYTES + 1)
+    sparse_file(tmp_path / "rel" / "big" / "meta.json", MAX_METADATA_BYTES + 1)
+    train = tmp_path / "rel" / "train"
+    sparse_file(train / "m" / "giant_mode-Q.png", MAX_IMAGE_BYTES + 1)
+    (train / "m" / "ok_mode-Q.png").write_bytes(png_bytes())
+    (train / "metadata.jsonl").write_text(
+        '{"file_name": "m/giant_mode-Q.png", "tags": ["Addition"]}\n'
+        '[1, 2]\n'
+        f'{{"file_name": "m/ok_mode-Q.png", "tags": ["Addition"], "note": "{"x" * 100_000}"}}\n'
+    )
+    release = read_folder(tmp_path / "rel", "rel", "v")
+    assert release.skipped.reasons() == {
+        "unreadable metadata.jsonl": 1, "unreadable meta.json": 1, "image file too large": 1,
+        "malformed metadata.jsonl row": 1,
+    }, release.skipped.entries
+    details = " | ".join(detail for _, _, detail in release.skipped.entries)
+    assert f"huge/metadata.jsonl: {MAX_METADATA_BYTES + 1} bytes, at most {MAX_METADATA_BYTES}" in details
+    assert f"m/giant_mode-Q.png: {MAX_IMAGE_BYTES + 1} bytes, at most {MAX_IMAGE_BYTES}" in details
+    assert "train/metadata.jsonl:2: expected a JSON object, got list" in details
+    assert len(release.items) == 1  # the long but well-formed row is kept
+
+
+class _TruncatingHandler:
+    """An HTTP server that announces more bytes than it sends, then drops the connection."""
+
+    @staticmethod
+    def serve(announced: int, sent: bytes):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the http.server API
+                self.send_response(200)
+                self.send_header("Content-Length", str(announced))
+                self.end_headers()
+                self.wfile.write(sent)
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+
+def test_a_truncated_download_is_an_error_and_leaves_no_partial_file(tmp_path):
+    from edugraph_pipeline.worksheets.content import download
+
+    server = _TruncatingHandler.serve(announced=10_000, sent=b"\x1f\x8b" + b"\0" * 998)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/release.tar.gz"
+        with pytest.raises(ContentSourceError, match=r"release\.tar\.gz.*(IncompleteRead|truncated)"):
+            download(url, tmp_path / "release.tar.gz", timeout=10)
+    finally:
+        server.shutdown()
+    assert not (tmp_path / "release.tar.gz").exists()
