@@ -1,59 +1,13 @@
-"""The real service on a free 127.0.0.1 port (uvicorn in a thread), the tiny model, and upload builders."""
+"""Fixtures of the serving tests: the tiny model as a served model; hand-made PNG files (bombs, lies)."""
 
 from __future__ import annotations
 
-import io
-import socket
 import struct
-import threading
-import time
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from edugraph_pipeline_tests.inference.conftest import classifier, images, ontology, tiny_model_folder  # noqa: F401
-
-
-@contextmanager
-def running(app) -> Iterator[str]:
-    """Serve `app` with uvicorn on a socket bound to a free local port; yield its base URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
-def wait_ready(client, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = client.get("/readyz")
-        if answer.status_code == 200:
-            return answer.json()
-        time.sleep(0.1)
-    raise AssertionError(f"not ready after {timeout} s: {answer.json()}")
-
-
-def png_bytes(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:

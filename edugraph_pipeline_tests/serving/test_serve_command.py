@@ -13,7 +13,7 @@ import time
 import httpx
 
 from edugraph_pipeline.serving.model import model_revision
-from edugraph_pipeline_tests.serving.conftest import png_bytes, wait_ready
+from edugraph_pipeline_tests.serving.helpers import png_bytes, wait_ready
 
 
 def free_port() -> int:

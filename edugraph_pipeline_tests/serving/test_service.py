@@ -16,7 +16,8 @@ from edugraph_pipeline.serving.app import create_app
 from edugraph_pipeline.serving.batching import BatchSettings
 from edugraph_pipeline.serving.model import model_revision
 from edugraph_pipeline.serving.uploads import UploadLimits
-from edugraph_pipeline_tests.serving.conftest import png_bytes, png_of_zeros, running, wait_ready
+from edugraph_pipeline_tests.serving.conftest import png_of_zeros
+from edugraph_pipeline_tests.serving.helpers import png_bytes, running, wait_ready
 
 MAX_NEW_TOKENS = 24  # the `classifier` fixture's bound
 LIMITS = UploadLimits(
