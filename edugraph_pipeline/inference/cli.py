@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from edugraph_pipeline.storage import LINEAGE_FILE
+from edugraph_pipeline.storage import ArtifactStore
 
 MODEL_ASSET = "merged_model"
 MODEL_SUBFOLDER = "model"
@@ -26,23 +26,18 @@ def data_root() -> Path:
 
 
 def latest_model_folder(root: str | os.PathLike | None = None) -> Path:
-    """``<root>/merged_model/<partition>/model`` of the most recently published partition (by its lineage.json)."""
-    root = Path(root) if root is not None else data_root()
-    asset = root / MODEL_ASSET
-    candidates = []
-    if asset.is_dir():
-        for partition in asset.iterdir():
-            lineage = partition / LINEAGE_FILE
-            if partition.name.startswith(".") or not partition.is_dir() or not lineage.is_file():
-                continue
-            if (partition / MODEL_SUBFOLDER).is_dir():
-                candidates.append((lineage.stat().st_mtime, partition.name, partition / MODEL_SUBFOLDER))
-    if not candidates:
+    """``<root>/merged_model/latest/model``: the model the pipeline published last, resolved to its version."""
+    store = ArtifactStore(Path(root) if root is not None else data_root())
+    try:
+        folder = store.current(MODEL_ASSET) / MODEL_SUBFOLDER
+    except FileNotFoundError:
+        folder = store.asset_dir(MODEL_ASSET) / MODEL_SUBFOLDER
+    if not (folder / "config.json").is_file():
         raise FileNotFoundError(
-            f"no merged model under {asset} (a <partition>/{LINEAGE_FILE} with a {MODEL_SUBFOLDER}/ folder): "
-            "materialize merged_model first, set EDUGRAPH_DATA_DIR, or pass --model"
+            f"no merged model in {store.asset_dir(MODEL_ASSET) / MODEL_SUBFOLDER}: materialize merged_model first, "
+            "set EDUGRAPH_DATA_DIR, or pass --model"
         )
-    return max(candidates)[2]
+    return folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         metavar="FOLDER",
-        help="merged model folder (default: the latest <EDUGRAPH_DATA_DIR>/merged_model/<partition>/model)",
+        help="merged model folder (default: <EDUGRAPH_DATA_DIR>/merged_model/latest/model)",
     )
     parser.add_argument("--ontology", metavar="FILE", help="normalised ontology JSON (default: FOLDER/ontology.json)")
     parser.add_argument("--raw", action="store_true", help='add the model\'s raw text as field "raw"')

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import time
+import shutil
 
 import pytest
 
 from edugraph_pipeline.inference.cli import classify_main, latest_model_folder
 from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
 from edugraph_pipeline.ontology.model import DIMENSIONS
+from edugraph_pipeline.storage import ArtifactStore
 
 
 @pytest.fixture
@@ -43,9 +43,8 @@ def test_classify_prints_one_answer_per_image(tiny_model_folder, sheets, tmp_pat
 
 def test_classify_raw_and_default_model_from_data_dir(tiny_model_folder, sheets, tmp_path, monkeypatch, capsys):
     root = tmp_path / "out"
-    (root / "merged_model" / "v0.21.0").mkdir(parents=True)
-    (root / "merged_model" / "v0.21.0" / "lineage.json").write_text("{}")
-    (root / "merged_model" / "v0.21.0" / "model").symlink_to(tiny_model_folder, target_is_directory=True)
+    with ArtifactStore(root).publish("merged_model", None, {"ontology_version": "v0.21.0"}) as staging:
+        shutil.copytree(tiny_model_folder, staging / "model")  # what merged_model writes
     monkeypatch.setenv("EDUGRAPH_DATA_DIR", str(root))
     status = classify_main([sheets[0], "--raw", "--max-new-tokens", "12"])
     out, err = capsys.readouterr()
@@ -58,7 +57,7 @@ def test_classify_raw_and_default_model_from_data_dir(tiny_model_folder, sheets,
 def test_missing_model_and_bad_arguments(tmp_path, monkeypatch, sheets, capsys):
     monkeypatch.setenv("EDUGRAPH_DATA_DIR", str(tmp_path / "empty"))
     assert classify_main(sheets[:1]) == 2
-    assert "no merged model under" in capsys.readouterr().err
+    assert "no merged model in" in capsys.readouterr().err
     assert classify_main(sheets[:1] + ["--model", str(tmp_path / "none")]) == 2
     assert "model folder does not exist" in capsys.readouterr().err
     assert classify_main(sheets[:1] + ["--batch-size", "0"]) == 2
@@ -66,17 +65,19 @@ def test_missing_model_and_bad_arguments(tmp_path, monkeypatch, sheets, capsys):
         classify_main([])
 
 
-def test_latest_model_folder_picks_the_newest_published_partition(tmp_path):
-    asset = tmp_path / "merged_model"
-    for name, age in (("v0.20.0", 300), ("v0.21.0", 100), ("v0.19.0", 200)):
-        (asset / name / "model").mkdir(parents=True)
-        lineage = asset / name / "lineage.json"
-        lineage.write_text("{}")
-        stamp = time.time() - age
-        os.utime(lineage, (stamp, stamp))
-    (asset / "v0.22.0" / "model").mkdir(parents=True)  # no lineage: not published
-    (asset / ".staging-v0.23.0-1234" / "model").mkdir(parents=True)
-    (asset / ".staging-v0.23.0-1234" / "lineage.json").write_text("{}")
-    assert latest_model_folder(tmp_path) == asset / "v0.21.0" / "model"
+def test_latest_model_folder_is_the_current_version_of_merged_model(tmp_path):
+    store = ArtifactStore(tmp_path)
+    for weights in (b"old", b"new"):
+        with store.publish("merged_model", None, {}) as staging:
+            (staging / "model").mkdir()
+            (staging / "model" / "config.json").write_text("{}")
+            (staging / "model" / "model.safetensors").write_bytes(weights)
+    folder = latest_model_folder(tmp_path)
+    assert (folder / "model.safetensors").read_bytes() == b"new"
+    assert folder == (tmp_path / "merged_model" / "latest" / "model").resolve()
     with pytest.raises(FileNotFoundError, match="materialize merged_model first"):
         latest_model_folder(tmp_path / "elsewhere")
+    with store.publish("merged_model", None, {}) as staging:  # a folder without a model is no model
+        (staging / "model").mkdir()
+    with pytest.raises(FileNotFoundError, match="no merged model in"):
+        latest_model_folder(tmp_path)
