@@ -51,3 +51,26 @@ def test_a_re_merged_model_is_not_published_on_the_old_models_pass(hub, tmp_path
     message = refused.get_step_failure_events()[0].step_failure_data.error.message
     assert "was not evaluated" in message and "materialize model_evaluation again" in message
     assert hub.head(REPO) is None
+
+
+def test_gguf_files_of_an_unevaluated_model_are_not_published(hub, tmp_path):
+    from edugraph_pipeline.assets.gguf import gguf_publication
+    from edugraph_pipeline.gguf.convert import MANIFEST
+    from edugraph_pipeline_tests.gguf.test_gguf_fast import fake_manifest
+
+    store = ArtifactStore(tmp_path / "out")
+    evaluate(store, merge(store, b"\0" * 16), passed=True)
+    remerged = merge(store, b"\1" * 16)
+    manifest = fake_manifest("Q8_0")
+    with store.publish("gguf_model", None, {"merged_model_version": remerged, "quant": "Q8_0"}) as staging:
+        (staging / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        (staging / manifest["text_model"]["file"]).write_bytes(b"GGUF" + b"\1" * 64)
+        (staging / manifest["mmproj"]["file"]).write_bytes(b"GGUF" + b"\2" * 64)
+    resources = {
+        "artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "out")),
+        "hub": HubPublisher(repo_id=REPO, endpoint=hub.endpoint, token=TOKEN),
+    }
+    refused = dg.materialize([gguf_publication], resources=resources, raise_on_error=False)
+    assert not refused.success
+    assert "was not evaluated" in refused.get_step_failure_events()[0].step_failure_data.error.message
+    assert hub.head(f"{REPO}-GGUF") is None
