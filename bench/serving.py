@@ -76,9 +76,11 @@ def measure(loader, bodies, levels, requests, modes, repeats) -> dict:
     from edugraph_pipeline_tests.serving.helpers import running, wait_ready
 
     with ExitStack() as stack:
-        urls = {mode: stack.enter_context(running(create_app(loader, batching=batching)))
-                for mode, batching in modes.items()}
-        for url in urls.values():
+        urls = {}
+        for mode, batching in modes.items():
+            # One after the other: llama.cpp's loader redirects the process's stdout/stderr while it runs, and
+            # two overlapping redirections would leave them redirected.
+            urls[mode] = url = stack.enter_context(running(create_app(loader, batching=batching)))
             with httpx.Client(base_url=url, timeout=600) as client:
                 wait_ready(client, timeout=600)
             asyncio.run(load(url, bodies, 2, 2))  # warm-up
