@@ -26,6 +26,11 @@ from edugraph_pipeline.training.launchers.base import (
 from edugraph_pipeline.training.remote import blob_name, download_tree, gcs_client, upload_tree
 
 
+# The CUDA version of the torch wheels in requirements.lock (torch 2.14.1+cu130) and of docker/Dockerfile.trainer's
+# base: the VM's driver must support at least this, or torch sees no GPU.
+TORCH_CUDA = "13.0"
+
+
 def _dagster_gcp_pipes():
     """PipesGCSContextInjector and PipesGCSMessageReader (imported late: only the gcp launcher needs them)."""
     from dagster_gcp.pipes import PipesGCSContextInjector, PipesGCSMessageReader
@@ -127,11 +132,18 @@ export HF_TOKEN
 """
         gpu_block = ""
         if self.accelerator_count > 0:
-            gpu_block = """
+            gpu_block = f"""
 echo "edugraph: installing the NVIDIA driver"
-cos-extensions install gpu -- --version=latest
+cos-extensions install gpu -- --version=latest || fail_step "cos-extensions could not install the NVIDIA driver"
 mount --bind /var/lib/nvidia /var/lib/nvidia
 mount -o remount,exec /var/lib/nvidia
+# The driver must answer, and support the CUDA {TORCH_CUDA} of the image's torch; else torch would see no GPU.
+SMI="$(/var/lib/nvidia/bin/nvidia-smi 2>&1)" || fail_step "nvidia-smi failed after the driver install: $SMI"
+echo "$SMI"
+DRIVER_CUDA="$(printf '%s' "$SMI" | sed -nE 's/.*CUDA Version: *([0-9]+\\.[0-9]+).*/\\1/p' | head -n1)"
+[ -n "$DRIVER_CUDA" ] || fail_step "nvidia-smi reports no CUDA version"
+printf '%s\\n%s\\n' {TORCH_CUDA} "$DRIVER_CUDA" | sort -V -C \\
+  || fail_step "the NVIDIA driver supports CUDA $DRIVER_CUDA, the training image needs {TORCH_CUDA}"
 GPU_ARGS=(--volume /var/lib/nvidia/lib64:/usr/local/nvidia/lib64 --volume /var/lib/nvidia/bin:/usr/local/nvidia/bin)
 for dev in /dev/nvidia[0-9]* /dev/nvidia-uvm /dev/nvidiactl; do [ -e "$dev" ] && GPU_ARGS+=(--device "$dev"); done
 """
@@ -162,6 +174,16 @@ finish() {{
     || shutdown -h now
 }}
 trap finish EXIT
+# A failure before the step runs: status.json is what the launcher waits for, so it reports this at once.
+fail_step() {{
+  echo "edugraph: $1"
+  MSG="$(printf '%s' "$1" | head -c 2000 | tr '\\n\\r\\t' '   ' | tr -d '\\000-\\037' | sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g')"
+  printf '{{"exit_code": 97, "error": "%s"}}' "$MSG" > /var/tmp/edugraph-status.json
+  curl -sf -X POST -H "Authorization: Bearer $(access_token)" -H 'Content-Type: application/json' \\
+    --data-binary @/var/tmp/edugraph-status.json \\
+    "https://storage.googleapis.com/upload/storage/v1/b/$BUCKET/o?uploadType=media&name=$RUN_ROOT/status.json" >/dev/null || true
+  exit 1
+}}
 if [ -e /var/lib/edugraph-step-started ]; then echo "edugraph: step already ran on this VM"; exit 0; fi
 touch /var/lib/edugraph-step-started
 export HOME=/var/tmp/edugraph-home
