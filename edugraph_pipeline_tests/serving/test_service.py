@@ -252,3 +252,15 @@ def test_slow_upload_times_out_and_not_ready_is_503(served_model, images):
             slow = asyncio.run(slow_post())
             assert slow.status_code == 408 and slow.json()["error"]["code"] == "request_timeout"
             assert client.get("/healthz").status_code == 200
+
+
+def test_an_answer_later_than_the_timeout_is_a_504_and_the_service_goes_on(served_model, images):
+    # Four images through generation on the CPU take well over a second; the budget is a quarter of one.
+    files = [("file", (f"{i}.png", png_bytes(images[i % len(images)]), "image/png")) for i in range(4)]
+    with running(create_app(lambda: served_model, limits=UploadLimits(request_timeout_s=0.25))) as url:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            wait_ready(client)
+            late = client.post("/v1/classify", files=files)
+            assert late.status_code == 504 and late.json()["error"]["code"] == "classify_timeout", late.text
+            assert client.get("/healthz").status_code == 200
+            assert 'edugraph_request_errors_total{code="classify_timeout"} 1.0' in client.get("/metrics").text
