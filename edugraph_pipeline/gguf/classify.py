@@ -149,11 +149,15 @@ class GgufClassifier:
         self.llama = (llama or LlamaCpp.locate()).require()
         llama_cpp = self.llama.import_binding()
         import llama_cpp.mtmd_cpp as mtmd
-        from llama_cpp._utils import suppress_stdout_stderr
+        from llama_cpp._logger import llama_log_callback
 
         self._lib = llama_cpp
         self._mtmd = mtmd
-        self._quiet = lambda: suppress_stdout_stderr(disable=verbose)
+        # mtmd logs through llama-cpp-python's callback (filtered by its logger's level, as llama's own are) rather
+        # than being silenced by redirecting the process's stdout/stderr file descriptors: that redirection is
+        # process-wide and swallowed whatever a server's other threads wrote meanwhile.
+        mtmd.mtmd_log_set(llama_log_callback, ctypes.c_void_p(0))
+        mtmd.mtmd_helper_log_set(llama_log_callback, ctypes.c_void_p(0))
         self.text_model, self.mmproj = Path(text_model), Path(mmproj)
         self.ontology = ontology
         self.max_new_tokens = max_new_tokens
@@ -169,17 +173,16 @@ class GgufClassifier:
             model_path=str(self.text_model), n_ctx=self.n_ctx, n_batch=self.n_ctx, n_ubatch=min(self.n_ctx, 4096),
             n_threads=self.n_threads, n_threads_batch=self.n_threads, n_gpu_layers=0, verbose=verbose,
         )
-        with self._quiet():
-            params = mtmd.mtmd_context_params_default()
-            params.use_gpu = False
-            params.print_timings = verbose
-            params.n_threads = self.n_threads
-            params.warmup = False
-            if image_min_tokens:
-                params.image_min_tokens = int(image_min_tokens)
-            if image_max_tokens:
-                params.image_max_tokens = int(image_max_tokens)
-            self.mtmd_ctx = mtmd.mtmd_init_from_file(str(self.mmproj).encode(), self.llm.model, params)
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = False
+        params.print_timings = verbose
+        params.n_threads = self.n_threads
+        params.warmup = False
+        if image_min_tokens:
+            params.image_min_tokens = int(image_min_tokens)
+        if image_max_tokens:
+            params.image_max_tokens = int(image_max_tokens)
+        self.mtmd_ctx = mtmd.mtmd_init_from_file(str(self.mmproj).encode(), self.llm.model, params)
         if not self.mtmd_ctx:
             raise ModelFolderError(f"{self.mmproj}: llama.cpp cannot load this vision projector")
         if not mtmd.mtmd_support_vision(self.mtmd_ctx):
@@ -260,8 +263,7 @@ class GgufClassifier:
             encoded = self.mtmd_prompt.encode("utf-8")
             text.text, text.text_len, text.add_special, text.parse_special = encoded, len(encoded), True, True
             bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
-            with self._quiet():
-                status = mtmd.mtmd_tokenize(self.mtmd_ctx, chunks, ctypes.byref(text), bitmaps, 1)
+            status = mtmd.mtmd_tokenize(self.mtmd_ctx, chunks, ctypes.byref(text), bitmaps, 1)
             if status != 0:
                 raise RuntimeError(f"mtmd_tokenize failed ({status})")
             llm.reset()
@@ -280,11 +282,10 @@ class GgufClassifier:
                     if llm.n_tokens + mtmd.mtmd_input_chunk_get_n_tokens(chunk) > self.n_ctx:
                         raise RuntimeError(f"image exceeds n_ctx {self.n_ctx}")
                     new_past = lib.llama_pos(0)
-                    with self._quiet():
-                        status = mtmd.mtmd_helper_eval_chunk_single(
-                            self.mtmd_ctx, llm._ctx.ctx, chunk, lib.llama_pos(llm.n_tokens), lib.llama_seq_id(0),
-                            llm.n_batch, False, ctypes.byref(new_past),
-                        )
+                    status = mtmd.mtmd_helper_eval_chunk_single(
+                        self.mtmd_ctx, llm._ctx.ctx, chunk, lib.llama_pos(llm.n_tokens), lib.llama_seq_id(0),
+                        llm.n_batch, False, ctypes.byref(new_past),
+                    )
                     if status != 0:
                         raise RuntimeError(f"mtmd could not evaluate the image ({status})")
                     llm.n_tokens = new_past.value
