@@ -12,6 +12,9 @@ and a presigned-style PUT back to this server), list trees, read commit history 
         ...
         assert hub.commit_count("edugraph/labeller") == 2
 
+Tags (`HfApi.create_tag` / `delete_tag`, listed by `list_repo_refs`, resolvable as revisions) work for every
+repository type, so a dataset repository can publish tagged content releases; `move_tag` re-points one.
+
 Repositories live in memory: every commit is a full snapshot of the tree, so `head()` / `files()` / `history()`
 can be asserted on directly. Writes need ``Authorization: Bearer <token>``; a wrong token is refused with 401.
 Every request is recorded in `requests` (method, path, headers with the Authorization value redacted, body size,
@@ -19,7 +22,7 @@ status) and every place where the token shows up outside the Authorization heade
 is recorded in `token_leaks`, so tests can assert that a client never leaks it.
 
 Fault injection: `fail(target, times=1, status=503)` makes the next `times` requests of one kind (`lfs_upload`,
-`lfs_batch`, `lfs_verify`, `preupload`, `commit`, `create_repo`, `repo_info`, `tree`, `resolve`) fail with that HTTP
+`lfs_batch`, `lfs_verify`, `preupload`, `commit`, `create_repo`, `repo_info`, `tree`, `resolve`, `refs`) fail with that HTTP
 status, or (``status="drop"``) drop the connection without answering; ``times=None`` fails until `clear_faults()`.
 With ``after_apply=True`` a failing commit is applied first and only its answer is lost.
 """
@@ -75,6 +78,7 @@ FAULT_TARGETS = (
     "paths_info",
     "commits",
     "resolve",
+    "refs",
 )
 _EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -125,12 +129,17 @@ class Repo:
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     lfs: dict[str, bytes] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # tag name -> commit oid (lightweight, movable by delete+create)
 
     def resolve(self, revision: str) -> Commit | None:
         if revision in self.branches:
             return self.commits[self.branches[revision]]
         if revision.startswith("refs/heads/") and revision[11:] in self.branches:
             return self.commits[self.branches[revision[11:]]]
+        if revision in self.tags:
+            return self.commits[self.tags[revision]]
+        if revision.startswith("refs/tags/") and revision[10:] in self.tags:
+            return self.commits[self.tags[revision[10:]]]
         if re.fullmatch(r"[0-9a-f]{7,40}", revision):
             found = [c for oid, c in self.commits.items() if oid.startswith(revision)]
             if len(found) == 1:
@@ -259,6 +268,15 @@ class HubServer:
         commit = repo.resolve(revision)
         assert commit is not None
         return {p: (e.data if e.lfs_oid is None else repo.lfs[e.lfs_oid]) for p, e in commit.files.items()}
+
+    def move_tag(self, repo_id: str, tag: str, revision: str = "main", repo_type: str = "model") -> str:
+        """Point `tag` at `revision` (created or moved, as a force-push of a tag would); returns the commit."""
+        with self._lock:
+            repo = self.repo(repo_id, repo_type)
+            commit = repo.resolve(revision)
+            assert commit is not None, f"no revision {revision} in {repo_id}"
+            repo.tags[tag] = commit.oid
+            return commit.oid
 
     def requests_for(self, target: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.target == target]
@@ -504,11 +522,31 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and head == "commits":
             return self._commits(repo_type, repo_id, revision)
         if method == "GET" and head == "refs":
-            self._record.target = "refs"
-            repo = self._repo(repo_type, repo_id)
-            branches = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": oid} for b, oid in repo.branches.items()]
-            return self._send_json(200, {"branches": branches, "converts": [], "tags": []})
+            self._fault("refs")
+            with self.hub._lock:
+                repo = self._repo(repo_type, repo_id)
+                branches = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": oid} for b, oid in repo.branches.items()]
+                tags = [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": oid} for t, oid in repo.tags.items()]
+            return self._send_json(200, {"branches": branches, "converts": [], "tags": tags})
+        if method in ("POST", "DELETE") and head == "tag":
+            return self._tag(method, repo_type, repo_id, unquote(revision))
         raise _HttpError(404, f"local hub: no API route for {method} {rest}")
+
+    def _tag(self, method: str, repo_type: str, repo_id: str, name: str):
+        """POST .../tag/<revision> {"tag": name} creates a tag (409 if it exists); DELETE .../tag/<name> removes it."""
+        with self.hub._lock:
+            repo = self._repo(repo_type, repo_id, write=True)
+            if method == "DELETE":
+                if repo.tags.pop(name, None) is None:
+                    raise _HttpError(404, f"Tag {name} not found", code="RevisionNotFound")
+                return self._send_json(200, {})
+            tag = json.loads(self._body or b"{}").get("tag", "")
+            if not tag:
+                raise _HttpError(400, "field 'tag' is required")
+            if tag in repo.tags:
+                raise _HttpError(409, f"Tag {tag} already exists")
+            repo.tags[tag] = self._commit(repo, name).oid
+        self._send_json(200, {})
 
     def _create_repo(self):
         self._fault("create_repo")

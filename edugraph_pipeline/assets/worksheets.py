@@ -141,7 +141,7 @@ def worksheet_dataset(
             raise dg.Failure(f"content source {content_source.display_source}: {error}") from error
     dataset, summary = build_dataset(
         content.items, ontology, validation_fraction=content_source.validation_fraction,
-        seed=content_source.sample_seed, skipped=content.skipped,
+        seed=content_source.sample_seed, skipped=content.skipped, release_splits=content.splits,
     )
     total = sum(summary.rows.values())
     if total == 0:
@@ -151,13 +151,18 @@ def worksheet_dataset(
         )
     for where, reason, detail in summary.skipped[:20]:
         context.log.warning(f"skipped {where}: {reason} ({detail})")
+    for key, values in summary.split_overlap.items():
+        if values:  # kept as the release split them; the splits_disjoint check reports them too
+            context.log.warning(f"the release's own splits share {len(values)} {key} values: {values[:5]}")
 
     lineage = {
         "ontology_version": tag,
         "content_source": content.source,
         "content_version": content.version,
+        "content_revision": content.revision,
         "content_format": content.format,
         "rows": summary.rows,
+        "split_method": summary.split_method,
     }
     with store.publish(ASSET, tag, lineage) as folder:
         dataset.save_to_disk(str(folder / DATASET_FOLDER))
@@ -172,7 +177,11 @@ def worksheet_dataset(
             "ontology_version": tag,
             "content_source": content.source,
             "content_version": content.version,
+            "content_revision": content.revision or "",
             "content_format": content.format,
+            "split_method": summary.split_method,
+            "release_split_overlap": dg.MetadataValue.json(
+                {key: values[:20] for key, values in summary.split_overlap.items()}),
             "rows_train": summary.rows["train"],
             "rows_validation": summary.rows["validation"],
             "dagster/row_count": total,

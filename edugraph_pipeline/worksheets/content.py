@@ -4,14 +4,17 @@
 - `sample`: the offline generator (`sample_generator`, `unsupported`);
 - a local folder holding a release (either upstream format, see below), or a folder of `*.tar.gz` releases;
 - a local `.tar.gz` release archive, or an `http(s)://` URL of one (downloaded with a size cap);
-- a git remote whose `vX.Y.Z` tags are content releases (`git+<url>`, or any remote ending in `.git`).
+- a git remote whose `vX.Y.Z` tags are content releases (`git+<url>`, or any remote ending in `.git`);
+- a Hugging Face Hub dataset repository, `hf://datasets/<namespace>/<name>[@<revision>]` (`hub_source`).
 
 Both upstream formats are read:
 - imagine-content: per module a `meta.json` list of `{questionImage, answerImage, labels: {Area, Scope, Ability}}`;
 - Hugging Face ImageFolder: `train/` and `validation/` with `metadata.jsonl` rows `{file_name, tags, solution}`.
 A non-math image is marked by the labels `{"Error": "UnsupportedMaterial"}` (meta.json) or the tag
-`UnsupportedMaterial` (metadata.jsonl). The release's own train/validation split is *not* kept: the dataset is
-re-split by problem so that no problem ends up on both sides.
+`UnsupportedMaterial` (metadata.jsonl). An ImageFolder release's own split (the `train/` or `validation/` folder a
+metadata.jsonl lies in) is recorded per item in `ContentRelease.splits`, so the dataset can keep it; a file name
+identifies a problem only within its split folder (upstream reuses names across splits for different exercises),
+so the split folder is part of the problem id.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from edugraph_pipeline.releases import (
 )
 from edugraph_pipeline.storage import file_sha256
 from edugraph_pipeline.worksheets import archive as archives
+from edugraph_pipeline.worksheets import hub_source
 from edugraph_pipeline.worksheets.images import MAX_IMAGE_PIXELS, ImageRejected, check_file_size, normalise_image
 from edugraph_pipeline.worksheets.items import (
     UNSUPPORTED_TAG,
@@ -52,6 +56,7 @@ SAMPLE = "sample"
 MAX_DOWNLOAD_BYTES = 2 * 1024**3
 MAX_METADATA_BYTES = 64 * 1024**2  # a meta.json / metadata.jsonl; upstream's are well below 1 MiB
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+RELEASE_SPLITS = ("train", "validation")  # ImageFolder split folders whose assignment a dataset can keep
 _SOLUTION_SUFFIX = re.compile(r"[_.-](mode-[qs]|question|solution|answer|q|s)$", re.IGNORECASE)
 
 
@@ -75,6 +80,8 @@ class ContentRelease:
     items: list[WorksheetItem] = field(default_factory=list)
     skipped: SkipLog = field(default_factory=SkipLog)
     reencoded_images: int = 0
+    revision: str | None = None  # the tag (or branch) the release was asked for, when it has one
+    splits: dict[str, str] = field(default_factory=dict)  # item source -> the release's own split of it
 
 
 # --- where the release comes from -------------------------------------------------------------------------
@@ -171,6 +178,8 @@ def read_content(
             return read_archive(archive_file, Path(scratch) / "extracted", redact_url(source), limits)
     if is_git_source(source):
         return read_git_release(source, work_dir, release, cache_dir or work_dir / "git-cache", limits)
+    if hub_source.is_hub_source(source):
+        return read_hub_release(source, cache_dir or work_dir / "hub-cache", release, limits)
     path = Path(source).expanduser()
     if path.is_file() and is_archive(path.name):
         with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
@@ -191,7 +200,7 @@ def read_content(
             return read_archive(path / name, Path(scratch), str(path / name), limits)
     raise ContentSourceError(
         f"content source {source!r} is neither 'sample', an existing folder or .tar.gz file, an http(s) URL, "
-        "nor a git remote (git+<url> or ending in .git)"
+        "a git remote (git+<url> or ending in .git), nor hf://datasets/<namespace>/<name>[@<revision>]"
     )
 
 
@@ -247,6 +256,18 @@ def read_git_release(
         return read_folder(root, f"{redact_url(remote)}@{tag}", f"{tag}@{snapshot.commit}", limits)
 
 
+def read_hub_release(source: str, cache_dir: Path, release: str | None, limits: ContentLimits) -> ContentRelease:
+    """A Hub dataset release; its content version is the commit sha the revision resolved to."""
+    try:
+        snapshot = hub_source.download_release(source, cache_dir, release)
+    except hub_source.HubSourceError as error:
+        raise ContentSourceError(str(error)) from error
+    shown = f"{hub_source.HF_DATASET_PREFIX}{hub_source.parse_source(source).repo_id}@{snapshot.revision}"
+    content = read_folder(snapshot.folder, shown, snapshot.commit, limits)
+    content.revision = snapshot.revision
+    return content
+
+
 # --- what the release holds -------------------------------------------------------------------------------
 
 
@@ -274,6 +295,7 @@ class _Entry:
     problem_id: str
     view: str
     kind: str
+    split: str | None = None  # the release's own split, when its layout names one
 
 
 def _add_items(release: ContentRelease, root: Path, entries: Iterator[_Entry], limits: ContentLimits) -> None:
@@ -292,10 +314,11 @@ def _add_items(release: ContentRelease, root: Path, entries: Iterator[_Entry], l
             release.skipped.skip(entry.where, error.reason, error.detail)
             continue
         release.reencoded_images += image.reencoded
-        release.items.append(
-            WorksheetItem(image.data, entry.labels, entry.problem_id, entry.view, entry.kind,
-                          f"{release.source}:{relative}")
-        )
+        item = WorksheetItem(image.data, entry.labels, entry.problem_id, entry.view, entry.kind,
+                             f"{release.source}:{relative}")
+        release.items.append(item)
+        if entry.split:
+            release.splits[item.source] = entry.split
 
 
 def _metadata_text(path: Path) -> str:
@@ -371,6 +394,7 @@ def problem_id_from_file_name(file_name: str) -> str:
 
 def _imagefolder_rows(metadata: Path, root: Path, skipped: SkipLog) -> Iterator[_Entry]:
     shown = metadata.relative_to(root).as_posix()
+    split = metadata.parent.name if metadata.parent.name in RELEASE_SPLITS else None
     try:
         lines = _metadata_text(metadata).splitlines()
     except (OSError, UnicodeDecodeError) as error:
@@ -397,6 +421,8 @@ def _imagefolder_rows(metadata: Path, root: Path, skipped: SkipLog) -> Iterator[
         unsupported = tags == (UNSUPPORTED_TAG,)
         view = VIEW_UNSUPPORTED if unsupported else VIEW_SOLUTION if solution else VIEW_QUESTION
         problem_id = str(row.get("problem_id") or problem_id_from_file_name(file_name))
+        if split and "problem_id" not in row:
+            problem_id = f"{split}/{problem_id}"
         kind = PurePosixPath(file_name).parts[0] if len(PurePosixPath(file_name).parts) > 1 else "content"
-        yield _Entry(where, metadata.parent / file_name, tags, problem_id, view, kind)
+        yield _Entry(where, metadata.parent / file_name, tags, problem_id, view, kind, split)
 

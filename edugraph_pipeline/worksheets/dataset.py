@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import datasets
@@ -44,6 +44,10 @@ class DatasetSummary:
     views: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    # How the split was made: "release" (the release's own train/validation kept) or "resplit" (by problem).
+    split_method: str = "resplit"
+    # Kept release splits only: problem ids and image hashes on both sides (reported, never moved).
+    split_overlap: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def skipped_reasons(self) -> dict[str, int]:
@@ -135,6 +139,27 @@ def assign_splits(rows: list[LabelledRow], validation_fraction: float = 0.1, see
     return splits
 
 
+SPLIT_KEPT = "release"
+SPLIT_RESPLIT = "resplit"
+
+
+def release_split_of(rows: list[LabelledRow], release_splits: Mapping[str, str] | None) -> list[str] | None:
+    """The release's own split of every row, when every row has one and both sides are present; else None
+    (a single-split release, or a mix of layouts, is re-split)."""
+    if not release_splits or not rows:
+        return None
+    splits = [release_splits.get(row.item.source) for row in rows]
+    return splits if set(splits) == set(SPLITS) else None
+
+
+def _overlap(rows: list[LabelledRow], splits: list[str]) -> dict[str, list[str]]:
+    sides: dict[str, dict[str, set[str]]] = {"problem_id": defaultdict(set), "image_sha256": defaultdict(set)}
+    for row, split in zip(rows, splits):
+        sides["problem_id"][row.item.problem_id].add(split)
+        sides["image_sha256"][row.image_sha256].add(split)
+    return {key: sorted(value for value, seen in found.items() if len(seen) > 1) for key, found in sides.items()}
+
+
 def _split_columns(rows: list[LabelledRow]) -> dict[str, list]:
     return {
         "image": [{"bytes": row.item.image, "path": None} for row in rows],
@@ -153,11 +178,15 @@ def build_dataset(
     validation_fraction: float = 0.1,
     seed: int = 0,
     skipped: SkipLog | None = None,
+    release_splits: Mapping[str, str] | None = None,
 ) -> tuple[datasets.DatasetDict, DatasetSummary]:
-    """The `DatasetDict` of the contract and its summary; `skipped` carries skips from reading the release."""
+    """The `DatasetDict` of the contract and its summary; `skipped` carries skips from reading the release.
+    `release_splits` (item source -> split, `ContentRelease.splits`): a release's own train/validation split,
+    kept as it is when it covers every row and both sides; overlaps are reported in the summary, not moved."""
     log = SkipLog(list(skipped.entries)) if skipped else SkipLog()
     rows, unknown = label_items(items, ontology, log)
-    splits = assign_splits(rows, validation_fraction, seed)
+    kept = release_split_of(rows, release_splits)
+    splits = kept if kept is not None else assign_splits(rows, validation_fraction, seed)
     by_split = {name: [row for row, split in zip(rows, splits) if split == name] for name in SPLITS}
     dataset = datasets.DatasetDict(
         {name: datasets.Dataset.from_dict(_split_columns(by_split[name]), features=FEATURES) for name in SPLITS}
@@ -174,6 +203,8 @@ def build_dataset(
         views=dict(Counter(row.item.view for row in rows)),
         kinds=dict(Counter(row.item.kind for row in rows).most_common()),
         skipped=list(log.entries),
+        split_method=SPLIT_KEPT if kept is not None else SPLIT_RESPLIT,
+        split_overlap=_overlap(rows, splits) if kept is not None else {},
     )
     return dataset, summary
 

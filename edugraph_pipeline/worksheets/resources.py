@@ -9,6 +9,7 @@ from pydantic import Field
 
 from edugraph_pipeline.ontology.model import Ontology
 from edugraph_pipeline.releases import redact_url
+from edugraph_pipeline.worksheets import hub_source
 from edugraph_pipeline.worksheets.content import (
     SAMPLE,
     ContentLimits,
@@ -23,14 +24,15 @@ from edugraph_pipeline.worksheets.content import (
 
 
 class ContentSource(dg.ConfigurableResource):
-    """`EDUGRAPH_CONTENT_SOURCE`: `sample`, a folder, a `.tar.gz` (path or URL), or a git remote of releases."""
+    """`EDUGRAPH_CONTENT_SOURCE`: `sample`, a folder, a `.tar.gz` (path or URL), a git remote of releases, or a Hub
+    dataset repo (`hf://datasets/<namespace>/<name>[@<revision>]`; without a revision its vX.Y.Z tags are releases)."""
 
     source: str = Field(default=SAMPLE, description="sample | folder | .tar.gz path or URL | git+<remote>")
     sample_count: int = Field(default=200, description="Images generated when the source is 'sample'.")
     sample_seed: int = Field(default=0, description="Seed of the sample generator.")
     validation_fraction: float = Field(default=0.1, description="Share of problems in the validation split.")
     max_download_mb: int = Field(default=2048, description="Largest release archive downloaded from a URL.")
-    cache_dir: str = Field(default="", description="Where git mirrors of content remotes are kept.")
+    cache_dir: str = Field(default="", description="Where git mirrors and Hub snapshots of content are kept.")
 
     @property
     def display_source(self) -> str:
@@ -39,12 +41,22 @@ class ContentSource(dg.ConfigurableResource):
     def watchable(self) -> bool:
         """Whether the source publishes a series of releases a sensor can watch."""
         path = Path(self.source).expanduser()
+        if hub_source.is_hub_source(self.source):
+            return hub_source.parse_source(self.source).revision is None
         return is_git_source(self.source) or (path.is_dir() and bool(list_folder_releases(path)))
 
     def list_releases(self) -> list[str]:
-        """Known releases, newest last: git tags, or archive names in a folder of releases; [] otherwise."""
+        """Known releases, newest last: git tags, archive names in a folder of releases, or `tag@commit` of a Hub
+        dataset's tags (so a moved tag is a new release); [] for a source pinned to one release."""
         if is_git_source(self.source):
             return list_git_releases(self.source)
+        if hub_source.is_hub_source(self.source):
+            try:
+                if hub_source.parse_source(self.source).revision is not None:
+                    return []
+                return [hub_source.release_id(tag, commit) for tag, commit in hub_source.list_release_refs(self.source)]
+            except hub_source.HubSourceError as error:
+                raise ContentSourceError(str(error)) from error
         path = Path(self.source).expanduser()
         if self.source == SAMPLE or is_archive(self.source) or self.source.startswith(("http://", "https://")):
             return []
