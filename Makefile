@@ -11,8 +11,10 @@ setup:
 	$(PIP) install --quiet -r requirements.lock
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 
+PYTEST_ARGS ?=
+
 test:
-	$(VENV)/bin/python -m pytest edugraph_pipeline_tests -m "not slow"
+	$(VENV)/bin/python -m pytest edugraph_pipeline_tests -m "not slow" $(PYTEST_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check edugraph_pipeline edugraph_pipeline_tests bench
