@@ -39,7 +39,8 @@ SETTINGS: tuple[Setting, ...] = (
         "EDUGRAPH_CONTENT_SOURCE",
         "sample",
         "Worksheet content: `sample` (the bundled generator), a folder, a folder of `*.tar.gz` releases, a "
-        "`.tar.gz` path or https URL, or a git remote (`git+<url>` / `*.git`) whose vX.Y.Z tags are releases.",
+        "`.tar.gz` path or https URL, a git remote (`git+<url>` / `*.git`) whose vX.Y.Z tags are releases, or a Hub "
+        "dataset `hf://datasets/<namespace>/<name>[@<revision>]` (without a revision its vX.Y.Z tags are releases).",
     ),
     Setting("EDUGRAPH_SAMPLE_COUNT", "200", "Images generated when the content source is `sample`."),
     Setting("EDUGRAPH_SAMPLE_SEED", "0", "Seed of the sample worksheet generator."),

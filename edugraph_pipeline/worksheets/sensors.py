@@ -30,7 +30,8 @@ def newest_ontology_partition(instance: dg.DagsterInstance) -> str | None:
     asset_selection=[WORKSHEET_DATASET],
     minimum_interval_seconds=600,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Requests worksheet_dataset for every new content release, bound to the newest ontology release.",
+    description="Requests worksheet_dataset for every new content release (a git remote's or Hub dataset's vX.Y.Z "
+    "tags, a moved Hub tag included, or a folder of archives), bound to the newest ontology release.",
 )
 def content_release_sensor(context: dg.SensorEvaluationContext, content_source: ContentSource):
     cursor = json.loads(context.cursor) if context.cursor else {"seen": []}
