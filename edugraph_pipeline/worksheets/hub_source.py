@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from edugraph_pipeline.publishing.hub import resolve_endpoint, scrub
 from edugraph_pipeline.releases import SEMVER_TAG, semver_key
 
 HF_DATASET_PREFIX = "hf://datasets/"
@@ -30,8 +31,6 @@ METADATA_FILE = "metadata.jsonl"
 IMAGE_SUFFIXES = ("png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff")
 _SOURCE = re.compile(r"^hf://datasets/(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[^@\s]+))?$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",]+")
-_HF_TOKEN_SHAPE = re.compile(r"\bhf_[A-Za-z0-9]{8,}\b")
 
 
 class HubSourceError(RuntimeError):
@@ -83,21 +82,13 @@ def split_release_id(release: str) -> tuple[str, str | None]:
 
 
 def endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    return resolve_endpoint(None)  # HF_ENDPOINT now, not when huggingface_hub was imported
 
 
 def offline() -> bool:
     from huggingface_hub import constants
 
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
-def scrub(text: str) -> str:
-    """`text` without the configured token or anything shaped like a bearer or hf_ token."""
-    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    if token:
-        text = text.replace(token, "<redacted>")
-    return _HF_TOKEN_SHAPE.sub("<redacted>", _BEARER.sub(r"\1<redacted>", text))
 
 
 def _api():
@@ -114,7 +105,7 @@ def _hub_error(dataset: HubDataset, revision: str, error: Exception) -> HubSourc
         return HubSourceError(f"{where}: has no revision {revision!r} (no such tag, branch or commit)")
     if isinstance(error, RepositoryNotFoundError):
         return HubSourceError(f"{where}: dataset repository not found at {endpoint()} (private? set HF_TOKEN)")
-    detail = scrub(f"{type(error).__name__}: {error}").splitlines()[0]
+    detail = scrub(f"{type(error).__name__}: {error}", os.environ.get("HF_TOKEN")).splitlines()[0]
     return HubSourceError(f"{where}@{revision}: cannot reach the Hub at {endpoint()}: {detail}")
 
 

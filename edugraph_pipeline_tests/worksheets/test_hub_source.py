@@ -93,6 +93,20 @@ def test_a_missing_revision_and_a_repo_without_metadata_fail_naming_them(hub, pu
         read_content("hf://models/edugraph-test/x", tmp_path / "work", ontology, cache_dir=tmp_path / "cache")
 
 
+def test_an_unreachable_hub_fails_naming_the_endpoint_and_caches_nothing(hub, published, tmp_path, ontology):
+    hub.fail("repo_info", times=None, status=503)
+    with pytest.raises(ContentSourceError, match=rf"{SOURCE}@v1\.0\.0: cannot reach the Hub at {hub.endpoint}"):
+        read_content(f"{SOURCE}@v1.0.0", tmp_path / "work", ontology, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "hf-datasets" / REPO / "refs").exists()
+    hub.clear_faults()
+    hub.fail("resolve", times=None, status="drop")  # metadata resolved, the files cannot be fetched
+    with pytest.raises(ContentSourceError, match="cannot reach the Hub"):
+        read_content(f"{SOURCE}@v1.0.0", tmp_path / "work", ontology, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "hf-datasets" / REPO / "refs").exists()  # no ref: not taken as complete
+    hub.clear_faults()
+    assert len(read_content(f"{SOURCE}@v1.0.0", tmp_path / "work", ontology, cache_dir=tmp_path / "cache").items) == 16
+
+
 def test_a_private_repo_reads_with_hf_token_and_never_leaks_it(hub, tmp_path, monkeypatch, ontology, real_tag_sets):
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     api = HfApi(endpoint=hub.endpoint, token=TOKEN)
