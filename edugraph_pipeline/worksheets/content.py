@@ -253,7 +253,9 @@ def read_git_release(
             target = root / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        return read_folder(root, f"{redact_url(remote)}@{tag}", f"{tag}@{snapshot.commit}", limits)
+        content = read_folder(root, f"{redact_url(remote)}@{tag}", f"{tag}@{snapshot.commit}", limits)
+        content.revision = tag
+        return content
 
 
 def read_hub_release(source: str, cache_dir: Path, release: str | None, limits: ContentLimits) -> ContentRelease:

@@ -46,3 +46,17 @@ def test_a_single_split_release_is_re_split_by_problem(tmp_path, ontology, real_
     assert summary.split_method == SPLIT_RESPLIT and summary.split_overlap == {}
     assert sum(summary.rows.values()) == len(written["train"]) and summary.rows["validation"] > 0
     assert split_overlap(dataset) == {"problem_id": [], "image_sha256": []}
+
+
+def test_a_git_content_release_keeps_its_splits_and_records_its_tag(tmp_path, ontology, real_tag_sets):
+    from edugraph_pipeline_tests.remotes import commit_release, init_repo
+
+    folder = tmp_path / "release"
+    write_imagefolder_release(folder, real_tag_sets[:8])
+    files = {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    commit = commit_release(init_repo(tmp_path / "content.git"), "v2.0.0", files)
+    release = read_content(f"git+{tmp_path / 'content.git'}", tmp_path / "work", ontology,
+                           cache_dir=tmp_path / "cache")
+    assert (release.revision, release.version) == ("v2.0.0", f"v2.0.0@{commit}")
+    _, summary = build_dataset(release.items, ontology, release_splits=release.splits)
+    assert summary.split_method == SPLIT_KEPT and summary.rows == {"train": 12, "validation": 4}
