@@ -139,7 +139,9 @@ class ArtifactStore:
 def _current_version(final: Path) -> Path | None:
     """The version folder an artifact path stands for, or None (also for a plain folder of the old layout)."""
     if final.is_symlink():
-        target = final.resolve()
+        # the link's own (relative) target, not resolve(): a root reached through a symbolic link must still name
+        # the version folders as `_remove_stale` lists them
+        target = Path(os.path.normpath(final.parent / os.readlink(final)))
         return target if target.is_dir() else None
     if final.is_dir():
         return final
@@ -150,8 +152,9 @@ def _current_version(final: Path) -> Path | None:
 def _remove_stale(final: Path, versions: Path, keep: Path) -> None:
     """Remove version folders of killed or superseded runs of this key (commit lock held); never a live one."""
     current = _current_version(final)
+    live = {keep.name, current.name if current is not None else keep.name}
     for entry in versions.iterdir():
-        if entry.name.startswith(".") or entry in (keep, current):
+        if entry.name.startswith(".") or entry.name in live:
             continue
         if entry.suffix == ".lock":
             continue  # removed with its folder (a builder takes its lock before it makes its folder)

@@ -147,3 +147,14 @@ def test_a_failed_build_changes_nothing(tmp_path):
     assert read_artifact(store) == 1 and version_entries(tmp_path) == {store.current(ASSET).name}
     with pytest.raises(FileNotFoundError, match="materialize knowledge_dataset for partition v0.1.0 first"):
         store.lineage("knowledge_dataset", "v0.1.0")
+
+
+def test_a_root_reached_through_a_link_keeps_its_current_version(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "via-link").symlink_to(tmp_path / "real", target_is_directory=True)
+    store = ArtifactStore(tmp_path / "via-link")
+    publish_version(store, 1)
+    publish_version(store, 2)
+    assert read_artifact(store) == 2
+    assert read_artifact(ArtifactStore(tmp_path / "real")) == 2
+    assert version_entries(tmp_path / "real") == {store.current(ASSET).name}

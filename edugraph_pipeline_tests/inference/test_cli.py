@@ -74,7 +74,7 @@ def test_latest_model_folder_is_the_current_version_of_merged_model(tmp_path):
             (staging / "model" / "model.safetensors").write_bytes(weights)
     folder = latest_model_folder(tmp_path)
     assert (folder / "model.safetensors").read_bytes() == b"new"
-    assert folder == (tmp_path / "merged_model" / "latest" / "model").resolve()
+    assert folder.resolve() == (tmp_path / "merged_model" / "latest" / "model").resolve()
     with pytest.raises(FileNotFoundError, match="materialize merged_model first"):
         latest_model_folder(tmp_path / "elsewhere")
     with store.publish("merged_model", None, {}) as staging:  # a folder without a model is no model
