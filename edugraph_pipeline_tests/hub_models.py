@@ -49,24 +49,22 @@ SHAPES: dict[str, Shape] = {
 }
 
 # The Hub's preprocessor_config.json / video_preprocessor_config.json of every Qwen3-VL-Instruct size.
-PREPROCESSOR_CONFIG = {
-    "size": {"longest_edge": 16777216, "shortest_edge": 65536},
+_PATCHING = {
     "patch_size": 16,
     "temporal_patch_size": 2,
     "merge_size": 2,
     "image_mean": [0.5, 0.5, 0.5],
     "image_std": [0.5, 0.5, 0.5],
     "processor_class": "Qwen3VLProcessor",
+}
+PREPROCESSOR_CONFIG = {
+    "size": {"longest_edge": 16777216, "shortest_edge": 65536},
+    **_PATCHING,
     "image_processor_type": "Qwen2VLImageProcessorFast",
 }
 VIDEO_PREPROCESSOR_CONFIG = {
     "size": {"longest_edge": 25165824, "shortest_edge": 4096},
-    "patch_size": 16,
-    "temporal_patch_size": 2,
-    "merge_size": 2,
-    "image_mean": [0.5, 0.5, 0.5],
-    "image_std": [0.5, 0.5, 0.5],
-    "processor_class": "Qwen3VLProcessor",
+    **_PATCHING,
     "video_processor_type": "Qwen3VLVideoProcessor",
 }
 GENERATION_CONFIG = {
