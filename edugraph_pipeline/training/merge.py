@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edugraph_pipeline.prompts import SYSTEM_PROMPT, USER_PROMPT
-from edugraph_pipeline.training.revision import pinned
+from edugraph_pipeline.training.revision import pinned_folder
 
 PROMPTS_FILE = "edugraph_prompts.json"
 METRICS_FILE = "metrics.json"
@@ -41,7 +41,7 @@ def load_with_adapters(base_model: str, adapters: Sequence[str], *, merge: bool 
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
-    model = AutoModelForImageTextToText.from_pretrained(base_model, dtype="auto", **pinned(base_model, revision))
+    model = AutoModelForImageTextToText.from_pretrained(pinned_folder(base_model, revision), dtype="auto")
     for index, adapter in enumerate(adapters):
         model = PeftModel.from_pretrained(model, adapter)
         if merge or index < len(adapters) - 1:

@@ -53,10 +53,12 @@ def resolve_revision(model_id: str, endpoint: str | None = None) -> str:
     return info.sha
 
 
-def pinned(model_id: str, revision: str | None) -> dict:
-    """``from_pretrained`` keyword arguments that load exactly `revision` of `model_id` (verified for a folder)."""
+def pinned_folder(model_id: str, revision: str | None) -> str:
+    """A local folder holding exactly `revision` of `model_id`: the Hub commit's snapshot (downloaded once into
+    the HF cache), or the verified local folder itself. Loading from the folder keeps every later library call
+    (PEFT's config checks when it saves an adapter, for one) off the Hub's moving ``main``."""
     if revision is None:
-        return {}
+        return model_id
     if is_local(model_id):
         now = folder_revision(Path(model_id).expanduser())
         if now != revision:
@@ -64,7 +66,9 @@ def pinned(model_id: str, revision: str | None) -> dict:
                 f"base model folder {model_id} changed since base_model recorded it ({revision}, now {now}): "
                 f"materialize base_model again"
             )
-        return {}
+        return model_id
     if revision.startswith(FOLDER_HASH_PREFIX):
         raise RevisionError(f"base model {model_id!r} is a Hub id but its recorded revision {revision} is a folder hash")
-    return {"revision": revision}
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(model_id, revision=revision)

@@ -37,7 +37,7 @@ from edugraph_pipeline.training.data import (
 )
 from edugraph_pipeline.training.device import Placement, placement_for
 from edugraph_pipeline.training.merge import ADAPTER_DIR, KNOWLEDGE_COPY_DIR, METRICS_FILE, load_with_adapters
-from edugraph_pipeline.training.revision import folder_revision, is_local, pinned
+from edugraph_pipeline.training.revision import folder_revision, is_local, pinned_folder
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def peak_memory_bytes() -> int:
 
 
 def model_revision(base_model: str) -> str | None:
-    """A local folder's content hash (what `revision.pinned` verifies); a Hub id has its commit in the config."""
+    """A local folder's content hash (what `revision.pinned_folder` verifies); a Hub id has its commit in the config."""
     return folder_revision(base_model) if is_local(base_model) else None
 
 
@@ -90,8 +90,7 @@ def load_processor(cfg: StageConfig, source: str | None = None):
     """The base's processor with the stage's pixel budget (`source`: a merged base folder of our own)."""
     from transformers import AutoProcessor
 
-    kwargs = pinned(cfg.base_model, cfg.base_revision) if source is None else {}
-    processor = AutoProcessor.from_pretrained(source or cfg.base_model, **kwargs)
+    processor = AutoProcessor.from_pretrained(source or pinned_folder(cfg.base_model, cfg.base_revision))
     # Stage 1 tokenizes through the tokenizer alone: it must render the same template as the processor.
     if processor.chat_template and not processor.tokenizer.chat_template:
         processor.tokenizer.chat_template = processor.chat_template
@@ -115,11 +114,11 @@ def quantization_config():
     )
 
 
-def _load_model(source: str, cfg: StageConfig, placement: Placement, revision_kwargs: dict):
+def _load_model(source: str, placement: Placement):
     import torch
     from transformers import AutoModelForImageTextToText
 
-    kwargs: dict = dict(revision_kwargs)
+    kwargs: dict = {}
     if placement.device == "cuda":
         kwargs["dtype"] = torch.bfloat16
         kwargs["device_map"] = {"": 0}
@@ -134,9 +133,9 @@ def _load_model(source: str, cfg: StageConfig, placement: Placement, revision_kw
 
 
 def merged_base(cfg: StageConfig) -> str:
-    """The base to train stage 2 on: `cfg.base_model`, or the knowledge adapter merged into it (saved once)."""
+    """The folder to train stage 2 on: the pinned base, or the knowledge adapter merged into it (saved once)."""
     if not cfg.knowledge_adapter:
-        return cfg.base_model
+        return pinned_folder(cfg.base_model, cfg.base_revision)
     target = work_dir(cfg) / MERGED_BASE_DIR
     if (target / "config.json").exists():
         return str(target)
@@ -332,7 +331,7 @@ def train_knowledge_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     placement = placement_for(cfg)
     processor = load_processor(cfg)
     training_chat_template(processor, cfg.base_model)  # fails here, before the model loads, if none can be had
-    model = _load_model(cfg.base_model, cfg, placement, pinned(cfg.base_model, cfg.base_revision))
+    model = _load_model(pinned_folder(cfg.base_model, cfg.base_revision), placement)
     model = get_peft_model(model, lora_config(cfg))
     trainer_cls = _trainer_class(cfg.loss_on_labels_only)
     trainer = trainer_cls(  # trl swaps in the same generation-marked template for assistant_only_loss
@@ -357,8 +356,7 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     processor = load_processor(cfg)
     template = training_chat_template(processor, cfg.base_model)
     base = merged_base(cfg)
-    revision_kwargs = pinned(cfg.base_model, cfg.base_revision) if base == cfg.base_model else {}
-    model = _load_model(base, cfg, placement, revision_kwargs)
+    model = _load_model(base, placement)
     model = get_peft_model(model, lora_config(cfg))
     trainer_cls = _trainer_class(cfg.loss_on_labels_only)
     if cfg.cache_features:

@@ -25,7 +25,6 @@ from edugraph_pipeline.training.launchers.base import (
 )
 from edugraph_pipeline.training.remote import blob_name, download_tree, gcs_client, upload_tree
 
-
 # The CUDA version of the torch wheels in requirements.lock (torch 2.14.1+cu130) and of docker/Dockerfile.trainer's
 # base: the VM's driver must support at least this, or torch sees no GPU.
 TORCH_CUDA = "13.0"
