@@ -87,7 +87,10 @@ def hub_chat_template() -> str:
 
 
 def hub_config(size: str, text_layers: int | None = None, vision_layers: int | None = None):
-    """The published config of `size`, optionally cut to fewer layers (deepstack indices spread within the cut)."""
+    """The published config of `size`, optionally cut to fewer layers (deepstack taps within the cut).
+
+    The published models feed deepstack taps into text layers before the last one; llama.cpp aborts otherwise,
+    so a cut for GGUF needs more text layers than taps (transformers is fine either way)."""
     from transformers import Qwen3VLConfig
 
     shape = SHAPES[size]
