@@ -308,12 +308,14 @@ def _train_stage_asset(
         "upstream_versions": upstream,
         "knowledge_adapter": knowledge_adapter,
     }
+    # Store paths stay as the store names them (absolute, not resolved): `<asset>/<key>` is a link to the current
+    # version folder, which a later publication may remove; the link path is stable, so job identities are too.
     cfg = stage_config(
         stage,
         base_model=base["model_id"],
         base_revision=base.get("revision"),
-        dataset_path=str(dataset_path.resolve()),
-        output_dir=str(final.resolve()),
+        dataset_path=str(dataset_path.absolute()),
+        output_dir=str(final.absolute()),
         knowledge_adapter=knowledge_adapter,
     )
     job = {"stage": stage, "config": cfg.to_dict(), "log_every": cfg.logging_steps}
@@ -329,7 +331,7 @@ def _train_stage_asset(
     previous = reusable_result(store, asset, identity)
     if previous is not None:
         context.log.info(f"{asset}: same job on the same inputs as the artifact of {previous['reused_from']}; not retraining")
-        metadata = training_metadata(previous, final.resolve(), final.resolve(), {**extra, "reused": True})
+        metadata = training_metadata(previous, final.absolute(), final.absolute(), {**extra, "reused": True})
         return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(str(previous["data_version"])))
 
     workdir = work_dir_for(store, asset, None, job)
@@ -339,7 +341,7 @@ def _train_stage_asset(
         context.log.info(f"{asset} {tag}: stage {stage} on {base['model_id']} ({model_name()}, {run_mode()})")
         metrics = run_training_job(context, launcher, job, workdir, staging)
         lineage["data_version"] = metrics["data_version"]  # publish() writes the lineage after this block
-        metadata = training_metadata(metrics, staging.resolve(), final.resolve(), {**extra, "reused": False})
+        metadata = training_metadata(metrics, staging.resolve(), final.absolute(), {**extra, "reused": False})
     shutil.rmtree(workdir, ignore_errors=True)  # published: the checkpoints are no longer needed
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(str(metrics["data_version"])))
 
@@ -391,7 +393,7 @@ def _knowledge_adapter_for(store: ArtifactStore, tag: str) -> tuple[str | None, 
             f"{KNOWLEDGE_ADAPTER_ASSET} was trained on ontology {trained_on}, the worksheets are labelled with {tag}: "
             f"materialize {KNOWLEDGE_ADAPTER_ASSET} again (or set {KNOWLEDGE_ADAPTER_ENV}=none)"
         )
-    return str(path.resolve()), "asset"
+    return str(path.absolute()), "asset"
 
 
 @dg.asset(

@@ -8,6 +8,8 @@ import sys
 
 import dagster as dg
 
+from edugraph_pipeline.storage import VERSIONS
+
 TAG = "v0.21.0"
 
 
@@ -85,7 +87,9 @@ def test_training_assets_materialize_through_the_local_launcher(tiny_datasets, t
         for asset in ("knowledge_adapter", "trained_adapter"):
             folder = store.asset_dir(asset)
             assert (folder / "adapter" / "adapter_model.safetensors").exists()
-            assert not any(p.name.startswith(".staging") for p in folder.parent.iterdir())
+            # nothing left beside the published version: no half-built or retired version folders
+            versions = folder.parent / VERSIONS / folder.name
+            assert [p for p in versions.iterdir() if p.is_dir()] == [folder.resolve()]
             meta = result.asset_materializations_for_node(asset)[0].metadata
             assert meta["adapter_path"].value == str(folder / "adapter")
             for key in ("base_model", "base_model_revision", "upstream_versions", "hyperparameters",
