@@ -33,7 +33,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "EDUGRAPH_CACHE_DIR",
         "",
-        "Where git mirrors of release remotes are kept (default: `<EDUGRAPH_DATA_DIR>/.cache`).",
+        "Where git mirrors of release remotes and snapshots of Hub content releases are kept (default: "
+        "`<EDUGRAPH_DATA_DIR>/.cache`).",
     ),
     Setting(
         "EDUGRAPH_CONTENT_SOURCE",
