@@ -62,6 +62,33 @@ def docker_client():
     return client
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The offline Debian base that docker/start-local-engine.sh imports (no registry is reachable here).
+TEST_BASE_IMAGE = os.environ.get("EDUGRAPH_TEST_BASE_IMAGE", "edugraph-test-base:bookworm")
+
+
+def build_source_only_image(client, dockerfile: str, tag: str, context: Path) -> str:
+    """Build ``docker/<dockerfile>`` with ``INSTALL=none`` (the project source only) on the offline test base."""
+    import shutil
+
+    import docker
+
+    try:
+        client.images.get(TEST_BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        skip_or_fail(f"base image {TEST_BASE_IMAGE} is missing; run docker/start-local-engine.sh")
+    shutil.copy(REPO_ROOT / "docker" / dockerfile, context / "Dockerfile")
+    shutil.copy(REPO_ROOT / "pyproject.toml", context / "pyproject.toml")
+    shutil.copytree(
+        REPO_ROOT / "edugraph_pipeline", context / "edugraph_pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    client.images.build(
+        path=str(context), tag=tag, buildargs={"BASE": TEST_BASE_IMAGE, "INSTALL": "none"}, network_mode="none",
+        rm=True,
+    )
+    return tag
+
+
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as test_instance:

@@ -5,15 +5,13 @@ the same path and dagster-pipes mounted read-only from this venv; logs and the m
 Needs an engine (`docker/start-local-engine.sh` starts one and makes the base image); skips otherwise."""
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import dagster_pipes
 import pytest
 
 from edugraph_pipeline.training.launchers import DockerLauncher
-from edugraph_pipeline_tests.conftest import skip_or_fail
+from edugraph_pipeline_tests.conftest import build_source_only_image
 from edugraph_pipeline_tests.launchers.conftest import (
     FAKE_HF_TOKEN,
     all_log_text,
@@ -22,33 +20,13 @@ from edugraph_pipeline_tests.launchers.conftest import (
     user_messages,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BASE_IMAGE = os.environ.get("EDUGRAPH_TEST_BASE_IMAGE", "edugraph-test-base:bookworm")
 TEST_IMAGE = "edugraph-trainer:launcher-test"
 PIPES_DIR = Path(dagster_pipes.__file__).parent
 
 
 @pytest.fixture(scope="module")
 def trainer_image(docker_client, tmp_path_factory) -> str:
-    import docker
-
-    client = docker_client
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        skip_or_fail(f"base image {BASE_IMAGE} is missing; run docker/start-local-engine.sh")
-    context = tmp_path_factory.mktemp("build-context")
-    shutil.copy(REPO_ROOT / "docker" / "Dockerfile.trainer", context / "Dockerfile")
-    shutil.copy(REPO_ROOT / "pyproject.toml", context / "pyproject.toml")
-    shutil.copytree(REPO_ROOT / "edugraph_pipeline", context / "edugraph_pipeline", ignore=shutil.ignore_patterns("__pycache__"))
-    client.images.build(
-        path=str(context),
-        tag=TEST_IMAGE,
-        buildargs={"BASE": BASE_IMAGE, "INSTALL": "none"},
-        network_mode="none",
-        rm=True,
-    )
-    return TEST_IMAGE
+    return build_source_only_image(docker_client, "Dockerfile.trainer", TEST_IMAGE, tmp_path_factory.mktemp("build-context"))
 
 
 def make_launcher(image: str, data: Path) -> DockerLauncher:

@@ -7,7 +7,6 @@ with `docker exec`; this venv's site-packages are mounted read-only in place of 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sysconfig
 import time
@@ -16,10 +15,8 @@ from pathlib import Path
 import pytest
 
 from edugraph_pipeline.serving.model import model_revision
-from edugraph_pipeline_tests.conftest import skip_or_fail
+from edugraph_pipeline_tests.conftest import build_source_only_image
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BASE_IMAGE = os.environ.get("EDUGRAPH_TEST_BASE_IMAGE", "edugraph-test-base:bookworm")
 TEST_IMAGE = "edugraph-serve:image-test"
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 PROBE = (
@@ -34,23 +31,7 @@ PROBE = (
 
 @pytest.fixture(scope="module")
 def serving_image(docker_client, tmp_path_factory) -> str:
-    import docker
-
-    try:
-        docker_client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        skip_or_fail(f"base image {BASE_IMAGE} is missing; run docker/start-local-engine.sh")
-    context = tmp_path_factory.mktemp("serve-context")
-    shutil.copy(REPO_ROOT / "docker" / "Dockerfile.serve", context / "Dockerfile")
-    shutil.copy(REPO_ROOT / "pyproject.toml", context / "pyproject.toml")
-    shutil.copytree(
-        REPO_ROOT / "edugraph_pipeline", context / "edugraph_pipeline", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    docker_client.images.build(
-        path=str(context), tag=TEST_IMAGE, buildargs={"BASE": BASE_IMAGE, "INSTALL": "none"},
-        network_mode="none", rm=True,
-    )
-    return TEST_IMAGE
+    return build_source_only_image(docker_client, "Dockerfile.serve", TEST_IMAGE, tmp_path_factory.mktemp("serve-context"))
 
 
 def probe(container, path: str) -> tuple[int, dict]:
