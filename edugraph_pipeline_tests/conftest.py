@@ -49,6 +49,22 @@ def pipeline_resources(tmp_path, ontology_remote) -> dict:
     }
 
 
+def dag_resources(tmp_path: Path, ontology_remote: Path, hub, *, sample_count: int, **hub_repos) -> dict:
+    """The resources of a whole-DAG test: a store under `tmp_path`, the local ontology remote, sample content,
+    subprocess training and the local Hub (`hub_repos`: HubPublisher's repository ids)."""
+    from edugraph_pipeline.resources import HubPublisher
+    from edugraph_pipeline.training.launchers import LocalLauncher
+    from edugraph_pipeline.worksheets.resources import ContentSource
+
+    return {
+        "artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "out")),
+        "ontology_repository": OntologyRepository(remote=str(ontology_remote), cache_dir=str(tmp_path / "cache")),
+        "content_source": ContentSource(source="sample", sample_count=sample_count, sample_seed=3),
+        "training_launcher": LocalLauncher(),
+        "hub": HubPublisher(endpoint=hub.endpoint, token=dg.EnvVar("HF_TOKEN"), **hub_repos),
+    }
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     """A client of a Docker engine that answers (`docker/start-local-engine.sh` starts one offline)."""

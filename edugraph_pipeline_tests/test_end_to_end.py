@@ -14,11 +14,8 @@ from edugraph_pipeline.definitions import PIPELINE_ASSETS
 from edugraph_pipeline.jobs import full_pipeline_job
 from edugraph_pipeline.lineage import lineage, render
 from edugraph_pipeline.partitions import ontology_partitions
-from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher, OntologyRepository
 from edugraph_pipeline.schedules import newest_release_schedule
-from edugraph_pipeline.training.launchers import LocalLauncher
-from edugraph_pipeline.worksheets.resources import ContentSource
-from edugraph_pipeline_tests.conftest import TOKEN
+from edugraph_pipeline_tests.conftest import TOKEN, dag_resources
 
 TAG = "v0.21.0"
 REPO = "edugraph/worksheet-labeller"
@@ -42,14 +39,10 @@ def resources(tmp_path, ontology_remote, hub, monkeypatch):
     monkeypatch.setenv("EDUGRAPH_MODEL", "tiny")
     monkeypatch.setenv("EDUGRAPH_RUN_MODE", "test")
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    return {
-        "artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "out")),
-        "ontology_repository": OntologyRepository(remote=str(ontology_remote), cache_dir=str(tmp_path / "cache")),
-        "content_source": ContentSource(source="sample", sample_count=48, sample_seed=3),
-        "training_launcher": LocalLauncher(),
-        "hub": HubPublisher(repo_id=REPO, knowledge_repo=KNOWLEDGE_REPO, worksheets_repo=WORKSHEETS_REPO,
-                            endpoint=hub.endpoint, token=dg.EnvVar("HF_TOKEN")),
-    }
+    return dag_resources(
+        tmp_path, ontology_remote, hub, sample_count=48,
+        repo_id=REPO, knowledge_repo=KNOWLEDGE_REPO, worksheets_repo=WORKSHEETS_REPO,
+    )
 
 
 def materialized(result) -> set[str]:

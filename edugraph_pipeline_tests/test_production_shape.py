@@ -18,11 +18,8 @@ import pytest
 
 from edugraph_pipeline.definitions import PIPELINE_ASSETS
 from edugraph_pipeline.partitions import ontology_partitions
-from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher, OntologyRepository
-from edugraph_pipeline.training.launchers import LocalLauncher
 from edugraph_pipeline.training.revision import folder_revision
-from edugraph_pipeline.worksheets.resources import ContentSource
-from edugraph_pipeline_tests.conftest import TOKEN
+from edugraph_pipeline_tests.conftest import TOKEN, dag_resources
 from edugraph_pipeline_tests.hub_models import SHAPES, build_hub_model, hub_chat_template
 
 TAG = "v0.21.0"
@@ -49,13 +46,7 @@ def run_env(monkeypatch, tmp_path, ontology_remote, hub):
         monkeypatch.setenv("EDUGRAPH_RUN_MODE", "test")
         monkeypatch.setenv("EDUGRAPH_DEVICE", "cpu")
         monkeypatch.setenv("HF_TOKEN", TOKEN)
-        return {
-            "artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "out")),
-            "ontology_repository": OntologyRepository(remote=str(ontology_remote), cache_dir=str(tmp_path / "cache")),
-            "content_source": ContentSource(source="sample", sample_count=sample_count, sample_seed=3),
-            "training_launcher": LocalLauncher(),
-            "hub": HubPublisher(repo_id=REPO, endpoint=hub.endpoint, token=dg.EnvVar("HF_TOKEN")),
-        }
+        return dag_resources(tmp_path, ontology_remote, hub, sample_count=sample_count, repo_id=REPO)
 
     return configure
 
