@@ -11,9 +11,9 @@ from edugraph_pipeline import settings
 def _releases(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from edugraph_pipeline.partitions import ontology_partitions
+    from edugraph_pipeline.defs.partitions import ontology_partitions
+    from edugraph_pipeline.defs.resources import default_resources
     from edugraph_pipeline.releases import ReleaseSourceError
-    from edugraph_pipeline.resources import default_resources
 
     repository = default_resources()["ontology_repository"]
     try:

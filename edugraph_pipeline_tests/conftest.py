@@ -6,15 +6,20 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+import edugraph_pipeline.defs
+from edugraph_pipeline.defs.ontology.resources import OntologyRepository
+from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.ontology.model import Ontology
 from edugraph_pipeline.ontology.parsing import parse_release
-from edugraph_pipeline.resources import ArtifactStoreResource, OntologyRepository
 from edugraph_pipeline_tests.hub_server import HubServer, disable_xet, fast_hf_retries, no_phone_home
 from edugraph_pipeline_tests.remotes import SHARED_RELEASES, build_ontology_remote, shared_release_files
 
 # Set by .ci/run: there a missing prerequisite of a flagship test (Docker engine, Chromium, llama.cpp build, the
 # reference releases) fails that test instead of skipping it, so CI cannot go green without them.
 CI_ENV = "EDUGRAPH_CI"
+# Every asset of the code location, without calling its definitions function (which binds resources from the
+# environment): tests bind their own resources.
+PIPELINE_ASSETS = dg.load_assets_from_package_module(edugraph_pipeline.defs)
 
 
 def skip_or_fail(reason: str) -> None:
@@ -52,9 +57,9 @@ def pipeline_resources(tmp_path, ontology_remote) -> dict:
 def dag_resources(tmp_path: Path, ontology_remote: Path, hub, *, sample_count: int, **hub_repos) -> dict:
     """The resources of a whole-DAG test: a store under `tmp_path`, the local ontology remote, sample content,
     subprocess training and the local Hub (`hub_repos`: HubPublisher's repository ids)."""
-    from edugraph_pipeline.resources import HubPublisher
-    from edugraph_pipeline.training.launchers import LocalLauncher
-    from edugraph_pipeline.worksheets.resources import ContentSource
+    from edugraph_pipeline.defs.resources import HubPublisher
+    from edugraph_pipeline.defs.training.launchers import LocalLauncher
+    from edugraph_pipeline.defs.worksheets.resources import ContentSource
 
     return {
         "artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "out")),

@@ -3,11 +3,11 @@ import json
 import dagster as dg
 import pytest
 
-from edugraph_pipeline.partitions import ontology_partitions
+from edugraph_pipeline.defs.ontology.resources import OntologyRepository
+from edugraph_pipeline.defs.ontology.sensors import ontology_release_sensor, plan_release_requests
+from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.defs.pipeline.schedules import newest_release, newest_release_schedule
 from edugraph_pipeline.releases import ReleaseTag
-from edugraph_pipeline.resources import OntologyRepository
-from edugraph_pipeline.schedules import newest_release, newest_release_schedule
-from edugraph_pipeline.sensors import ontology_release_sensor, plan_release_requests
 from edugraph_pipeline_tests.remotes import commit_release, init_repo, shared_release_files
 
 
@@ -66,7 +66,7 @@ def test_schedule_rebuilds_the_newest_release_once_per_release(instance):
 
 
 def test_lineage_follows_the_exact_upstream_materialization(pipeline_resources, instance, capsys):
-    from edugraph_pipeline.assets.ontology import knowledge_dataset, ontology_release
+    from edugraph_pipeline.defs.ontology.assets import knowledge_dataset, ontology_release
     from edugraph_pipeline.lineage import lineage, render
 
     instance.add_dynamic_partitions(ontology_partitions.name, ["v0.4.0", "v0.21.0"])

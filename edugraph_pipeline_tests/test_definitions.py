@@ -5,13 +5,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from edugraph_pipeline.definitions import defs
+from edugraph_pipeline.definitions import defs as load_definitions
 from edugraph_pipeline.settings import SETTINGS, describe_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_definitions_load_with_the_pipeline_graph():
+    defs = load_definitions()
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert {"ontology_release", "knowledge_dataset"} <= keys
@@ -54,7 +55,7 @@ def test_malformed_settings_name_the_variable(monkeypatch):
     import pytest
 
     from edugraph_pipeline import settings
-    from edugraph_pipeline.resources import default_resources
+    from edugraph_pipeline.defs.resources import default_resources
 
     monkeypatch.setenv("EDUGRAPH_SAMPLE_COUNT", "two hundred")
     with pytest.raises(ValueError, match=r"EDUGRAPH_SAMPLE_COUNT='two hundred': expected an integer"):

@@ -9,13 +9,12 @@ import dagster as dg
 import pytest
 from datasets import load_from_disk
 
-from edugraph_pipeline.assets.models import model_version
-from edugraph_pipeline.definitions import PIPELINE_ASSETS
-from edugraph_pipeline.jobs import full_pipeline_job
+from edugraph_pipeline.defs.models.assets import model_version
+from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.defs.pipeline.jobs import full_pipeline_job
+from edugraph_pipeline.defs.pipeline.schedules import newest_release_schedule
 from edugraph_pipeline.lineage import lineage, render
-from edugraph_pipeline.partitions import ontology_partitions
-from edugraph_pipeline.schedules import newest_release_schedule
-from edugraph_pipeline_tests.conftest import TOKEN, dag_resources
+from edugraph_pipeline_tests.conftest import PIPELINE_ASSETS, TOKEN, dag_resources
 
 TAG = "v0.21.0"
 REPO = "edugraph/worksheet-labeller"

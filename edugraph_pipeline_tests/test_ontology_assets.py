@@ -5,9 +5,10 @@ import dagster as dg
 import datasets
 import pytest
 
-from edugraph_pipeline.assets.ontology import knowledge_dataset, ontology_release
-from edugraph_pipeline.partitions import ontology_partitions
-from edugraph_pipeline.resources import ArtifactStoreResource, OntologyRepository
+from edugraph_pipeline.defs.ontology.assets import knowledge_dataset, ontology_release
+from edugraph_pipeline.defs.ontology.resources import OntologyRepository
+from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.storage import VERSIONS
 from edugraph_pipeline_tests.remotes import commit_release, init_repo, release_tags, shared_release_files
 

@@ -16,10 +16,9 @@ import random
 import dagster as dg
 import pytest
 
-from edugraph_pipeline.definitions import PIPELINE_ASSETS
-from edugraph_pipeline.partitions import ontology_partitions
+from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.training.revision import folder_revision
-from edugraph_pipeline_tests.conftest import TOKEN, dag_resources
+from edugraph_pipeline_tests.conftest import PIPELINE_ASSETS, TOKEN, dag_resources
 from edugraph_pipeline_tests.hub_models import SHAPES, build_hub_model, hub_chat_template
 
 TAG = "v0.21.0"

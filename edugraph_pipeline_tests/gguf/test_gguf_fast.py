@@ -133,8 +133,8 @@ def test_publish_gguf_to_the_local_hub(hub, tmp_path):
 
 
 def test_asset_fails_clearly_without_the_build(tmp_path, monkeypatch):
-    from edugraph_pipeline.assets.gguf import gguf_model
-    from edugraph_pipeline.resources import ArtifactStoreResource
+    from edugraph_pipeline.defs.gguf.assets import gguf_model
+    from edugraph_pipeline.defs.resources import ArtifactStoreResource
     from edugraph_pipeline.storage import ArtifactStore
 
     store = ArtifactStore(tmp_path / "out")
@@ -154,8 +154,8 @@ def test_asset_fails_clearly_without_the_build(tmp_path, monkeypatch):
 
 @pytest.mark.filterwarnings("ignore:Use .content=<...>. to upload raw bytes:DeprecationWarning")
 def test_gguf_publication_asset_needs_a_passed_gate_and_current_files(hub, tmp_path):
-    from edugraph_pipeline.assets.gguf import gguf_publication
-    from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher
+    from edugraph_pipeline.defs.gguf.assets import gguf_publication
+    from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
     from edugraph_pipeline.storage import ArtifactStore, folder_sha256
 
     store = ArtifactStore(tmp_path / "out")

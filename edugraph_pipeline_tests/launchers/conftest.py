@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from edugraph_pipeline.training.launchers import TrainingLauncher
+from edugraph_pipeline.defs.training.launchers import TrainingLauncher
 
 STAND_IN_STEP = Path(__file__).with_name("stand_in_step.py")
 FAKE_HF_TOKEN = "hf_FAKEsecretTOKEN0123456789abcdef"

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster_pipes
 import pytest
 
-from edugraph_pipeline.training.launchers import DockerLauncher
+from edugraph_pipeline.defs.training.launchers import DockerLauncher
 from edugraph_pipeline_tests.conftest import build_source_only_image
 from edugraph_pipeline_tests.launchers.conftest import (
     FAKE_HF_TOKEN,

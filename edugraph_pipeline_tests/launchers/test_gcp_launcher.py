@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from dagster_pipes import decode_param
 
-from edugraph_pipeline.training.launchers import REMOTE_MODULE, GcpLauncher
+from edugraph_pipeline.defs.training.launchers import REMOTE_MODULE, GcpLauncher
 from edugraph_pipeline_tests.launchers.conftest import (
     FAKE_HF_TOKEN,
     all_log_text,

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from edugraph_pipeline.training.launchers import (
+from edugraph_pipeline.defs.training.launchers import (
     DockerLauncher,
     GcpLauncher,
     LocalLauncher,

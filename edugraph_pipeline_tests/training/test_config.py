@@ -58,7 +58,7 @@ def test_stage_config_round_trips_through_json():
 
 
 def test_knowledge_adapter_choice(monkeypatch, tmp_path):
-    from edugraph_pipeline.assets.training import _knowledge_adapter_for
+    from edugraph_pipeline.defs.training.assets import _knowledge_adapter_for
     from edugraph_pipeline.storage import ArtifactStore
 
     store = ArtifactStore(tmp_path)

@@ -48,9 +48,9 @@ def _publish_upstream(store, tiny_datasets):
 
 
 def test_training_assets_materialize_through_the_local_launcher(tiny_datasets, tmp_path, monkeypatch):
-    from edugraph_pipeline.assets.training import base_model, knowledge_adapter, trained_adapter
-    from edugraph_pipeline.resources import ArtifactStoreResource
-    from edugraph_pipeline.training.launchers import LocalLauncher
+    from edugraph_pipeline.defs.resources import ArtifactStoreResource
+    from edugraph_pipeline.defs.training.assets import base_model, knowledge_adapter, trained_adapter
+    from edugraph_pipeline.defs.training.launchers import LocalLauncher
 
     monkeypatch.setenv("EDUGRAPH_MODEL", "tiny")
     monkeypatch.setenv("EDUGRAPH_RUN_MODE", "test")
@@ -73,7 +73,7 @@ def test_training_assets_materialize_through_the_local_launcher(tiny_datasets, t
         assert base_meta["pretrain_steps"].value == 4 and base_meta["disk_mb"].value > 50
 
         # Not partitioned: the adapters learn from the newest release's datasets (the last partition).
-        from edugraph_pipeline.partitions import ontology_partitions
+        from edugraph_pipeline.defs.partitions import ontology_partitions
 
         upstream = [dg.AssetSpec(name, partitions_def=ontology_partitions) for name in ("knowledge_dataset", "worksheet_dataset")]
         result = dg.materialize(

@@ -40,8 +40,9 @@ EDGE_END_TOLERANCE = 15  # SVG units between a path's end and its node's side (t
 
 
 def expected_graph() -> tuple[set[str], set[tuple[str, str]]]:
-    from edugraph_pipeline.definitions import defs
+    from edugraph_pipeline.definitions import defs as load_definitions
 
+    defs = load_definitions()
     graph = defs.resolve_asset_graph()
     nodes = {key.to_user_string() for key in graph.get_all_asset_keys()}
     edges = {

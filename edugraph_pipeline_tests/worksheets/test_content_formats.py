@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.worksheets.content import (
     ContentSourceError,
     folder_version,
@@ -17,7 +18,6 @@ from edugraph_pipeline.worksheets.content import (
     read_content,
 )
 from edugraph_pipeline.worksheets.dataset import build_dataset, split_overlap
-from edugraph_pipeline.worksheets.resources import ContentSource
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import write_imagefolder_release, write_imagine_release
 
 

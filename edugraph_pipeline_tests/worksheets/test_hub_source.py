@@ -8,10 +8,10 @@ import dagster as dg
 import pytest
 from huggingface_hub import HfApi
 
+from edugraph_pipeline.defs.worksheets.resources import ContentSource
+from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG, content_release_sensor
 from edugraph_pipeline.worksheets.content import ContentSourceError, read_content
 from edugraph_pipeline.worksheets.dataset import SPLIT_KEPT, build_dataset, split_overlap
-from edugraph_pipeline.worksheets.resources import ContentSource
-from edugraph_pipeline.worksheets.sensors import CONTENT_RELEASE_TAG, content_release_sensor
 from edugraph_pipeline_tests.conftest import TOKEN
 from edugraph_pipeline_tests.worksheets import test_worksheet_asset as asset_tests
 from edugraph_pipeline_tests.worksheets.test_worksheet_asset import TAG, instance_with_partitions, materialize

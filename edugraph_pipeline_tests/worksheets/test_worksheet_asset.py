@@ -7,11 +7,11 @@ import dagster as dg
 import datasets
 import pytest
 
-from edugraph_pipeline.assets.worksheets import worksheet_dataset
-from edugraph_pipeline.resources import ArtifactStoreResource
+from edugraph_pipeline.defs.resources import ArtifactStoreResource
+from edugraph_pipeline.defs.worksheets.assets import worksheet_dataset
+from edugraph_pipeline.defs.worksheets.resources import ContentSource
+from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG, content_release_sensor
 from edugraph_pipeline.storage import ArtifactStore
-from edugraph_pipeline.worksheets.resources import ContentSource
-from edugraph_pipeline.worksheets.sensors import CONTENT_RELEASE_TAG, content_release_sensor
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import write_imagefolder_release
 
 TAG = "v0.21.0"

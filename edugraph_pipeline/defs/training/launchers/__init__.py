@@ -12,7 +12,7 @@ Manager, and every text the launchers copy into logs or error messages goes thro
 from __future__ import annotations
 
 from edugraph_pipeline import settings
-from edugraph_pipeline.training.launchers.base import (
+from edugraph_pipeline.defs.training.launchers.base import (
     DEFAULT_IMAGE,
     ENTRYPOINT_MODULE,
     LAUNCHER_ENV,
@@ -22,8 +22,8 @@ from edugraph_pipeline.training.launchers.base import (
     redact,
     staging_plan,
 )
-from edugraph_pipeline.training.launchers.docker import DockerLauncher
-from edugraph_pipeline.training.launchers.gcp import GcpLauncher
+from edugraph_pipeline.defs.training.launchers.docker import DockerLauncher
+from edugraph_pipeline.defs.training.launchers.gcp import GcpLauncher
 
 
 def launcher_from_settings() -> TrainingLauncher:

@@ -12,7 +12,7 @@ import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError
 from pydantic import Field
 
-from edugraph_pipeline.training.launchers.base import (
+from edugraph_pipeline.defs.training.launchers.base import (
     _LOG_TAIL_LINES,
     DEFAULT_IMAGE,
     PASSTHROUGH_ENV,

@@ -3,8 +3,8 @@
 
 import dagster as dg
 
-from edugraph_pipeline.jobs import full_pipeline_job
-from edugraph_pipeline.partitions import ontology_partitions
+from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.defs.pipeline.jobs import full_pipeline_job
 from edugraph_pipeline.releases import SEMVER_TAG, semver_key
 
 

@@ -5,8 +5,8 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline.assets.models import model_folder, model_version, passed_evaluation, release_of
-from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher
+from edugraph_pipeline.defs.models.assets import model_folder, model_version, passed_evaluation, release_of
+from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
 
 GGUF_ASSET = "gguf_model"
 

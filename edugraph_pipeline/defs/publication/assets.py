@@ -8,8 +8,15 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline.assets.models import MODEL_VERSION, model_folder, model_version, passed_evaluation, release_of
-from edugraph_pipeline.partitions import ontology_partitions
+from edugraph_pipeline.defs.models.assets import (
+    MODEL_VERSION,
+    model_folder,
+    model_version,
+    passed_evaluation,
+    release_of,
+)
+from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
 from edugraph_pipeline.publishing import (
     AdapterLineage,
     PublicationError,
@@ -20,7 +27,6 @@ from edugraph_pipeline.publishing import (
     render_model_card,
 )
 from edugraph_pipeline.publishing.model_card import LINEAGE_FILE as CARD_LINEAGE_FILE
-from edugraph_pipeline.resources import ArtifactStoreResource, HubPublisher
 from edugraph_pipeline.storage import ArtifactStore
 
 

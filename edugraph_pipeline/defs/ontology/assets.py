@@ -8,12 +8,13 @@ from collections import Counter
 import dagster as dg
 import datasets
 
+from edugraph_pipeline.defs.ontology.resources import OntologyRepository
+from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.knowledge.qa import count_by_kind, generate_pairs
 from edugraph_pipeline.ontology.model import DIMENSIONS, Ontology
 from edugraph_pipeline.ontology.parsing import OntologyReleaseError, parse_release
-from edugraph_pipeline.partitions import ontology_partitions
 from edugraph_pipeline.releases import ReleaseSourceError
-from edugraph_pipeline.resources import ArtifactStoreResource, OntologyRepository
 from edugraph_pipeline.storage import ArtifactStore
 
 ONTOLOGY_FILE = "ontology.json"

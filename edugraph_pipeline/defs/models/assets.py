@@ -5,9 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from edugraph_pipeline.assets.ontology import load_ontology
-from edugraph_pipeline.partitions import newest_release_dep
-from edugraph_pipeline.resources import ArtifactStoreResource
+from edugraph_pipeline.defs.ontology.assets import load_ontology
+from edugraph_pipeline.defs.partitions import newest_release_dep
+from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.storage import ArtifactStore, folder_sha256
 from edugraph_pipeline.training.config import TINY, model_name
 

@@ -1,4 +1,5 @@
-"""Resources: where things come from and where they go. Asset logic stays in `assets/`."""
+"""The shared resources: where artifacts live and where they are published; `resources()` binds every resource
+of the code location (each domain's own resource classes live beside its assets)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from pathlib import Path
 import dagster as dg
 
 from edugraph_pipeline import settings
-from edugraph_pipeline.ontology.parsing import is_ontology_file
-from edugraph_pipeline.releases import ReleaseSnapshot, ReleaseTag, list_release_tags, read_release, redact_url
+from edugraph_pipeline.defs.ontology.resources import OntologyRepository
+from edugraph_pipeline.defs.training.launchers import launcher_from_settings
+from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.storage import ArtifactStore
-from edugraph_pipeline.training.launchers import launcher_from_settings
-from edugraph_pipeline.worksheets.resources import ContentSource
 
 
 class ArtifactStoreResource(dg.ConfigurableResource):
@@ -22,29 +22,6 @@ class ArtifactStoreResource(dg.ConfigurableResource):
 
     def store(self) -> ArtifactStore:
         return ArtifactStore(Path(self.data_dir).expanduser().resolve())
-
-
-class OntologyRepository(dg.ConfigurableResource):
-    """The git remote whose `vX.Y.Z` tags are ontology releases (`EDUGRAPH_ONTOLOGY_REPO`)."""
-
-    remote: str
-    cache_dir: str
-
-    @property
-    def display_remote(self) -> str:
-        return redact_url(self.remote)
-
-    def list_releases(self) -> list[ReleaseTag]:
-        return list_release_tags(self.remote)
-
-    def read(self, tag: str) -> ReleaseSnapshot:
-        # Only top-level ontology files: the upstream repository also holds docs and libraries in folders.
-        return read_release(
-            self.remote,
-            tag,
-            Path(self.cache_dir),
-            select=lambda path: "/" not in path and is_ontology_file(path),
-        )
 
 
 class HubPublisher(dg.ConfigurableResource):
@@ -107,3 +84,8 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "training_launcher": launcher_from_settings(),
         "hub": hub_publisher_from_settings(),
     }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=default_resources())

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from edugraph_pipeline.partitions import newest_release_dep
-from edugraph_pipeline.resources import ArtifactStoreResource
+from edugraph_pipeline.defs.partitions import newest_release_dep
+from edugraph_pipeline.defs.resources import ArtifactStoreResource
+from edugraph_pipeline.defs.training.launchers import TrainingLauncher
 from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore
 from edugraph_pipeline.training.config import (
     TINY,
@@ -32,7 +33,6 @@ from edugraph_pipeline.training.config import (
     run_mode,
     stage_config,
 )
-from edugraph_pipeline.training.launchers import TrainingLauncher
 
 KNOWLEDGE_ADAPTER_ENV = "EDUGRAPH_KNOWLEDGE_ADAPTER"
 BASE_MODEL_ASSET = "base_model"

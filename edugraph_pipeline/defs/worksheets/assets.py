@@ -16,10 +16,12 @@ import dagster as dg
 import datasets
 from PIL import Image
 
-from edugraph_pipeline.assets.ontology import load_ontology
+from edugraph_pipeline.defs.ontology.assets import load_ontology
+from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.defs.resources import ArtifactStoreResource
+from edugraph_pipeline.defs.worksheets.resources import ContentSource
+from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG
 from edugraph_pipeline.ontology.model import Ontology
-from edugraph_pipeline.partitions import ontology_partitions
-from edugraph_pipeline.resources import ArtifactStoreResource
 from edugraph_pipeline.worksheets.content import ContentSourceError
 from edugraph_pipeline.worksheets.dataset import (
     DatasetSummary,
@@ -28,8 +30,6 @@ from edugraph_pipeline.worksheets.dataset import (
     split_overlap,
     unknown_labels_in,
 )
-from edugraph_pipeline.worksheets.resources import ContentSource
-from edugraph_pipeline.worksheets.sensors import CONTENT_RELEASE_TAG
 
 ASSET = "worksheet_dataset"
 DATASET_FOLDER = "dataset"

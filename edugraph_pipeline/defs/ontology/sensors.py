@@ -5,10 +5,10 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline.jobs import ontology_release_job
-from edugraph_pipeline.partitions import ontology_partitions
+from edugraph_pipeline.defs.ontology.resources import OntologyRepository
+from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.defs.pipeline.jobs import ontology_release_job
 from edugraph_pipeline.releases import ReleaseSourceError, ReleaseTag
-from edugraph_pipeline.resources import OntologyRepository
 
 
 def plan_release_requests(tags: list[ReleaseTag], cursor: str | None) -> tuple[list[ReleaseTag], str]:
