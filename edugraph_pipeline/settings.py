@@ -60,7 +60,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Training device: `auto` (CUDA; only `tiny` may fall back to the CPU), `cuda` (fail without it), `cpu` "
         "(any profile on the CPU, 4-bit off: tests).",
     ),
-    Setting("EDUGRAPH_TRAINING_LAUNCHER", "local", "Where training runs: `local` (subprocess), `docker`, `gcp`."),
+    Setting(
+        "EDUGRAPH_TRAINING_LAUNCHER",
+        "local",
+        "Where training runs: `local` (subprocess), `docker`, `gcp` (a Compute Engine VM), `vertex` (a Vertex AI CustomJob).",
+    ),
     Setting("EDUGRAPH_TRAINING_IMAGE", "edugraph-trainer:latest", "Training image for the docker and gcp launchers."),
     Setting("EDUGRAPH_DOCKER_GPUS", "true", "docker launcher: request all GPUs."),
     Setting("EDUGRAPH_DOCKER_NETWORK", "", "docker launcher: container network mode (engine default)."),
@@ -68,7 +72,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EDUGRAPH_GCP_PROJECT", "", "gcp launcher: Google Cloud project (required for gcp)."),
     Setting("EDUGRAPH_GCS_BUCKET", "", "gcp launcher: bucket for staged data, results and Pipes messages (required)."),
     Setting("EDUGRAPH_GCS_PREFIX", "edugraph", "gcp launcher: folder inside the bucket."),
-    Setting("EDUGRAPH_GCP_ZONE", "us-central1-a", "gcp launcher: zone of the training VM."),
+    Setting("EDUGRAPH_GCP_ZONE", "us-central1-a", "gcp launcher: zone of the training VM (when `EDUGRAPH_GCP_ZONES` is unset)."),
+    Setting(
+        "EDUGRAPH_GCP_ZONES",
+        "",
+        "gcp launcher: comma-separated zones, first preferred; no capacity or quota in one moves to the next.",
+    ),
+    Setting(
+        "EDUGRAPH_GCP_MAX_PREEMPTIONS",
+        "5",
+        "gcp/vertex launchers: preemptions a training step survives (a new machine resumes from the GCS checkpoint; at most 20).",
+    ),
+    Setting(
+        "EDUGRAPH_GCP_ON_DEMAND_AFTER",
+        "",
+        "gcp/vertex launchers: after this many preemptions the next machine is on-demand (unset: always spot).",
+    ),
     Setting("EDUGRAPH_GCP_MACHINE_TYPE", "g2-standard-8", "gcp launcher: machine type."),
     Setting("EDUGRAPH_GCP_ACCELERATOR", "nvidia-l4", "gcp launcher: GPU type."),
     Setting("EDUGRAPH_GCP_ACCELERATOR_COUNT", "1", "gcp launcher: GPUs per VM."),
@@ -85,6 +104,8 @@ SETTINGS: tuple[Setting, ...] = (
         "gcp launcher: Secret Manager version holding the HF token (the VM reads it; the value never leaves GCP).",
     ),
     Setting("EDUGRAPH_GCP_COMPUTE_ENDPOINT", "", "gcp launcher: Compute Engine API endpoint override (tests)."),
+    Setting("EDUGRAPH_VERTEX_REGION", "us-central1", "vertex launcher: region of the CustomJob (the bucket should be there)."),
+    Setting("EDUGRAPH_VERTEX_ENDPOINT", "", "vertex launcher: Vertex AI API endpoint override (tests)."),
     Setting("EDUGRAPH_HF_REPO", "", "Hub model repository `namespace/name` to publish to (unset: publication is skipped)."),
     Setting("EDUGRAPH_HF_KNOWLEDGE_REPO", "", "Hub dataset repository for the knowledge dataset (default `<namespace>/edugraph-knowledge`)."),
     Setting("EDUGRAPH_HF_WORKSHEETS_REPO", "", "Hub dataset repository for the worksheet dataset (default `<namespace>/edugraph-worksheets`)."),
@@ -136,13 +157,35 @@ def _typed(name: str, kind: type, expected: str):
         raise ValueError(f"{name}={value!r}: expected {expected}") from None
 
 
+def data_location() -> str:
+    """`EDUGRAPH_DATA_DIR` as `storage.open_store` takes it: an object store URL as given, a folder resolved."""
+    from edugraph_pipeline.storage import url_scheme
+
+    value = setting("EDUGRAPH_DATA_DIR")
+    return value if url_scheme(value) else str(Path(value).expanduser().resolve())
+
+
 def data_dir() -> Path:
-    return Path(setting("EDUGRAPH_DATA_DIR")).expanduser().resolve()
+    """`EDUGRAPH_DATA_DIR` as a local folder; a gs:// store has none (a Path would make it a folder named `gs:`)."""
+    from edugraph_pipeline.storage import url_scheme
+
+    location = data_location()
+    if url_scheme(location):
+        raise ValueError(
+            f"EDUGRAPH_DATA_DIR={location} is an object store, not a folder: open it with "
+            "storage.open_store(settings.data_location())"
+        )
+    return Path(location)
 
 
 def cache_dir() -> Path:
+    from edugraph_pipeline.storage import default_cache_dir, url_scheme
+
     configured = setting("EDUGRAPH_CACHE_DIR")
-    return Path(configured).expanduser().resolve() if configured else data_dir() / ".cache"
+    if configured:
+        return Path(configured).expanduser().resolve()
+    location = data_location()
+    return default_cache_dir(location) if url_scheme(location) else Path(location) / ".cache"
 
 
 def describe_settings() -> str:

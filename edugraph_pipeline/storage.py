@@ -8,6 +8,9 @@ ones) are removed by the next publication of the same key; a version whose build
 advisory lock on ``<id>.lock``) and the current one are never removed.
 
 What is current is decided in one place, `_current_version`, and changed in one place, `_commit`.
+
+`open_store` picks the store of a location: a local folder (this module) or ``gs://<bucket>/<prefix>``
+(`edugraph_pipeline.store_gcs`: the same API over object storage, with a local mirror in this layout).
 """
 
 from __future__ import annotations
@@ -63,10 +66,66 @@ def _locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+OBJECT_STORE_SCHEMES = ("gs",)
+WORK = ".work"  # scratch and resumable training work dirs, always on a local disk
+
+
+def url_scheme(location: str | os.PathLike) -> str | None:
+    """`gs` for ``gs://...``; None for a local path. Also catches ``gs:/x`` (a URL a Path has collapsed)."""
+    text = os.fspath(location)
+    scheme, sep, _ = text.partition(":")
+    if sep and len(scheme) > 1 and scheme.isalnum() and text[len(scheme) + 1 :].startswith("/"):
+        return scheme.lower()
+    return None
+
+
+def open_store(location: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+               on_step: Callable[[str], None] | None = None) -> ArtifactStore:
+    """The artifact store at `location` (`EDUGRAPH_DATA_DIR`): a local folder, or ``gs://<bucket>/<prefix>``
+    mirrored under `cache_dir` (default: `default_cache_dir`). Any other URL is an error, never a local folder."""
+    scheme = url_scheme(location)
+    if scheme is None:
+        return ArtifactStore(Path(location).expanduser().resolve(), on_step=on_step)
+    if scheme != "gs" or not os.fspath(location).startswith("gs://"):
+        raise ValueError(
+            f"EDUGRAPH_DATA_DIR={os.fspath(location)!r}: not a local folder and not a supported object store URL "
+            f"(expected gs://<bucket>/<prefix>)"
+        )
+    from edugraph_pipeline.store_gcs import GcsArtifactStore
+
+    return GcsArtifactStore(os.fspath(location), cache_dir=cache_dir, on_step=on_step)
+
+
+def default_cache_dir(location: str) -> Path:
+    """The local cache of an object store when `EDUGRAPH_CACHE_DIR` is unset: per user, per bucket and prefix."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edugraph" / "stores"
+    return base / location.split("://", 1)[1].strip("/")
+
+
+def lineage_record(asset: str, partition: str | None, lineage: dict) -> dict:
+    """What `lineage.json` holds: the caller's lineage under the store's own fields."""
+    return {"asset": asset, "partition": partition, "created_at": datetime.now(timezone.utc).isoformat(), **lineage}
+
+
+def new_version_id() -> str:
+    """Sortable by creation time (the object store's cleaner reads the age from it), unique by its random tail."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
 class ArtifactStore:
     def __init__(self, root: Path, *, on_step: Callable[[str], None] | None = None):
         self.root = Path(root)
         self._on_step = on_step or (lambda step: None)  # test hook: see PUBLISH_STEPS
+
+    @property
+    def location(self) -> str:
+        """The store's own name (`EDUGRAPH_DATA_DIR` resolved): a folder here, a gs:// URL for object storage."""
+        return str(self.root)
+
+    @property
+    def work_root(self) -> Path:
+        """A local folder for scratch space and training work dirs (never published, never uploaded)."""
+        return self.root / WORK
 
     def asset_dir(self, asset: str, partition: str | None = None) -> Path:
         """The stable path of an artifact (a link to its current version); what readers open and lineage names."""
@@ -96,7 +155,7 @@ class ArtifactStore:
         final = self.asset_dir(asset, partition)
         versions = final.parent / VERSIONS / final.name
         versions.mkdir(parents=True, exist_ok=True)
-        version_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        version_id = new_version_id()
         staging = versions / version_id
         lock = versions / f"{version_id}.lock"
         committed = False
@@ -106,12 +165,7 @@ class ArtifactStore:
                 self._on_step("staged")
                 yield staging
                 self._on_step("content-written")
-                record = {
-                    "asset": asset,
-                    "partition": partition,
-                    "created_at": datetime.now(timezone.utc).isoformat(),
-                    **lineage,
-                }
+                record = lineage_record(asset, partition, lineage)
                 (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
                 self._on_step("lineage-written")
                 with _locked(versions / COMMIT_LOCK):

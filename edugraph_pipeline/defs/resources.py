@@ -4,7 +4,6 @@ of the code location (each domain's own resource classes live beside its assets)
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dagster as dg
 
@@ -12,16 +11,17 @@ from edugraph_pipeline import settings
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.training.launchers import launcher_from_settings
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
-from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.storage import ArtifactStore, open_store
 
 
 class ArtifactStoreResource(dg.ConfigurableResource):
-    """The artifact root (`EDUGRAPH_DATA_DIR`)."""
+    """The artifact root (`EDUGRAPH_DATA_DIR`): a folder, or gs://<bucket>/<prefix> mirrored under `cache_dir`."""
 
     data_dir: str
+    cache_dir: str = ""  # an object store's local mirror and work dirs (default: storage.default_cache_dir)
 
     def store(self) -> ArtifactStore:
-        return ArtifactStore(Path(self.data_dir).expanduser().resolve())
+        return open_store(self.data_dir, cache_dir=self.cache_dir or None)
 
 
 class HubPublisher(dg.ConfigurableResource):
@@ -71,7 +71,7 @@ def hub_publisher_from_settings() -> HubPublisher:
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
-        "artifact_store": ArtifactStoreResource(data_dir=str(settings.data_dir())),
+        "artifact_store": ArtifactStoreResource(data_dir=settings.data_location(), cache_dir=str(settings.cache_dir())),
         "ontology_repository": OntologyRepository(
             remote=settings.setting("EDUGRAPH_ONTOLOGY_REPO"), cache_dir=str(settings.cache_dir())
         ),
