@@ -12,16 +12,22 @@ and macro F1, exact match, ...), so reports, gates and charts treat baselines an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image
 
-from edugraph_pipeline.evaluation.metrics import EvaluationReport, evaluate_predictions, most_frequent_answer
+from edugraph_pipeline.evaluation.metrics import (  # noqa: F401  (strongest: what a margin is taken against)
+    MOST_FREQUENT_BASELINE,
+    EvaluationReport,
+    evaluate_predictions,
+    most_frequent_answer,
+    strongest,
+)
 from edugraph_pipeline.ontology.model import Ontology
 
 THUMBNAIL_SIDE = 48
-MOST_FREQUENT = "most_frequent"
+MOST_FREQUENT = MOST_FREQUENT_BASELINE
 NEAREST_NEIGHBOUR = "nearest_neighbour"
 
 
@@ -72,8 +78,3 @@ def baselines(train, validation, ontology: Ontology) -> dict[str, EvaluationRepo
         MOST_FREQUENT: most_frequent_baseline(train, validation, ontology),
         NEAREST_NEIGHBOUR: nearest_neighbour_baseline(train, validation, ontology),
     }
-
-
-def strongest(reports: Mapping[str, EvaluationReport]) -> str:
-    """The name of the baseline with the highest mean micro-F1 over the dimensions (what a margin is taken against)."""
-    return max(reports, key=lambda name: reports[name].micro_f1_mean)

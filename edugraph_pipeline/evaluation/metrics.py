@@ -12,7 +12,9 @@ Conventions (every number is a plain float/int so the report is JSON-serialisabl
   run over every label that is expected or predicted at least once (sklearn's convention); 0/0 counts as 0.
 * ``refusal_accuracy``: share of unsupported-material items answered with the refusal;
   ``false_refusal_rate``: share of worksheet items answered with the refusal. ``None`` when no such item exists.
-* The baseline predicts the most frequent answer of the train split (`most_frequent_answer`) for every item.
+* ``baseline``: the most frequent answer of the train split (`most_frequent_answer`) for every item;
+  ``baselines``: every baseline scored on the same items, by name (`baselines.py`: most frequent, nearest
+  neighbour). The gate's baseline margin is taken against the strongest of them (`strongest_baseline`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class EvaluationReport:
     examples: list[dict]  # a few wrong answers: expected, answer, raw
     baseline_answer: str | None = None
     baseline: EvaluationReport | None = None
+    baselines: dict[str, EvaluationReport] = field(default_factory=dict)
 
     # ---- derived views ----------------------------------------------------------------------------------------
     @property
@@ -145,6 +148,11 @@ class EvaluationReport:
             for key, value in self.baseline.summary().items():
                 if not key.startswith("n"):
                     out[f"baseline_{key}"] = value
+        for name, report in self.baselines.items():
+            out[f"baseline_{name}_exact_match"] = report.exact_match
+            out[f"baseline_{name}_micro_f1_mean"] = report.micro_f1_mean
+            for d in DIMENSIONS:
+                out[f"baseline_{name}_{d.lower()}_micro_f1"] = report.dimensions[d].micro_f1
         return out
 
     def to_json(self) -> dict:
@@ -153,6 +161,7 @@ class EvaluationReport:
         data["macro_f1_mean"] = self.macro_f1_mean
         if self.baseline is not None:
             data["baseline"] = self.baseline.to_json()
+        data["baselines"] = {name: report.to_json() for name, report in self.baselines.items()}
         return data
 
     @classmethod
@@ -164,7 +173,38 @@ class EvaluationReport:
         data["confusion"] = {d: Confusion(**c) for d, c in data["confusion"].items()}
         if data.get("baseline") is not None:
             data["baseline"] = cls.from_json(data["baseline"])
+        data["baselines"] = {name: cls.from_json(report) for name, report in (data.get("baselines") or {}).items()}
         return cls(**data)
+
+    def with_baselines(self, reports: Mapping[str, EvaluationReport]) -> EvaluationReport:
+        """This report with `reports` (baseline name -> its report on the same items) attached."""
+        return replace(self, baselines=dict(reports))
+
+
+MOST_FREQUENT_BASELINE = "most_frequent"  # the name `baselines.py` gives the most-frequent-answer baseline
+STRONGEST = "strongest"
+
+
+def strongest_baseline(report: EvaluationReport, name: str = STRONGEST) -> tuple[str, EvaluationReport] | None:
+    """The baseline a margin is taken against: `name`, or the one of highest mean micro-F1 (``"strongest"``;
+    ties: the first attached). Candidates are ``report.baselines`` plus ``report.baseline`` as the most frequent;
+    None when the report has no baseline."""
+    candidates = dict(report.baselines)
+    if report.baseline is not None:
+        candidates.setdefault(MOST_FREQUENT_BASELINE, report.baseline)
+    if not candidates:
+        return None
+    if name != STRONGEST:
+        if name not in candidates:
+            raise ValueError(f"the gate's margin baseline {name!r} is not in the report (it has {sorted(candidates)})")
+        return name, candidates[name]
+    best = strongest(candidates)
+    return best, candidates[best]
+
+
+def strongest(reports: Mapping[str, EvaluationReport]) -> str:
+    """The name of the report with the highest mean micro-F1 over the dimensions (ties: the first)."""
+    return max(reports, key=lambda name: reports[name].micro_f1_mean)
 
 
 def most_frequent_answer(train_labels: Iterable[str]) -> str:
@@ -362,6 +402,8 @@ class GateThresholds:
     max_false_refusal_rate: float | None = 0.05
     # the model's mean micro F1 over the dimensions must exceed the baseline's by this much
     min_baseline_margin: float | None = 0.10
+    # which baseline: "strongest" (of those in the report: the nearest neighbour on real content) or a name
+    margin_baseline: str = STRONGEST
     min_items: int = 1
 
     def to_json(self) -> dict:
@@ -384,6 +426,8 @@ GATE_PROFILES: dict[str, GateThresholds] = {
     "production": GateThresholds(),
     # The tiny CPU model checks the pipeline's mechanics, not quality: it must answer in the format
     # (mostly valid JSON of known labels) and must not be worse than always answering the most frequent set.
+    # Its margin is not taken against the nearest neighbour: on our sample kinds that pixel lookup reaches mean
+    # micro-F1 0.74 (200 images, seed 0), which a smoke-sized CPU run is not meant to beat.
     "tiny": GateThresholds(
         min_json_valid_rate=0.80,
         min_labels_valid_rate=0.80,
@@ -393,6 +437,7 @@ GATE_PROFILES: dict[str, GateThresholds] = {
         min_refusal_accuracy=None,
         max_false_refusal_rate=None,
         min_baseline_margin=0.0,
+        margin_baseline=MOST_FREQUENT_BASELINE,
     ),
 }
 
@@ -438,14 +483,17 @@ def gate_checks(report: EvaluationReport, thresholds: GateThresholds) -> list[di
     if t.max_false_refusal_rate is not None:
         check("false_refusal_rate", report.false_refusal_rate, t.max_false_refusal_rate, at_least=False)
     if t.min_baseline_margin is not None:
-        if report.baseline is None:
+        against = strongest_baseline(report, t.margin_baseline)
+        if against is None:
             checks.append(
                 {"check": "beats_baseline", "value": None, "threshold": t.min_baseline_margin, "passed": False,
                  "reason": "the report has no baseline"}
             )
         else:
-            margin = report.micro_f1_mean - report.baseline.micro_f1_mean
-            check("micro_f1_mean - baseline", margin, t.min_baseline_margin)
+            name, baseline = against
+            check(f"micro_f1_mean - {name} baseline", report.micro_f1_mean - baseline.micro_f1_mean,
+                  t.min_baseline_margin)
+            checks[-1]["baseline"] = name
     return checks
 
 

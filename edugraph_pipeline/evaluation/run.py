@@ -62,8 +62,11 @@ def evaluate_model(
     thresholds: GateThresholds | str | Mapping | None = "production",
 ) -> EvaluationRun:
     """Classify `split` of the worksheet dataset (a `DatasetDict` or its `save_to_disk` folder), score it against
-    its ``labels`` and the train split's most-frequent-answer baseline, and apply the gate."""
+    its ``labels`` and against the baselines built from the train split (most frequent answer, nearest
+    neighbour: `baselines.py`), and apply the gate (its margin taken against the strongest baseline)."""
     import datasets
+
+    from edugraph_pipeline.evaluation.baselines import baselines
 
     if isinstance(dataset, (str, os.PathLike)):
         dataset = datasets.load_from_disk(str(dataset))
@@ -77,6 +80,7 @@ def evaluate_model(
     raw = predict_rows(classifier, rows, batch_size=batch_size)
     seconds = time.perf_counter() - start
     report = evaluate_predictions(list(rows["labels"]), raw, classifier.ontology, baseline_answer=baseline)
+    report = report.with_baselines(baselines(dataset["train"], rows, classifier.ontology))
     if thresholds is None or isinstance(thresholds, str):
         resolved = gate_thresholds(thresholds or "production")
     elif isinstance(thresholds, GateThresholds):

@@ -177,7 +177,7 @@ def test_gate_passes_a_perfect_model(ontology):
     passed, reasons = evaluate_gate(perfect(ontology))
     assert passed and reasons == []
     checks = gate_checks(perfect(ontology), GATE_PROFILES["production"])
-    margin = next(c for c in checks if c["check"] == "micro_f1_mean - baseline")
+    margin = next(c for c in checks if c["check"] == "micro_f1_mean - most_frequent baseline")
     assert margin["value"] == pytest.approx(1 - (2 / 3 + 0.75 + 0.75) / 3)
 
 
@@ -192,7 +192,7 @@ def test_gate_fails_with_reasons(report):
         "Area.micro_f1 = 0.5000, needs >= 0.6000",
         "refusal_accuracy = 0.5000",
         "false_refusal_rate = 0.2500, needs <= 0.0500",
-        "micro_f1_mean - baseline",
+        "micro_f1_mean - most_frequent baseline",
     ):
         assert check in text
     assert not any(r.startswith("exact_match") for r in reasons)  # 0.333 >= 0.30 passes
@@ -203,7 +203,7 @@ def test_tiny_profile_and_overrides(report):
     passed, reasons = evaluate_gate(report, "tiny")
     # json 0.83 and labels 0.83 pass 0.8; the model is below the baseline's mean micro F1
     assert not passed
-    assert len(reasons) == 1 and reasons[0].startswith("micro_f1_mean - baseline")
+    assert len(reasons) == 1 and reasons[0].startswith("micro_f1_mean - most_frequent baseline")
     assert evaluate_gate(report, gate_thresholds("tiny", {"min_baseline_margin": None})) == (True, [])
     assert evaluate_gate(report, {"min_baseline_margin": -0.1, "min_json_valid_rate": 0.8})[0] is False
     with pytest.raises(ValueError, match="unknown gate threshold"):
@@ -224,3 +224,46 @@ def test_gate_without_baseline_or_items(ontology):
 def test_thresholds_round_trip():
     thresholds = gate_thresholds("production")
     assert GateThresholds.from_json(json.loads(json.dumps(thresholds.to_json()))) == thresholds
+
+
+def with_nearest_neighbour(report: EvaluationReport, ontology, predictions) -> EvaluationReport:
+    expected = [case[0] for case in CASES]
+    return report.with_baselines({
+        "most_frequent": report.baseline,
+        "nearest_neighbour": evaluate_predictions(expected, predictions, ontology),
+    })
+
+
+def test_production_margin_is_taken_against_the_strongest_baseline(ontology):
+    expected = [case[0] for case in CASES]
+    # A model as good as the case texts (mean micro-F1 (0.5 + 0.9 + 0.833) / 3 ~ 0.744 before repair scores) and
+    # a nearest neighbour that is right on every item: the margin is against the neighbour, and negative.
+    model = evaluate_predictions(expected, [case[1] for case in CASES], ontology,
+                                 baseline_answer=most_frequent_answer(TRAIN))
+    report = with_nearest_neighbour(model, ontology, expected)
+    checks = gate_checks(report, GATE_PROFILES["production"])
+    [margin] = [c for c in checks if c["check"].startswith("micro_f1_mean - ")]
+    assert margin["check"] == "micro_f1_mean - nearest_neighbour baseline" and margin["baseline"] == "nearest_neighbour"
+    assert margin["value"] == pytest.approx(model.micro_f1_mean - 1.0) and not margin["passed"]
+    # The tiny (smoke) gate keeps its margin against the most frequent answer, whatever else was measured.
+    [tiny] = [c for c in gate_checks(report, GATE_PROFILES["tiny"]) if c["check"].startswith("micro_f1_mean - ")]
+    assert tiny["baseline"] == "most_frequent"
+    assert tiny["value"] == pytest.approx(model.micro_f1_mean - model.baseline.micro_f1_mean)
+    # A weaker neighbour (always the most frequent answer's mistakes and worse) leaves the most frequent strongest.
+    weak = with_nearest_neighbour(model, ontology, [UNSUPPORTED] * len(CASES))
+    [margin] = [c for c in gate_checks(weak, GATE_PROFILES["production"]) if c["check"].startswith("micro_f1_mean")]
+    assert margin["baseline"] == "most_frequent"
+    with pytest.raises(ValueError, match="'knn' is not in the report"):
+        gate_checks(report, GateThresholds(margin_baseline="knn"))
+
+
+def test_baselines_round_trip_and_summary(ontology):
+    expected = [case[0] for case in CASES]
+    report = with_nearest_neighbour(perfect(ontology), ontology, expected)
+    again = EvaluationReport.from_json(json.loads(json.dumps(report.to_json())))
+    assert set(again.baselines) == {"most_frequent", "nearest_neighbour"}
+    assert again.summary() == report.summary()
+    summary = report.summary()
+    assert summary["baseline_nearest_neighbour_micro_f1_mean"] == 1.0
+    assert summary["baseline_nearest_neighbour_exact_match"] == 1.0
+    assert summary["baseline_most_frequent_area_micro_f1"] == pytest.approx(report.baseline.dimensions["Area"].micro_f1)
