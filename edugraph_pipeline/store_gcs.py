@@ -51,6 +51,9 @@ MIRROR_FOLDER = "artifacts"  # the mirror's folder inside EDUGRAPH_CACHE_DIR
 # The points of `publish` at which `on_step` is called (and a kill test stops the process). "uploading" comes
 # after the first file is uploaded: a kill there leaves a partial version in the bucket.
 PUBLISH_STEPS = ("staged", "content-written", "lineage-written", "uploading", "uploaded", "committed", "cleaned")
+# Bytes this process moved to and from buckets through any store (bench/store_transfer.py reads them: asset code
+# opens a store per call, so per-store counts alone would not add up to a stage).
+PROCESS_TRANSFERRED = {"uploaded": 0, "downloaded": 0}
 
 
 class GcsStoreError(RuntimeError):
@@ -108,8 +111,7 @@ class GcsArtifactStore(ArtifactStore):
         mirror = Path(cache_dir or default_cache_dir(self.url)) / MIRROR_FOLDER
         super().__init__(mirror.expanduser().resolve(), on_step=on_step)
         self.bucket = open_bucket(self.url)
-        # bytes moved to and from the bucket by this store object (bench/store_transfer.py reads them)
-        self.transferred = {"uploaded": 0, "downloaded": 0}
+        self.transferred = {"uploaded": 0, "downloaded": 0}  # by this store object (see PROCESS_TRANSFERRED)
 
     @property
     def location(self) -> str:
@@ -131,7 +133,7 @@ class GcsArtifactStore(ArtifactStore):
             data = blob.download_as_bytes()
         except api_errors.NotFound:
             return None
-        self.transferred["downloaded"] += len(data)
+        self._count("downloaded", len(data))
         try:
             manifest = json.loads(data)
             if manifest["format"] != MANIFEST_FORMAT:
@@ -204,7 +206,7 @@ class GcsArtifactStore(ArtifactStore):
                     except api_errors.NotFound:
                         raise GcsStoreError(f"{self._url_of(name)} is listed in its manifest but missing") from None
                     size = target.stat().st_size
-                    self.transferred["downloaded"] += size
+                    self._count("downloaded", size)
                     if size != entry["size"] or file_sha256(target) != entry["sha256"]:
                         raise GcsStoreError(
                             f"{self._url_of(name)} does not match its manifest (size {size}, expected {entry['size']}"
@@ -260,7 +262,7 @@ class GcsArtifactStore(ArtifactStore):
                 self.bucket.blob(self._name(asset, final.name + MANIFEST_SUFFIX)).upload_from_string(
                     data, content_type="application/json"
                 )
-                self.transferred["uploaded"] += len(data)
+                self._count("uploaded", len(data))
                 committed = True
                 self._on_step("committed")
                 version = versions / version_id
@@ -285,7 +287,7 @@ class GcsArtifactStore(ArtifactStore):
             size = path.stat().st_size
             # resumable, chunked upload above the client's threshold: large files are never read into memory
             self.bucket.blob(self._name(asset, VERSIONS, key, version_id, relative)).upload_from_filename(str(path))
-            self.transferred["uploaded"] += size
+            self._count("uploaded", size)
             files.append({"path": relative, "size": size, "sha256": file_sha256(path)})
             if len(files) == 1:
                 self._on_step("uploading")
@@ -310,6 +312,10 @@ class GcsArtifactStore(ArtifactStore):
         prefix = self._name(asset, VERSIONS, key, version_id) + "/"
         for blob in self.bucket.client.list_blobs(self.bucket, prefix=prefix):
             blob.delete()
+
+    def _count(self, direction: str, size: int) -> None:
+        self.transferred[direction] += size
+        PROCESS_TRANSFERRED[direction] += size
 
     # ---- names
 
