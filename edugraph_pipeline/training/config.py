@@ -3,8 +3,9 @@
 ``EDUGRAPH_MODEL`` picks a profile (``tiny`` default, ``2b``, ``4b``, ``8b``); ``EDUGRAPH_BASE_MODEL`` overrides the
 base model (hub repo id or local folder); ``EDUGRAPH_RUN_MODE`` is ``test`` (small subset, one epoch) or ``train``;
 ``EDUGRAPH_DEVICE`` (``auto``, ``cpu``, ``cuda``) says where training may run (`training_device`; `device.py` applies
-it). Every environment read of a per-run knob happens in this module, so moving them into a run config is one edit.
-A job for the training entry point carries these objects as dicts (``to_dict``/``from_dict``) through Dagster Pipes.
+it). These environment variables are the defaults of the training assets' run config (`defs/training/config.py`);
+the functions reading them serve callers outside Dagster (bench scripts, tests). A `TrainingJob` carries a
+`StageConfig` to the training step as a dict (``to_dict``/``from_dict``) through Dagster Pipes.
 """
 
 from __future__ import annotations
@@ -177,11 +178,14 @@ def training_device() -> str:
     return device
 
 
+def with_base_model(chosen: ModelProfile, base_model: str | None) -> ModelProfile:
+    """`chosen` with its base model replaced (a Hub id or local folder), or as it is for None."""
+    return replace(chosen, base_model=base_model) if base_model else chosen
+
+
 def profile(name: str | None = None) -> ModelProfile:
     """The profile named (default: ``EDUGRAPH_MODEL``), with ``EDUGRAPH_BASE_MODEL`` overriding its base."""
-    chosen = PROFILES[name or model_name()]
-    override = setting(BASE_MODEL_ENV).strip()
-    return replace(chosen, base_model=override) if override else chosen
+    return with_base_model(PROFILES[name or model_name()], setting(BASE_MODEL_ENV).strip() or None)
 
 
 def stage_config(

@@ -7,9 +7,9 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline.defs.models.assets import model_version
 from edugraph_pipeline.defs.publication.assets import hf_publication
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
+from edugraph_pipeline.layout import model_version
 from edugraph_pipeline.storage import ArtifactStore
 from edugraph_pipeline_tests.conftest import TOKEN
 

@@ -59,19 +59,29 @@ def test_stage_config_round_trips_through_json():
 
 def test_knowledge_adapter_choice(monkeypatch, tmp_path):
     from edugraph_pipeline.defs.training.assets import _knowledge_adapter_for
+    from edugraph_pipeline.defs.training.config import WorksheetTrainingConfig
     from edugraph_pipeline.storage import ArtifactStore
+
+    def choice(**config) -> str:
+        return WorksheetTrainingConfig(**config).stage_1_choice()
 
     store = ArtifactStore(tmp_path)
     monkeypatch.setenv("EDUGRAPH_KNOWLEDGE_ADAPTER", "none")
-    assert _knowledge_adapter_for(store, "v0.21.0") == (None, "skipped")
+    assert _knowledge_adapter_for(store, "v0.21.0", choice()) == (None, "skipped")
+    # the run config wins over the environment variable
+    with pytest.raises(dg.Failure, match="materialize knowledge_adapter"):
+        _knowledge_adapter_for(store, "v0.21.0", choice(knowledge_adapter="asset"))
     monkeypatch.setenv("EDUGRAPH_KNOWLEDGE_ADAPTER", str(tmp_path / "nowhere"))
     with pytest.raises(dg.Failure, match="no PEFT adapter"):
-        _knowledge_adapter_for(store, "v0.21.0")
+        _knowledge_adapter_for(store, "v0.21.0", choice())
     reuse = tmp_path / "reuse"
     reuse.mkdir()
     (reuse / "adapter_config.json").write_text("{}")
     monkeypatch.setenv("EDUGRAPH_KNOWLEDGE_ADAPTER", str(reuse))
-    assert _knowledge_adapter_for(store, "v0.21.0") == (str(reuse.resolve()), "reused")
+    assert _knowledge_adapter_for(store, "v0.21.0", choice()) == (str(reuse.resolve()), "reused")
+    assert _knowledge_adapter_for(store, "v0.21.0", choice(knowledge_adapter="none")) == (None, "skipped")
     monkeypatch.delenv("EDUGRAPH_KNOWLEDGE_ADAPTER")
     with pytest.raises(dg.Failure, match="materialize knowledge_adapter"):
-        _knowledge_adapter_for(store, "v0.21.0")
+        _knowledge_adapter_for(store, "v0.21.0", choice())
+
+

@@ -14,9 +14,14 @@ TAG = "v0.21.0"
 
 
 def test_entrypoint_runs_a_job_file_without_pipes(stage_cfg, tmp_path):
-    cfg = stage_cfg("knowledge", max_steps=1, output_dir=str(tmp_path / "out"))
+    from edugraph_pipeline.training.job import TrainingJob
+
+    cfg = stage_cfg("knowledge", max_steps=1, output_dir="")
+    job = TrainingJob(stage="knowledge", config=cfg, log_every=1)
     job_file = tmp_path / "job.json"
-    job_file.write_text(json.dumps({"stage": "knowledge", "config": cfg.to_dict(), "log_every": 1}))
+    placed = job.placed(output_dir=str(tmp_path / "out"), work_dir=str(tmp_path / "work"))
+    assert placed.decisive() == job.decisive()  # where it writes is not part of what it is
+    job_file.write_text(json.dumps(placed.to_dict()))
     done = subprocess.run(
         [sys.executable, "-m", "edugraph_pipeline.training.entrypoint", "--job", str(job_file)],
         capture_output=True, text=True, timeout=300,
@@ -52,8 +57,9 @@ def test_training_assets_materialize_through_the_local_launcher(tiny_datasets, t
     from edugraph_pipeline.defs.training.assets import base_model, knowledge_adapter, trained_adapter
     from edugraph_pipeline.defs.training.launchers import LocalLauncher
 
-    monkeypatch.setenv("EDUGRAPH_MODEL", "tiny")
-    monkeypatch.setenv("EDUGRAPH_RUN_MODE", "test")
+    # The run config decides, not the environment: these variables say otherwise (a 4B run in train mode).
+    monkeypatch.setenv("EDUGRAPH_MODEL", "4b")
+    monkeypatch.setenv("EDUGRAPH_RUN_MODE", "train")
     monkeypatch.delenv("EDUGRAPH_BASE_MODEL", raising=False)
     monkeypatch.delenv("EDUGRAPH_KNOWLEDGE_ADAPTER", raising=False)
     resources = {
@@ -65,7 +71,9 @@ def test_training_assets_materialize_through_the_local_launcher(tiny_datasets, t
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("ontology_releases", [TAG])
-        first = dg.materialize([base_model], resources=resources, instance=instance)
+        chosen = {"profile": "tiny", "run_mode": "test"}
+        first = dg.materialize([base_model], resources=resources, instance=instance,
+                               run_config={"ops": {"base_model": {"config": chosen}}})
         assert first.success
         base = store.asset_dir("base_model")
         assert (base / "model" / "model.safetensors").exists() and (base / "base_model.json").exists()
@@ -79,8 +87,11 @@ def test_training_assets_materialize_through_the_local_launcher(tiny_datasets, t
         result = dg.materialize(
             [*upstream, knowledge_adapter, trained_adapter], resources=resources, instance=instance,
             selection=["knowledge_adapter", "trained_adapter"],
+            run_config={"ops": {name: {"config": chosen} for name in ("knowledge_adapter", "trained_adapter")}},
         )
         assert result.success
+        recorded_config = instance.get_run_by_id(result.run_id).run_config["ops"]
+        assert recorded_config["trained_adapter"]["config"] == chosen
         logs = "\n".join(e.user_message for e in instance.all_logs(result.run_id))
         assert "training started" in logs and "loss" in logs
 
@@ -100,6 +111,8 @@ def test_training_assets_materialize_through_the_local_launcher(tiny_datasets, t
             assert meta["steps"].value == 2
             recorded = json.loads((folder / "lineage.json").read_text())
             assert recorded["data_version"] and recorded["ontology_version"] == TAG
+            assert (recorded["profile"], recorded["run_mode"]) == ("tiny", "test")
+            assert (meta["profile"].value, meta["run_mode"].value) == ("tiny", "test")
         trained_meta = result.asset_materializations_for_node("trained_adapter")[0].metadata
         assert trained_meta["knowledge_adapter_source"].value == "asset"
         assert trained_meta["upstream_versions"].value == {"worksheet_dataset": "worksheet_dataset-fixture"[:16]}

@@ -5,10 +5,13 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline.defs.models.assets import model_folder, model_version, passed_evaluation, release_of
+from edugraph_pipeline import layout
+from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
+from edugraph_pipeline.evaluation.gate import passed_evaluation
+from edugraph_pipeline.layout import current_model_folder, model_version, release_of
 
-GGUF_ASSET = "gguf_model"
+GGUF_ASSET = layout.GGUF_MODEL
 
 
 class GgufConfig(dg.Config):
@@ -20,7 +23,7 @@ class GgufConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[dg.AssetKey("merged_model")],
+    deps=[dg.AssetKey(layout.MERGED_MODEL)],
     group_name="model",
     code_version="1",
     kinds={"gguf"},
@@ -28,6 +31,7 @@ class GgufConfig(dg.Config):
     "and quantized with llama-quantize (Q4_K_M by default), the Qwen3-VL vision projector (mmproj, F16), the bound "
     "ontology and gguf.json (sizes, tensor counts and types, fallbacks); smoke-tested through llama.cpp.",
 )
+@reported_as_failure
 def gguf_model(context: dg.AssetExecutionContext, config: GgufConfig, artifact_store: ArtifactStoreResource):
     from edugraph_pipeline.gguf.build import build
     from edugraph_pipeline.gguf.convert import MANIFEST, export_gguf, normalise_quant, summarise
@@ -35,9 +39,9 @@ def gguf_model(context: dg.AssetExecutionContext, config: GgufConfig, artifact_s
     from edugraph_pipeline.gguf.toolchain import LlamaCpp, LlamaCppMissing
 
     store = artifact_store.store()
-    source = model_folder(store)
-    merged = store.lineage("merged_model")
-    tag = release_of(store, "merged_model")
+    source = current_model_folder(store)
+    merged = store.lineage(layout.MERGED_MODEL)
+    tag = release_of(store, layout.MERGED_MODEL)
     try:
         quant = normalise_quant(config.quant or None)
     except ValueError as error:
@@ -105,6 +109,7 @@ def _missing(llama, error_type):
     description="The GGUF files on the Hugging Face Hub (<EDUGRAPH_HF_REPO>-GGUF) with a model card; only when the "
     "merged model's evaluation gate passed and the GGUF files are of the current merged model.",
 )
+@reported_as_failure
 def gguf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher):
     from edugraph_pipeline.gguf.convert import MANIFEST
     from edugraph_pipeline.gguf.publish import gguf_repo_id, publish_gguf
@@ -118,8 +123,8 @@ def gguf_publication(context: dg.AssetExecutionContext, artifact_store: Artifact
     if not (folder / MANIFEST).is_file():
         raise dg.Failure(f"{folder} holds no GGUF files: materialize gguf_model first")
     gguf = store.lineage(GGUF_ASSET)
-    merged = store.lineage("merged_model")
-    current = model_version(model_folder(store))
+    merged = store.lineage(layout.MERGED_MODEL)
+    current = model_version(current_model_folder(store))
     if gguf.get("merged_model_version") != current:
         raise dg.Failure(
             f"gguf_model was converted from the merged model of {gguf.get('merged_model_created_at')}, not from the "

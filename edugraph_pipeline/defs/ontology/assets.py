@@ -8,27 +8,19 @@ from collections import Counter
 import dagster as dg
 import datasets
 
+from edugraph_pipeline import layout
+from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.knowledge.qa import count_by_kind, generate_pairs
+from edugraph_pipeline.layout import DATASET_FOLDER, ONTOLOGY_FILE, load_ontology
 from edugraph_pipeline.ontology.model import DIMENSIONS, Ontology
 from edugraph_pipeline.ontology.parsing import OntologyReleaseError, parse_release
 from edugraph_pipeline.releases import ReleaseSourceError
-from edugraph_pipeline.storage import ArtifactStore
 
-ONTOLOGY_FILE = "ontology.json"
-DATASET_FOLDER = "dataset"
 # Kinds whose answer is label JSON (the others answer in prose).
 _LABEL_ANSWER_KINDS = {"definition_to_label", "parent", "children", "dimension", "ancestors", "relation", "top_level"}
-
-
-def load_ontology(store: ArtifactStore, tag: str) -> Ontology:
-    """The normalised ontology of a materialized `ontology_release` partition."""
-    path = store.asset_dir("ontology_release", tag) / ONTOLOGY_FILE
-    if not path.exists():
-        raise dg.Failure(f"{path} does not exist: materialize ontology_release for partition {tag} first")
-    return Ontology.load(path)
 
 
 @dg.asset(
@@ -39,6 +31,7 @@ def load_ontology(store: ArtifactStore, tag: str) -> Ontology:
     description="One EduGraph ontology release (a tag of EDUGRAPH_ONTOLOGY_REPO), normalised to concepts "
     "with dimension, definition, hierarchy and relations.",
 )
+@reported_as_failure
 def ontology_release(
     context: dg.AssetExecutionContext,
     ontology_repository: OntologyRepository,
@@ -62,7 +55,7 @@ def ontology_release(
         "released_at": snapshot.committed_at,
     }
     store = artifact_store.store()
-    with store.publish("ontology_release", tag, lineage) as folder:
+    with store.publish(layout.ONTOLOGY_RELEASE, tag, lineage) as folder:
         ontology.save(folder / ONTOLOGY_FILE)
         source = folder / "source"
         source.mkdir()
@@ -71,7 +64,7 @@ def ontology_release(
 
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(store.asset_dir("ontology_release", tag))),
+            "path": dg.MetadataValue.path(str(store.asset_dir(layout.ONTOLOGY_RELEASE, tag))),
             "ontology_version": tag,
             "source_commit": snapshot.commit,
             "source_remote": ontology_repository.display_remote,
@@ -92,12 +85,13 @@ def ontology_release(
     code_version="1",
     kinds={"huggingface"},
     check_specs=[
-        dg.AssetCheckSpec("no_duplicate_questions", asset="knowledge_dataset", blocking=True),
-        dg.AssetCheckSpec("answers_name_existing_concepts", asset="knowledge_dataset", blocking=True),
-        dg.AssetCheckSpec("hierarchy_present", asset="knowledge_dataset", blocking=True),
+        dg.AssetCheckSpec("no_duplicate_questions", asset=layout.KNOWLEDGE_DATASET, blocking=True),
+        dg.AssetCheckSpec("answers_name_existing_concepts", asset=layout.KNOWLEDGE_DATASET, blocking=True),
+        dg.AssetCheckSpec("hierarchy_present", asset=layout.KNOWLEDGE_DATASET, blocking=True),
     ],
     description="Knowledge-infusion Q&A pairs generated from the ontology release (a `datasets` folder).",
 )
+@reported_as_failure
 def knowledge_dataset(context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource) -> dg.MaterializeResult:
     tag = context.partition_key
     store = artifact_store.store()
@@ -115,10 +109,10 @@ def knowledge_dataset(context: dg.AssetExecutionContext, artifact_store: Artifac
         "content_sha256": content_hash,
         "num_rows": len(rows),
     }
-    with store.publish("knowledge_dataset", tag, lineage) as folder:
+    with store.publish(layout.KNOWLEDGE_DATASET, tag, lineage) as folder:
         dataset.save_to_disk(str(folder / DATASET_FOLDER))
 
-    path = store.asset_dir("knowledge_dataset", tag) / DATASET_FOLDER
+    path = store.asset_dir(layout.KNOWLEDGE_DATASET, tag) / DATASET_FOLDER
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),

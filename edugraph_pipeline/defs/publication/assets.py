@@ -8,15 +8,12 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline.defs.models.assets import (
-    MODEL_VERSION,
-    model_folder,
-    model_version,
-    passed_evaluation,
-    release_of,
-)
+from edugraph_pipeline import layout
+from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
+from edugraph_pipeline.evaluation.gate import passed_evaluation
+from edugraph_pipeline.layout import MODEL_VERSION, current_model_folder, model_version, release_of
 from edugraph_pipeline.publishing import (
     AdapterLineage,
     PublicationError,
@@ -57,7 +54,7 @@ def publication_lineage(store: ArtifactStore, tag: str, repo_id: str, hub: HubPu
     knowledge = store.lineage("knowledge_dataset", tag)
     trained = store.lineage("trained_adapter")
     merged = store.lineage("merged_model")
-    result = json.loads((store.asset_dir("trained_adapter") / "job_result.json").read_text(encoding="utf-8"))
+    result = json.loads(layout.adapter(store, layout.TRAINED_ADAPTER).result.read_text(encoding="utf-8"))
     knowledge_adapter = None
     if trained.get("knowledge_adapter"):
         knowledge_adapter = AdapterLineage(
@@ -94,13 +91,14 @@ def publication_lineage(store: ArtifactStore, tag: str, repo_id: str, hub: HubPu
     "lineage and evaluation; only published when the evaluation gate passed; republishing unchanged content "
     "creates no commit.",
 )
+@reported_as_failure
 def hf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher):
     if not hub.repo_id:
         context.log.warning("EDUGRAPH_HF_REPO is not set: nothing is published")
         return
     store = artifact_store.store()
     tag = release_of(store, "merged_model")
-    folder = model_folder(store)  # one version, hashed and uploaded
+    folder = current_model_folder(store)  # one version, hashed and uploaded
     evaluation = passed_evaluation(store, model_version(folder))
     lineage = publication_lineage(store, tag, hub.repo_id, hub)
     card = render_model_card(lineage, card_evaluation(evaluation))
@@ -141,7 +139,7 @@ def _publish_dataset(context, store: ArtifactStore, hub: HubPublisher, asset: st
     lineage = store.lineage(asset, tag)
     try:
         result = publish_dataset_folder(
-            store.asset_dir(asset, tag) / "dataset",
+            layout.DatasetFiles(store.asset_dir(asset, tag)).dataset,
             repo_id,
             token=hub.token,
             endpoint=hub.endpoint or None,
@@ -173,6 +171,7 @@ def _publish_dataset(context, store: ArtifactStore, hub: HubPublisher, asset: st
     output_required=False,
     description="The knowledge dataset as a Hub dataset (EDUGRAPH_HF_KNOWLEDGE_REPO, default <ns>/edugraph-knowledge).",
 )
+@reported_as_failure
 def knowledge_dataset_publication(
     context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher
 ):
@@ -190,6 +189,7 @@ def knowledge_dataset_publication(
     output_required=False,
     description="The worksheet dataset as a Hub dataset (EDUGRAPH_HF_WORKSHEETS_REPO, default <ns>/edugraph-worksheets).",
 )
+@reported_as_failure
 def worksheet_dataset_publication(
     context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher
 ):

@@ -15,12 +15,15 @@ import tempfile
 import dagster as dg
 import datasets
 from PIL import Image
+from pydantic import Field
 
-from edugraph_pipeline.defs.ontology.assets import load_ontology
+from edugraph_pipeline import layout
+from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG
+from edugraph_pipeline.layout import DATASET_FOLDER, SUMMARY_FILE, load_ontology
 from edugraph_pipeline.ontology.model import Ontology
 from edugraph_pipeline.worksheets.content import ContentSourceError
 from edugraph_pipeline.worksheets.dataset import (
@@ -31,9 +34,7 @@ from edugraph_pipeline.worksheets.dataset import (
     unknown_labels_in,
 )
 
-ASSET = "worksheet_dataset"
-DATASET_FOLDER = "dataset"
-SUMMARY_FILE = "summary.json"
+ASSET = layout.WORKSHEET_DATASET
 CHECK_LABELS_KNOWN = "labels_exist_in_ontology"
 CHECK_NO_EMPTY_LABELS = "no_empty_label_sets"
 CHECK_SPLITS_DISJOINT = "splits_disjoint"
@@ -104,10 +105,20 @@ def dataset_checks(dataset: datasets.DatasetDict, ontology: Ontology) -> list[dg
     ]
 
 
+class WorksheetDatasetConfig(dg.Config):
+    sample_count: int | None = Field(
+        default=None, description="Images generated when the content source is 'sample'. Unset: EDUGRAPH_SAMPLE_COUNT."
+    )
+    sample_seed: int | None = Field(
+        default=None,
+        description="Seed of the sample generator and of the train/validation split. Unset: EDUGRAPH_SAMPLE_SEED.",
+    )
+
+
 @dg.asset(
     name=ASSET,
     partitions_def=ontology_partitions,
-    deps=[dg.AssetKey("ontology_release")],
+    deps=[dg.AssetKey(layout.ONTOLOGY_RELEASE)],
     group_name="worksheets",
     code_version="1",
     kinds={"huggingface", "pillow"},
@@ -122,12 +133,18 @@ def dataset_checks(dataset: datasets.DatasetDict, ontology: Ontology) -> list[dg
                           description="No problem or identical image is in both train and validation."),
     ],
 )
+@reported_as_failure
 def worksheet_dataset(
     context: dg.AssetExecutionContext,
+    config: WorksheetDatasetConfig,
     artifact_store: ArtifactStoreResource,
     content_source: ContentSource,
 ) -> dg.MaterializeResult:
     tag = context.partition_key
+    sample_count = content_source.sample_count if config.sample_count is None else config.sample_count
+    sample_seed = content_source.sample_seed if config.sample_seed is None else config.sample_seed
+    if sample_count < 1:
+        raise dg.Failure(f"config field 'sample_count'={sample_count}: expected at least 1 image")
     store = artifact_store.store()
     ontology = load_ontology(store, tag)
     release = context.run.tags.get(CONTENT_RELEASE_TAG) if context.run else None
@@ -136,12 +153,14 @@ def worksheet_dataset(
     context.log.info(f"reading content {content_source.display_source}" + (f" release {release}" if release else ""))
     with tempfile.TemporaryDirectory(dir=work_root, prefix="worksheets-") as scratch:
         try:
-            content = content_source.read(scratch, ontology, release=release)
+            content = content_source.read(
+                scratch, ontology, release=release, sample_count=sample_count, sample_seed=sample_seed
+            )
         except ContentSourceError as error:
             raise dg.Failure(f"content source {content_source.display_source}: {error}") from error
     dataset, summary = build_dataset(
         content.items, ontology, validation_fraction=content_source.validation_fraction,
-        seed=content_source.sample_seed, skipped=content.skipped, release_splits=content.splits,
+        seed=sample_seed, skipped=content.skipped, release_splits=content.splits,
     )
     total = sum(summary.rows.values())
     if total == 0:
@@ -163,13 +182,15 @@ def worksheet_dataset(
         "content_format": content.format,
         "rows": summary.rows,
         "split_method": summary.split_method,
+        "split_seed": sample_seed,
+        **({"sample_count": sample_count} if content.format == "sample" else {}),
     }
     with store.publish(ASSET, tag, lineage) as folder:
         dataset.save_to_disk(str(folder / DATASET_FOLDER))
         (folder / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=1), encoding="utf-8")
-    path = store.asset_dir(ASSET, tag)
+    path = layout.worksheet_dataset(store, tag).dataset
     # Checks read the dataset back from where training will read it, not the in-memory copy.
-    written = datasets.load_from_disk(str(path / DATASET_FOLDER))
+    written = datasets.load_from_disk(str(path))
 
     return dg.MaterializeResult(
         metadata={
@@ -198,6 +219,8 @@ def worksheet_dataset(
         },
         check_results=dataset_checks(written, ontology),
         data_version=dg.DataVersion(
-            hashlib.sha256(f"{content.version}|{tag}|{content_source.validation_fraction}".encode()).hexdigest()[:16]
+            hashlib.sha256(
+                f"{content.version}|{tag}|{content_source.validation_fraction}|{sample_seed}".encode()
+            ).hexdigest()[:16]
         ),
     )

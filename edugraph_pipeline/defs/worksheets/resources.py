@@ -64,15 +64,24 @@ class ContentSource(dg.ConfigurableResource):
             raise ContentSourceError(f"content source folder {path} does not exist")
         return list_folder_releases(path)
 
-    def read(self, work_dir: Path, ontology: Ontology, release: str | None = None) -> ContentRelease:
+    def read(
+        self,
+        work_dir: Path,
+        ontology: Ontology,
+        release: str | None = None,
+        *,
+        sample_count: int | None = None,
+        sample_seed: int | None = None,
+    ) -> ContentRelease:
+        """The release's items; `sample_count`/`sample_seed` override this resource's for one run."""
         limits = ContentLimits(max_download_bytes=self.max_download_mb * 1024 * 1024)
         return read_content(
             self.source,
             work_dir,
             ontology,
             release=release,
-            sample_count=self.sample_count,
-            sample_seed=self.sample_seed,
+            sample_count=self.sample_count if sample_count is None else sample_count,
+            sample_seed=self.sample_seed if sample_seed is None else sample_seed,
             limits=limits,
             cache_dir=Path(self.cache_dir) if self.cache_dir else None,
         )
