@@ -50,7 +50,7 @@ def postgres_database():
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {name}")
     try:
-        yield name, server
+        yield name
     finally:
         with admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -59,7 +59,7 @@ def postgres_database():
 
 def test_the_tiny_dag_runs_on_postgres_with_the_store_in_gcs(tmp_path, monkeypatch, postgres_database,
                                                               ontology_remote):
-    database, server = postgres_database
+    database = postgres_database
     home = tmp_path / "dagster-home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
@@ -130,7 +130,6 @@ def test_the_tiny_dag_runs_on_postgres_with_the_store_in_gcs(tmp_path, monkeypat
         store = open_store(URL, cache_dir=tmp_path / "machine-d")
         assert store.lineage("knowledge_adapter")["ontology_version"] == TAG
         assert store.lineage("knowledge_dataset", TAG)["asset"] == "knowledge_dataset"
-    del server
 
 
 def _walk(node: dict):
