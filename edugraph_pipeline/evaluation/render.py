@@ -1,4 +1,4 @@
-"""Markdown tables and pictures (PNG as ``data:`` URIs inside Markdown) of an `EvaluationReport` for Dagster."""
+"""Markdown tables and pictures (PNG as ``data:`` URIs inside Markdown) of an `EvaluationReport`."""
 
 from __future__ import annotations
 
@@ -132,27 +132,3 @@ def render_report_markdown(report: EvaluationReport, gate: tuple[bool, list[str]
     if report.examples:
         parts += ["## Wrong answers (first few)", render_examples(report)]
     return "\n\n".join(parts)
-
-
-def report_metadata(report: EvaluationReport, gate: tuple[bool, list[str]] | None = None) -> dict:
-    """Dagster materialization metadata: headline floats, the gate, the per-label table and the pictures."""
-    import dagster as dg
-
-    metadata: dict = {}
-    for key, value in report.summary().items():
-        if value is None:
-            continue
-        metadata[key] = dg.MetadataValue.int(value) if isinstance(value, int) else dg.MetadataValue.float(value)
-    if gate is not None:
-        metadata["gate_passed"] = dg.MetadataValue.bool(gate[0])
-        metadata["gate_reasons"] = dg.MetadataValue.md("\n".join(f"- {r}" for r in gate[1]) or "all checks passed")
-    metadata["summary"] = dg.MetadataValue.md(render_summary_table(report))
-    metadata["per_label"] = dg.MetadataValue.md(render_per_label_table(report))
-    metadata["f1_chart"] = dg.MetadataValue.md(render_f1_chart(report))
-    if report.n_worksheets:
-        metadata["confusion"] = dg.MetadataValue.md(
-            "\n\n".join(render_confusion_chart(report, d) for d in DIMENSIONS)
-        )
-    if report.examples:
-        metadata["wrong_answers"] = dg.MetadataValue.md(render_examples(report))
-    return metadata

@@ -59,16 +59,3 @@ def test_full_markdown(report):
     text = render_report_markdown(report, evaluate_gate(report))
     assert "## Gate" in text and "**failed**" in text
     assert text.count("data:image/png;base64,") == 4
-
-
-def test_dagster_metadata(report):
-    import dagster as dg
-
-    from edugraph_pipeline.evaluation.render import report_metadata
-
-    metadata = report_metadata(report, evaluate_gate(report))
-    assert metadata["exact_match"] == dg.MetadataValue.float(report.exact_match)
-    assert metadata["n"] == dg.MetadataValue.int(6)
-    assert metadata["gate_passed"] == dg.MetadataValue.bool(False)
-    assert "data:image/png;base64," in metadata["f1_chart"].value
-    assert "refusal_accuracy" in metadata and "baseline_exact_match" in metadata
