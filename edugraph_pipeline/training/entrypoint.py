@@ -1,13 +1,9 @@
 """The training container's entry point: ``python -m edugraph_pipeline.training.entrypoint``.
 
-Under Dagster Pipes (what every launcher starts) it reads ``pipes.extras["job"]``, runs the job, streams progress
-with ``pipes.log`` and reports the materialization (scalar metadata + data version). For debugging it also runs
-without Pipes: ``python -m edugraph_pipeline.training.entrypoint --job job.json`` (the same dict, as JSON).
-
-A job is a dict::
-
-    {"stage": "knowledge" | "worksheet", "config": StageConfig.to_dict(), "log_every": 10}
-    {"stage": "tiny_base", "output_dir": "...", "mode": "train" | "test"}
+Under Dagster Pipes (what every launcher starts) it reads ``pipes.extras["job"]`` (a `TrainingJob` as a dict), runs
+the job, streams progress with ``pipes.log`` and reports the materialization (scalar metadata + data version). For
+debugging it also runs without Pipes: ``python -m edugraph_pipeline.training.entrypoint --job job.json`` (the same
+dict, as JSON).
 
 Only the ML libraries and ``dagster-pipes`` are imported here (no ``dagster``), so the GPU image stays small.
 """
@@ -22,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from edugraph_pipeline.layout import JOB_RESULT_FILE, MODEL_FOLDER
 from edugraph_pipeline.storage import file_sha256
-
-STAGES = ("tiny_base", "knowledge", "worksheet")
-RESULT_FILE = "job_result.json"
+from edugraph_pipeline.training.job import TINY_BASE, TrainingJob
 
 
 def _progress_callback(log_fn, every: int):
@@ -66,17 +61,16 @@ def data_version_of(folder: Path) -> str:
     return digest.hexdigest()[:24]
 
 
-def run_job(job: dict, log_fn=print) -> dict:
+def run_job(job: TrainingJob, log_fn=print) -> dict:
     """Run one job; returns its metrics (also written to ``<output_dir>/job_result.json``)."""
-    stage = job.get("stage")
-    if stage not in STAGES:
-        raise ValueError(f"job stage {stage!r}: expected one of {STAGES}")
-    if stage == "tiny_base":
+    if not job.output_dir:
+        raise ValueError("the training job names no output_dir: the asset sends `job.placed(...)`")
+    if job.stage == TINY_BASE:
         from edugraph_pipeline.training.sft import device_name, model_revision, peak_memory_bytes
         from edugraph_pipeline.training.tiny_model import build_pretrained_tiny_model, folder_size
 
-        out = Path(job["output_dir"]) / "model"
-        metrics = build_pretrained_tiny_model(out, job.get("mode", "train"), log_fn=log_fn)
+        out = Path(job.output_dir) / MODEL_FOLDER
+        metrics = build_pretrained_tiny_model(out, job.mode, log_fn=log_fn)
         metrics.update(
             model_path=str(out),
             base_model_revision=model_revision(str(out)),
@@ -85,20 +79,17 @@ def run_job(job: dict, log_fn=print) -> dict:
             peak_memory_bytes=peak_memory_bytes(),
         )
         weights = out
-        result_dir = Path(job["output_dir"])
     else:
-        from edugraph_pipeline.training.config import StageConfig
-        from edugraph_pipeline.training.sft import train_stage
+        from edugraph_pipeline.training.checkpoint_sync import synced_checkpoints
+        from edugraph_pipeline.training.sft import CHECKPOINT_DIR, train_stage, work_dir
 
-        cfg = StageConfig.from_dict(job["config"])
-        if cfg.stage != stage:
-            raise ValueError(f"job stage {stage!r} but config stage {cfg.stage!r}")
-        callback = _progress_callback(log_fn, int(job.get("log_every", cfg.logging_steps)))
-        metrics = train_stage(cfg, callbacks=[callback])
+        callback = _progress_callback(log_fn, job.log_every)
+        # On a cloud machine: restore the newest checkpoint synced to GCS first, and sync every save (a no-op here).
+        synced = synced_checkpoints(work_dir(job.config) / CHECKPOINT_DIR, log_fn)
+        metrics = train_stage(job.config, callbacks=[callback, *synced])
         weights = Path(metrics["adapter_path"])
-        result_dir = Path(cfg.output_dir)
     metrics["data_version"] = data_version_of(weights)
-    (result_dir / RESULT_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    (Path(job.output_dir) / JOB_RESULT_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return metrics
 
 
@@ -119,15 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.job:
-        job = json.loads(Path(args.job).read_text(encoding="utf-8"))
+        job = TrainingJob.from_dict(json.loads(Path(args.job).read_text(encoding="utf-8")))
         metrics = run_job(job, log_fn=lambda msg: print(msg, flush=True))
         print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}, indent=2, default=str))
         return 0
     from dagster_pipes import open_dagster_pipes
 
     with open_dagster_pipes() as pipes:
-        job = pipes.get_extra("job")
-        pipes.log.info(f"training job: stage {job.get('stage')}")
+        job = TrainingJob.from_dict(pipes.get_extra("job"))
+        pipes.log.info(f"training job: stage {job.stage}")
         metrics = run_job(job, log_fn=pipes.log.info)
         pipes.report_asset_materialization(metadata=pipes_metadata(metrics), data_version=metrics["data_version"])
     return 0

@@ -5,13 +5,16 @@
 bootstrap environment the launcher's GCS context injector and message reader produced:
 
 1. loads the Pipes context from GCS (``DAGSTER_PIPES_CONTEXT`` = ``{bucket, key}``); its extras carry the job and
-   ``edugraph_staging`` = ``{bucket, root, inputs, outputs}`` (absolute paths on the Dagster host);
-2. downloads every input from ``gs://<bucket>/<root>/files<path>`` to the same path (prefixed with
-   ``EDUGRAPH_REMOTE_ROOT`` when set - tests use it to keep the "VM disk" apart; job paths are rewritten);
+   ``edugraph_staging`` = ``{bucket, root, inputs_root, inputs, outputs, scratch, checkpoints}`` (absolute paths on
+   the Dagster host; ``inputs_root`` and ``checkpoints`` are stable per job identity, ``root`` is this attempt's);
+2. downloads every input from ``gs://<bucket>/<inputs_root>/files<path>`` to the same path (prefixed with
+   ``EDUGRAPH_REMOTE_ROOT`` when set - tests use it to keep the "VM disk" apart; job paths are rewritten) and
+   creates the ``scratch`` folders (the job's work dir: its checkpoints come from GCS, not from the host);
 3. runs the step with a file-based Pipes context and message file (the entry point needs no GCS code) and relays
    each message to GCS through dagster-pipes' ``PipesGCSMessageWriter`` (``DAGSTER_PIPES_MESSAGES`` =
-   ``{bucket, key_prefix}``) while it runs; the step's stdout/stderr go to our stdout (the serial console) and
-   to ``<root>/logs/step.log``;
+   ``{bucket, key_prefix}``) while it runs; ``EDUGRAPH_CHECKPOINT_SYNC`` = ``gs://<bucket>/<checkpoints>`` makes
+   the step restore and sync its checkpoints (`training/checkpoint_sync.py`); the step's stdout/stderr go to our
+   stdout (the serial console) and to ``<root>/logs/step.log``;
 4. uploads the outputs, then ``<root>/status.json`` (``{"exit_code": N, "error": ...}``) - the launcher's signal.
 
 Only google-cloud-storage, dagster-pipes and the standard library: it must not import dagster.
@@ -29,6 +32,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from edugraph_pipeline.training.checkpoint_sync import SYNC_ENV as CHECKPOINT_SYNC_ENV
 
 ENTRYPOINT_MODULE = "edugraph_pipeline.training.entrypoint"
 LOG_UPLOAD_INTERVAL_S = 30.0
@@ -181,14 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     with PipesGCSMessageWriter(client, interval=interval).open(message_params) as channel:
         relay = None
         try:
-            mapping = {path: local_root + path for path in [*staging.get("inputs", []), *staging.get("outputs", [])]}
+            scratch = staging.get("scratch", [])
+            mapping = {path: local_root + path for path in [*staging.get("inputs", []), *staging.get("outputs", []), *scratch]}
+            inputs_root = staging.get("inputs_root") or root
             for path in staging.get("inputs", []):
-                count = download_tree(client, data_bucket.name, root, path, mapping[path])
+                count = download_tree(client, data_bucket.name, inputs_root, path, mapping[path])
                 if count == 0:  # an empty folder (e.g. a fresh checkpoint dir): nothing was staged
                     Path(mapping[path]).mkdir(parents=True, exist_ok=True)
                 print(f"edugraph-remote: downloaded {path} ({count} files)", flush=True)
             for path in staging.get("outputs", []):
                 Path(mapping[path]).parent.mkdir(parents=True, exist_ok=True)
+            for path in scratch:
+                Path(mapping[path]).mkdir(parents=True, exist_ok=True)
             extras = dict(context.get("extras") or {})
             if "job" in extras:
                 extras["job"] = reroot(extras["job"], mapping)
@@ -200,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ)
             env["DAGSTER_PIPES_CONTEXT"] = encode_param({"path": str(context_file)})
             env["DAGSTER_PIPES_MESSAGES"] = encode_param({"path": str(messages_file)})
+            if staging.get("checkpoints"):
+                env[CHECKPOINT_SYNC_ENV] = staging["checkpoints"]
             relay = _MessageRelay(messages_file, channel)
             relay.start()
             print(f"edugraph-remote: running {command}", flush=True)

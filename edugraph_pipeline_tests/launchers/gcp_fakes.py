@@ -1,6 +1,11 @@
 """Local stand-ins for Google Cloud: the GCS emulator (gcp-storage-emulator, in-process) and a fake Compute Engine
 API that records requests and "boots" a VM by running the startup script's `docker run` command as a local
-subprocess (the image's python is this interpreter; STORAGE_EMULATOR_HOST points it at the emulator)."""
+subprocess (the image's python is this interpreter; STORAGE_EMULATOR_HOST points it at the emulator).
+
+Capacity and preemption as Compute Engine shows them: a zone in `exhausted` answers the insert with an operation
+that ends in that error code; the first `preempt_vms` VMs are preempted (the step killed, a
+``compute.instances.preempted`` operation recorded, the VM deleted as ``instanceTerminationAction: DELETE`` says)
+once `preempt_after_checkpoints` checkpoints were synced to the bucket."""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -49,6 +56,12 @@ class FakeCompute:
     """Records every request; instances.insert starts the VM simulation."""
 
     def __init__(self, vm_root: Path, vm_secret_env: dict[str, str]):
+        self.exhausted: dict[str, str] = {}  # zone -> error code its inserts end with
+        self.preempt_vms = 0
+        self.preempt_after_checkpoints = 2
+        self.bucket = ""
+        self.operations: dict[str, dict] = {}
+        self.booted: list[str] = []
         self.requests: list[dict] = []
         self.instances: dict[str, dict] = {}
         self.serial: dict[str, str] = {}
@@ -110,16 +123,25 @@ class FakeCompute:
             return 404, {"error": {"code": 404, "message": f"no route {path}"}}
         _, zone, kind, name, sub = m.groups()
         if kind == "operations":
-            return 200, {"kind": "compute#operation", "name": name, "status": "DONE"}
+            if name is None:
+                return 200, {"items": [op for op in self.operations.values() if op["zone"] == zone]}
+            return 200, self.operations.get(name, {"kind": "compute#operation", "name": name, "status": "DONE"})
         if method == "POST" and name is None:
             spec = json.loads(body)
-            self.instances[spec["name"]] = {"name": spec["name"], "status": "PROVISIONING", "spec": spec}
-            thread = threading.Thread(target=self._boot, args=(spec,), daemon=True)
+            op_name = f"op-insert-{spec['name']}-{zone}"
+            if zone in self.exhausted:
+                code = self.exhausted[zone]
+                error = {"errors": [{"code": code, "message": f"The zone '{zone}' does not have enough resources."}]}
+                self.operations[op_name] = {"name": op_name, "zone": zone, "status": "DONE", "error": error,
+                                            "operationType": "insert"}
+                return 200, {"kind": "compute#operation", "name": op_name, "status": "RUNNING"}
+            self.instances[spec["name"]] = {"name": spec["name"], "status": "PROVISIONING", "spec": spec, "zone": zone}
+            thread = threading.Thread(target=self._boot, args=(spec, zone), daemon=True)
             self.vm_threads.append(thread)
             thread.start()
-            return 200, {"kind": "compute#operation", "name": f"op-insert-{spec['name']}", "status": "RUNNING"}
+            return 200, {"kind": "compute#operation", "name": op_name, "status": "RUNNING"}
         instance = self.instances.get(name or "")
-        if instance is None or instance["status"] == "DELETED":
+        if instance is None or instance["status"] == "DELETED" or instance["zone"] != zone:
             return 404, {"error": {"code": 404, "message": f"instance {name} not found"}}
         if method == "DELETE":
             instance["status"] = "DELETED"
@@ -128,9 +150,17 @@ class FakeCompute:
             return 200, {"contents": self.serial.get(name, ""), "start": "0", "next": "1"}
         return 200, {"name": name, "status": instance["status"]}
 
-    def _boot(self, spec: dict) -> None:
+    def _checkpoint_markers(self) -> set[str]:
+        from edugraph_pipeline.training.remote import gcs_client
+
+        client = gcs_client()  # STORAGE_EMULATOR_HOST is set in the test's environment
+        return {b.name for b in client.list_blobs(self.bucket) if b.name.endswith("/_EDUGRAPH_COMPLETE.json")}
+
+    def _boot(self, spec: dict, zone: str) -> None:
         """The VM: run the startup script's container command locally, like COS would run the image."""
         name = spec["name"]
+        self.booted.append(name)
+        preempt = len(self.booted) <= self.preempt_vms
         script = next(i["value"] for i in spec["metadata"]["items"] if i["key"] == "startup-script")
         image, env, command = parse_docker_run(script)
         process_env = {
@@ -147,9 +177,33 @@ class FakeCompute:
                 process_env[key] = value
         self.instances[name]["status"] = "RUNNING"
         self.instances[name]["image"] = image
-        done = subprocess.run(command, env=process_env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-        self.serial[name] = f"edugraph: running the training step\n{done.stdout}{done.stderr}\nedugraph: step exited with status {done.returncode}\n"
-        if self.instances[name]["status"] != "DELETED":
+        before = self._checkpoint_markers() if preempt else set()
+        process = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        output: list[str] = []
+        reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 180
+        preempted = False
+        while process.poll() is None and time.monotonic() < deadline:
+            if preempt and len(self._checkpoint_markers() - before) >= self.preempt_after_checkpoints:
+                os.killpg(process.pid, signal.SIGKILL)  # the host is taken back: no time to clean up
+                preempted = True
+                break
+            time.sleep(0.05)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        reader.join(timeout=10)
+        self.serial[name] = f"edugraph: running the training step\n{''.join(output)}\nedugraph: step exited with status {process.returncode}\n"
+        if preempted:
+            op_name = f"op-preempted-{name}"
+            self.operations[op_name] = {
+                "name": op_name, "zone": zone, "status": "DONE", "operationType": "compute.instances.preempted",
+                "targetLink": f"https://www.googleapis.com/compute/v1/projects/p/zones/{zone}/instances/{name}",
+            }
+            self.instances[name]["status"] = "DELETED"  # instanceTerminationAction: DELETE
+        elif self.instances[name]["status"] != "DELETED":
             self.instances[name]["status"] = "TERMINATED"  # `shutdown -h now` after the step
 
     # ---- views

@@ -1,5 +1,6 @@
 """A stand-in for the training entry point: speaks Dagster Pipes (dagster-pipes only), reads the job's dataset file,
-writes an "adapter" into the job's output dir and reports a materialization. ``job["fail"]`` makes it fail."""
+writes an "adapter" into the job's output dir and reports a materialization. A ``STAND_IN_FAIL`` file in the
+dataset makes it fail (like bad data would)."""
 
 import json
 import os
@@ -9,12 +10,12 @@ from pathlib import Path
 from dagster_pipes import open_dagster_pipes
 
 with open_dagster_pipes() as pipes:
-    job = pipes.extras["job"]
-    dataset = Path(job["dataset_path"])
+    job = pipes.extras["job"]  # a TrainingJob as a dict
+    dataset = Path(job["config"]["dataset_path"])
     lines = (dataset / "train.jsonl").read_text().splitlines()
     pipes.log.info(f"stand-in step: training on {len(lines)} examples")
     print("stand-in stdout: epoch 1/1", flush=True)
-    if job.get("fail"):
+    if (dataset / "STAND_IN_FAIL").exists():
         print("STAND-IN FAILURE: the loss exploded at step 3", file=sys.stderr, flush=True)
         raise RuntimeError("stand-in training diverged")
     try:

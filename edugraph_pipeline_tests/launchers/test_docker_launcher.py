@@ -16,6 +16,7 @@ from edugraph_pipeline_tests.launchers.conftest import (
     FAKE_HF_TOKEN,
     all_log_text,
     failure_text,
+    make_step_fail,
     materialize_with,
     user_messages,
 )
@@ -55,7 +56,7 @@ def test_docker_round_trip(trainer_image, training_job, monkeypatch):
     assert metadata["hf_token_present"] is True  # passed through as container environment
     assert metadata["project_importable"] is True  # the image carries the project
     assert metadata["cwd"] == str((data / "work").resolve())
-    adapter = json.loads((Path(job["output_dir"]) / "adapter" / "adapter_config.json").read_text())
+    adapter = json.loads((Path(job.output_dir) / "adapter" / "adapter_config.json").read_text())
     assert adapter["examples"] == 5  # written through the same-path bind mount
     assert FAKE_HF_TOKEN not in all_log_text(instance, result.run_id)
 
@@ -64,7 +65,7 @@ def test_docker_step_failure(trainer_image, training_job):
     import docker
 
     job, data = training_job
-    job["fail"] = True
+    make_step_fail(job)
     result, _ = materialize_with(make_launcher(trainer_image, data), job, data / "work")
     assert not result.success
     text = failure_text(result)

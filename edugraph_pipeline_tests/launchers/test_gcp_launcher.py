@@ -16,6 +16,7 @@ from edugraph_pipeline_tests.launchers.conftest import (
     FAKE_HF_TOKEN,
     all_log_text,
     failure_text,
+    make_step_fail,
     materialize_with,
     user_messages,
 )
@@ -35,7 +36,7 @@ def gcp(tmp_path, monkeypatch):
             yield compute
 
 
-def make_launcher(compute: FakeCompute, step: Path) -> GcpLauncher:
+def make_launcher(compute: FakeCompute, step: Path, **overrides) -> GcpLauncher:
     return GcpLauncher(
         project="edugraph-test",
         zone="europe-west4-a",
@@ -52,6 +53,7 @@ def make_launcher(compute: FakeCompute, step: Path) -> GcpLauncher:
         poll_interval_s=0.2,
         message_interval_s=0.5,
         compute_endpoint=compute.endpoint,
+        **overrides,
     )
 
 
@@ -96,8 +98,8 @@ def test_gcp_round_trip(gcp: FakeCompute, training_job):
     assert metadata["hf_token_present"] is True
     # the step ran on the "VM disk" (inputs downloaded there), and its outputs came back to the local output dir
     assert Path(metadata["dataset_path"]).is_relative_to(gcp.vm_root)
-    assert not Path(job["dataset_path"]).is_relative_to(gcp.vm_root)
-    adapter = json.loads((Path(job["output_dir"]) / "adapter" / "adapter_config.json").read_text())
+    assert not Path(job.config.dataset_path).is_relative_to(gcp.vm_root)
+    adapter = json.loads((Path(job.output_dir) / "adapter" / "adapter_config.json").read_text())
     assert adapter == {"examples": 5, "first": '{"id": 0}'}
 
     # the VM is deleted; the secret is nowhere
@@ -110,7 +112,7 @@ def test_gcp_round_trip(gcp: FakeCompute, training_job):
 
 def test_gcp_step_failure_reports_logs_and_deletes_vm(gcp: FakeCompute, training_job):
     job, data = training_job
-    job["fail"] = True
+    make_step_fail(job)
     launcher = make_launcher(gcp, data / "bin" / "stand_in_step.py")
     result, instance = materialize_with(launcher, job, data / "work")
     assert not result.success
@@ -119,5 +121,5 @@ def test_gcp_step_failure_reports_logs_and_deletes_vm(gcp: FakeCompute, training
     assert "stand-in training diverged" in text
     (spec,) = gcp.inserted()
     assert spec["name"] in gcp.deleted()
-    assert not Path(job["output_dir"]).exists()
+    assert not Path(job.output_dir).exists()
     assert FAKE_HF_TOKEN not in all_log_text(instance, result.run_id)

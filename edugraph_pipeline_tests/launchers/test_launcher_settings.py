@@ -1,6 +1,7 @@
 """launcher_from_settings() and the local launcher's command override (no engine, no cloud)."""
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,17 +52,16 @@ def test_gcp_from_env(monkeypatch):
 
 def test_unknown_launcher(monkeypatch):
     monkeypatch.setenv("EDUGRAPH_TRAINING_LAUNCHER", "kubernetes")
-    with pytest.raises(ValueError, match="local, docker or gcp"):
+    with pytest.raises(ValueError, match="local, docker, gcp or vertex"):
         launcher_from_settings()
 
 
 def test_staging_plan_and_redact(training_job, monkeypatch):
     job, data = training_job
-    plan = staging_plan(job)
-    assert plan == {"inputs": [job["dataset_path"]], "outputs": [job["output_dir"]]}
-    (data / "work").mkdir()
-    nested = {"stage": "worksheet", "config": {**job, "work_dir": str(data / "work")}, "log_every": 10}
-    assert staging_plan(nested) == {"inputs": sorted([job["dataset_path"], str(data / "work")]), "outputs": [job["output_dir"]]}
+    dataset, output = job.config.dataset_path, job.output_dir
+    assert staging_plan(job.to_dict()) == {"inputs": [dataset], "outputs": [output]}
+    Path(job.work_dir).mkdir(parents=True)  # an existing work dir (checkpoints of a killed run) is an input too
+    assert staging_plan(job.to_dict()) == {"inputs": sorted([dataset, job.work_dir]), "outputs": [output]}
     monkeypatch.setenv("HF_TOKEN", FAKE_HF_TOKEN)
     assert redact(f"token={FAKE_HF_TOKEN}!") == "token=***!"
 

@@ -47,6 +47,7 @@ def launcher_from_settings() -> TrainingLauncher:
         return GcpLauncher(
             project=settings.setting("EDUGRAPH_GCP_PROJECT"),
             zone=settings.setting("EDUGRAPH_GCP_ZONE"),
+            zones=[z.strip() for z in settings.setting("EDUGRAPH_GCP_ZONES").split(",") if z.strip()],
             bucket=settings.setting("EDUGRAPH_GCS_BUCKET"),
             prefix=settings.setting("EDUGRAPH_GCS_PREFIX"),
             image=image,
@@ -63,7 +64,7 @@ def launcher_from_settings() -> TrainingLauncher:
             hf_token_secret=settings.setting("EDUGRAPH_GCP_HF_TOKEN_SECRET") or None,
             compute_endpoint=settings.setting("EDUGRAPH_GCP_COMPUTE_ENDPOINT") or None,
         )
-    raise ValueError(f"{LAUNCHER_ENV}={kind!r}: expected local, docker or gcp")
+    raise ValueError(f"{LAUNCHER_ENV}={kind!r}: expected local, docker, gcp or vertex")
 
 
 __all__ = [

@@ -11,6 +11,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from edugraph_pipeline.training.job import TrainingJob
+
 ENTRYPOINT_MODULE = "edugraph_pipeline.training.entrypoint"
 REMOTE_MODULE = "edugraph_pipeline.training.remote"
 LAUNCHER_ENV = "EDUGRAPH_TRAINING_LAUNCHER"
@@ -42,6 +44,22 @@ def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
     return text
 
 
+class StepFailed(dg.Failure):
+    """The training step itself failed (its code, its data, its memory, a bad image): retrying would fail the same
+    way, so no retry policy retries it (``allow_retries=False``)."""
+
+    def __init__(self, description: str, metadata: Mapping[str, Any] | None = None) -> None:
+        super().__init__(description=description, metadata=metadata, allow_retries=False)
+
+
+class StepPreempted(dg.Failure):
+    """The machine under the step was taken back (spot preemption, a Vertex worker restart limit): the training
+    assets' retry policy starts a new machine, which resumes from the checkpoint synced to GCS."""
+
+    def __init__(self, description: str, metadata: Mapping[str, Any] | None = None) -> None:
+        super().__init__(description=description, metadata=metadata, allow_retries=True)
+
+
 def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
@@ -56,8 +74,10 @@ class TrainingLauncher(dg.ConfigurableResource):
     )
 
     def launch(
-        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
+        self, context: dg.AssetExecutionContext, *, job: TrainingJob, workdir: Path, identity: str | None = None
     ) -> dg.PipesClientCompletedInvocation:
+        """Run `job`; `identity` (the asset's `job.identity(inputs)`) names the job's stable remote folders
+        (checkpoints, staged inputs) for the cloud launchers; None derives one from `job.decisive()`."""
         raise NotImplementedError
 
     def step_command(self, python: str) -> list[str]:
@@ -70,13 +90,13 @@ class LocalLauncher(TrainingLauncher):
     python: str = sys.executable
 
     def launch(
-        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
+        self, context: dg.AssetExecutionContext, *, job: TrainingJob, workdir: Path, identity: str | None = None
     ) -> dg.PipesClientCompletedInvocation:
         workdir.mkdir(parents=True, exist_ok=True)
         return dg.PipesSubprocessClient(cwd=str(workdir)).run(
             context=context,
             command=self.step_command(self.python),
-            extras={"job": job},
+            extras={"job": job.to_dict()},
         )
 
 

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.errors import DagsterPipesExecutionError
 from pydantic import Field
 
 from edugraph_pipeline.defs.training.launchers.base import (
     _LOG_TAIL_LINES,
     DEFAULT_IMAGE,
     PASSTHROUGH_ENV,
+    StepFailed,
     TrainingLauncher,
     redact,
     staging_plan,
 )
+from edugraph_pipeline.training.job import TrainingJob
+
+
+def _pipes_message(line: str) -> dict | None:
+    """The Pipes message a log line carries, or None for the step's ordinary output."""
+    if '"__dagster_pipes_version"' not in line:
+        return None
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return message if isinstance(message, dict) and "__dagster_pipes_version" in message else None
 
 
 class _ContainerLogsReader(dg.PipesMessageReader):
@@ -41,23 +55,24 @@ class _ContainerLogsReader(dg.PipesMessageReader):
             self._handler = None
 
     def consume(self, container) -> None:
-        from dagster._core.pipes.utils import extract_message_or_forward_to_stdout
-
         assert self._handler is not None
         pending = ""
         for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
             pending += chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else str(chunk)
             *lines, pending = pending.split("\n")
             for line in lines:
-                self._line(line, extract_message_or_forward_to_stdout)
+                self._line(line)
         if pending:
-            self._line(pending, extract_message_or_forward_to_stdout)
+            self._line(pending)
 
-    def _line(self, line: str, forward) -> None:
-        if '"__dagster_pipes_version"' not in line:
-            line = redact(line)
-            self.tail.append(line)
-        forward(self._handler, line)
+    def _line(self, line: str) -> None:
+        message = _pipes_message(line)
+        if message is not None:
+            self._handler.handle_message(message)
+            return
+        line = redact(line)
+        self.tail.append(line)
+        sys.stdout.write(line + "\n")  # the step's own output: into Dagster's captured stdout
 
     def no_messages_debug_text(self) -> str:
         return "Attempted to read Pipes messages from the training container's log stream."
@@ -111,7 +126,7 @@ class DockerLauncher(TrainingLauncher):
         return volumes, env
 
     def launch(
-        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
+        self, context: dg.AssetExecutionContext, *, job: TrainingJob, workdir: Path, identity: str | None = None
     ) -> dg.PipesClientCompletedInvocation:
         from docker.types import DeviceRequest
 
@@ -132,7 +147,7 @@ class DockerLauncher(TrainingLauncher):
         env.update({name: os.environ[name] for name in self.passthrough_env if os.environ.get(name)})
         command = self.step_command(self.python)
         mounted = [Path(bind["bind"]) for bind in volumes.values()]
-        for path in staging_plan(job)["inputs"]:
+        for path in staging_plan(job.to_dict())["inputs"]:
             if not any(Path(path).is_relative_to(m) for m in mounted):
                 context.log.warning(f"{path} (in the training job) is outside every mount; the container cannot see it")
         reader = _ContainerLogsReader()
@@ -140,7 +155,7 @@ class DockerLauncher(TrainingLauncher):
             context=context,
             context_injector=dg.PipesEnvContextInjector(),
             message_reader=reader,
-            extras={"job": job},
+            extras={"job": job.to_dict()},
         ) as session:
             context.log.info(
                 f"Running {command} in {self.image} (gpus={self.gpus}, mounts={sorted(v['bind'] for v in volumes.values())}, "
@@ -169,7 +184,7 @@ class DockerLauncher(TrainingLauncher):
                 except docker.errors.APIError as error:  # already gone
                     context.log.warning(f"Could not remove container {container.short_id}: {error}")
             if status != 0:
-                raise DagsterPipesExecutionError(
+                raise StepFailed(
                     f"Training container ({self.image}) exited with status {status}. Last log lines:\n"
                     + "\n".join(reader.tail)
                 )

@@ -12,18 +12,34 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.errors import DagsterPipesExecutionError
 from pydantic import Field
 
+from edugraph_pipeline.defs.training.launchers import retry
 from edugraph_pipeline.defs.training.launchers.base import (
     DEFAULT_IMAGE,
     REMOTE_MODULE,
+    StepFailed,
+    StepPreempted,
     TrainingLauncher,
     _tail,
     redact,
-    staging_plan,
 )
-from edugraph_pipeline.training.remote import blob_name, download_tree, gcs_client, upload_tree
+from edugraph_pipeline.defs.training.launchers.cloud import (
+    FAILED,
+    NO_CAPACITY,
+    PREEMPTED,
+    SUCCEEDED,
+    CloudLayout,
+    Ledger,
+    MachineRecord,
+    cloud_staging,
+    cost_metadata,
+    job_key,
+    resume_line,
+    stage_inputs,
+)
+from edugraph_pipeline.training.job import TrainingJob
+from edugraph_pipeline.training.remote import download_tree, gcs_client
 
 # The CUDA version of the torch wheels in requirements.lock (torch 2.14.1+cu130) and of docker/Dockerfile.trainer's
 # base: the VM's driver must support at least this, or torch sees no GPU.
@@ -35,6 +51,31 @@ def _dagster_gcp_pipes():
     from dagster_gcp.pipes import PipesGCSContextInjector, PipesGCSMessageReader
 
     return PipesGCSContextInjector, PipesGCSMessageReader
+
+
+# Compute Engine's answers when a zone cannot take the VM now; the next zone may.
+CAPACITY_ERRORS = (
+    "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
+    "ZONE_RESOURCE_POOL_EXHAUSTED",
+    "QUOTA_EXCEEDED",
+    "RESOURCE_NOT_FOUND_IN_ZONE",  # e.g. no nvidia-l4 in that zone
+    "UNSUPPORTED_OPERATION_IN_ZONE",
+)
+
+
+class _NoCapacity(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _capacity_reason(text: str) -> str | None:
+    return next((code for code in CAPACITY_ERRORS if code in text), None)
+
+
+def _http_error_text(error) -> str:
+    content = getattr(error, "content", b"")
+    return content.decode("utf-8", errors="replace") if isinstance(content, bytes) else str(content or error)
 
 
 def _shell_quote(value: str) -> str:
@@ -56,6 +97,18 @@ class GcpLauncher(TrainingLauncher):
 
     project: str
     zone: str = "us-central1-a"
+    zones: list[str] = Field(
+        default_factory=list,
+        description="Zones to try in order (first preferred; empty: `zone` only). A zone without capacity or quota "
+        "(ZONE_RESOURCE_POOL_EXHAUSTED, QUOTA_EXCEEDED) moves the VM to the next.",
+    )
+    max_preemptions: int | None = Field(
+        default=None, description="Preemptions a step survives (None: EDUGRAPH_GCP_MAX_PREEMPTIONS when it runs)."
+    )
+    on_demand_after: int | None = Field(
+        default=None,
+        description="After this many preemptions the next VM is on-demand (None: EDUGRAPH_GCP_ON_DEMAND_AFTER; unset: never).",
+    )
     bucket: str
     prefix: str = "edugraph"
     image: str = Field(default=DEFAULT_IMAGE, description="Training image the VM pulls (Artifact Registry path).")
@@ -105,7 +158,9 @@ class GcpLauncher(TrainingLauncher):
 
     # ---- VM description
 
-    def startup_script(self, *, instance: str, run_root: str, container_env: Mapping[str, str], command: list[str]) -> str:
+    def startup_script(
+        self, *, instance: str, run_root: str, container_env: Mapping[str, str], command: list[str], zone: str | None = None
+    ) -> str:
         """The VM's startup script (Container-Optimized OS): GPU driver, image pull, the step, log upload,
         self-delete.  Holds no secret: the HF token is read from Secret Manager on the VM."""
         q = _shell_quote
@@ -152,7 +207,7 @@ for dev in /dev/nvidia[0-9]* /dev/nvidia-uvm /dev/nvidiactl; do [ -e "$dev" ] &&
 # Output goes to the serial console (and to gs://{self.bucket}/{run_root}/logs/startup.log).
 set -uo pipefail
 PROJECT={q(self.project)}
-ZONE={q(self.zone)}
+ZONE={q(zone or self.zone)}
 INSTANCE={q(instance)}
 BUCKET={q(self.bucket)}
 RUN_ROOT={q(run_root)}
@@ -194,8 +249,31 @@ echo "edugraph: running the training step"
 echo "edugraph: step exited with status $?"
 """
 
-    def instance_body(self, *, instance: str, startup_script: str, run_id: str) -> dict:
-        zone_path = f"projects/{self.project}/zones/{self.zone}"
+    def shutdown_script(self, *, run_root: str) -> str:
+        """Runs when the VM stops (best effort, ~30 s on preemption): if the metadata server says the VM is being
+        preempted, it leaves ``preempted.json`` for the launcher, which then retries instead of failing."""
+        q = _shell_quote
+        return f"""#!/bin/bash
+MD=http://metadata.google.internal/computeMetadata/v1
+if curl -sf -H 'Metadata-Flavor: Google' "$MD/instance/preempted" | grep -q TRUE; then
+  TOKEN="$(curl -sf -H 'Metadata-Flavor: Google' "$MD/instance/service-accounts/default/token" \\
+    | sed -nE 's/.*"access_token" *: *"([^"]+)".*/\\1/p')"
+  curl -sf -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' --data '{{"preempted": true}}' \\
+    "https://storage.googleapis.com/upload/storage/v1/b/{q(self.bucket)}/o?uploadType=media&name={q(run_root)}/preempted.json" || true
+fi
+"""
+
+    def instance_body(
+        self,
+        *,
+        instance: str,
+        startup_script: str,
+        run_id: str,
+        run_root: str,
+        zone: str | None = None,
+        spot: bool | None = None,
+    ) -> dict:
+        zone_path = f"projects/{self.project}/zones/{zone or self.zone}"
         interface: dict[str, Any] = {"network": self.network}
         if self.subnetwork:
             interface["subnetwork"] = self.subnetwork
@@ -207,7 +285,7 @@ echo "edugraph: step exited with status $?"
             "instanceTerminationAction": "DELETE",
             "maxRunDuration": {"seconds": int(self.max_run_hours * 3600)},
         }
-        if self.spot:
+        if self.spot if spot is None else spot:
             scheduling["provisioningModel"] = "SPOT"
         body: dict[str, Any] = {
             "name": instance,
@@ -231,7 +309,12 @@ echo "edugraph: step exited with status $?"
                     "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
                 }
             ],
-            "metadata": {"items": [{"key": "startup-script", "value": startup_script}]},
+            "metadata": {
+                "items": [
+                    {"key": "startup-script", "value": startup_script},
+                    {"key": "shutdown-script", "value": self.shutdown_script(run_root=run_root)},
+                ]
+            },
             "labels": {
                 **self.labels,
                 "edugraph-step": "training",
@@ -249,8 +332,11 @@ echo "edugraph: step exited with status $?"
 
     # ---- the run
 
+    def zone_list(self) -> list[str]:
+        return list(self.zones) or [self.zone]
+
     def launch(
-        self, context: dg.AssetExecutionContext, *, job: dict, workdir: Path
+        self, context: dg.AssetExecutionContext, *, job: TrainingJob, workdir: Path, identity: str | None = None
     ) -> dg.PipesClientCompletedInvocation:
         from googleapiclient.errors import HttpError
 
@@ -258,14 +344,22 @@ echo "edugraph: step exited with status $?"
         storage = gcs_client(self.project)
         bucket = storage.bucket(self.bucket)
         attempt = _secrets.token_hex(3)
-        run_root = f"{self.prefix.strip('/')}/runs/{context.run.run_id}/{attempt}".lstrip("/")
+        layout = CloudLayout(self.bucket, self.prefix, job_key(job, identity), context.run.run_id, attempt)
+        run_root = layout.run_root
         instance = f"edugraph-train-{context.run.run_id[:8]}-{attempt}".lower()
+        limit = self.max_preemptions if self.max_preemptions is not None else retry.max_preemptions()
+        on_demand = self.on_demand_after if self.on_demand_after is not None else retry.on_demand_after()
+        ledger = Ledger(bucket, layout)
+        interrupted = ledger.interruptions()
+        spot = self.spot and not (on_demand is not None and interrupted >= on_demand)
+        if self.spot and not spot:
+            context.log.info(f"{interrupted} preemptions so far (on-demand after {on_demand}): this VM is on-demand")
 
-        plan = staging_plan(job)
-        for path in plan["inputs"]:
-            count = upload_tree(bucket, run_root, path)
-            context.log.info(f"Staged {path} ({count} files) to gs://{self.bucket}/{blob_name(run_root, path)}")
-        staging = {"bucket": self.bucket, "root": run_root, **plan}
+        staging = cloud_staging(job, layout)
+        stage_inputs(bucket, layout, staging["inputs"], context.log.info)
+        line = resume_line(storage, layout, interrupted, limit)
+        if line:
+            context.log.info(line)
 
         class _RunMessageReader(reader_cls):  # messages under the run's folder instead of the bucket root
             @contextmanager
@@ -279,11 +373,12 @@ echo "edugraph: step exited with status $?"
                 }
 
         compute = self._compute()
+        record: MachineRecord | None = None
         with dg.open_pipes_session(
             context=context,
             context_injector=injector_cls(bucket=self.bucket, client=storage, key_prefix=f"{run_root}/pipes/context-"),
             message_reader=_RunMessageReader(bucket=self.bucket, client=storage, interval=self.message_interval_s),
-            extras={"job": job, "edugraph_staging": staging},
+            extras={"job": job.to_dict(), "edugraph_staging": staging},
         ) as session:
             container_env = {
                 **self.env,
@@ -291,47 +386,102 @@ echo "edugraph: step exited with status $?"
                 "EDUGRAPH_PIPES_UPLOAD_INTERVAL": str(self.message_interval_s),
             }
             command = [self.python, "-m", REMOTE_MODULE, "--", *self.step_command(self.python)]
-            script = self.startup_script(
-                instance=instance, run_root=run_root, container_env=container_env, command=command
-            )
-            body = self.instance_body(instance=instance, startup_script=script, run_id=context.run.run_id)
-            context.log.info(
-                f"Creating {'spot ' if self.spot else ''}VM {instance} ({self.machine_type}, "
-                f"{self.accelerator_count}x {self.accelerator_type}) in {self.project}/{self.zone} running {self.image}"
-            )
             try:
-                operation = compute.instances().insert(project=self.project, zone=self.zone, body=body).execute()
-                self._wait_operation(compute, operation)
-                outcome = self._wait_for_step(context, compute, storage, instance, run_root)
+                zone = self._create_vm(context, compute, ledger, instance, run_root, container_env, command, spot)
+                record = MachineRecord(attempt, instance, zone, spot, self.accelerator_count)
+                ledger.write(record)
+                outcome = self._wait_for_step(context, compute, storage, zone, instance, run_root)
+                record.ended = time.time()
+                preempted = outcome.get("exit_code") != 0 and self._preempted(compute, storage, zone, instance, run_root)
+                record.outcome = PREEMPTED if preempted else SUCCEEDED if outcome.get("exit_code") == 0 else FAILED
+                ledger.write(record)
+                if preempted:
+                    count = interrupted + 1
+                    message = f"VM {instance} in {zone} was preempted (preemption {count} of {limit})"
+                    context.log.warning(message)
+                    if count > limit:
+                        raise StepFailed(f"{message}: giving up ({retry.MAX_PREEMPTIONS_ENV}={limit})")
+                    raise StepPreempted(f"{message}: a new VM resumes from the last checkpoint synced to GCS")
                 if outcome.get("exit_code") != 0:
-                    raise DagsterPipesExecutionError(
-                        self._failure_report(compute, storage, instance, run_root, outcome)
-                    )
+                    raise StepFailed(self._failure_report(compute, storage, zone, instance, run_root, outcome))
             finally:
-                try:
-                    compute.instances().delete(project=self.project, zone=self.zone, instance=instance).execute()
-                    context.log.info(f"Deleted VM {instance}")
-                except HttpError as error:
-                    if error.resp.status != 404:
-                        context.log.error(f"Could not delete VM {instance}: {error}; delete it by hand")
-        for path in plan["outputs"]:
+                if record is not None:
+                    try:
+                        compute.instances().delete(project=self.project, zone=record.zone, instance=instance).execute()
+                        context.log.info(f"Deleted VM {instance}")
+                    except HttpError as error:
+                        if error.resp.status != 404:
+                            context.log.error(f"Could not delete VM {instance}: {error}; delete it by hand")
+        for path in staging["outputs"]:
             count = download_tree(storage, self.bucket, run_root, path)
             context.log.info(f"Downloaded {count} files to {path}")
+        context.add_asset_metadata(cost_metadata(ledger.records(), "gcp"))
         return dg.PipesClientCompletedInvocation(session)
 
-    def _wait_operation(self, compute, operation: dict, timeout_s: float = 600) -> None:
+    def _create_vm(self, context, compute, ledger, instance, run_root, container_env, command, spot) -> str:
+        """Insert the VM in the first zone with capacity and quota; returns that zone."""
+        from googleapiclient.errors import HttpError
+
+        zones = self.zone_list()
+        for index, zone in enumerate(zones):
+            script = self.startup_script(
+                instance=instance, run_root=run_root, container_env=container_env, command=command, zone=zone
+            )
+            body = self.instance_body(
+                instance=instance, startup_script=script, run_id=context.run.run_id, run_root=run_root, zone=zone, spot=spot
+            )
+            context.log.info(
+                f"Creating {'spot ' if spot else ''}VM {instance} ({self.machine_type}, "
+                f"{self.accelerator_count}x {self.accelerator_type}) in {self.project}/{zone} running {self.image}"
+            )
+            try:
+                operation = compute.instances().insert(project=self.project, zone=zone, body=body).execute()
+                self._wait_operation(compute, zone, operation)
+                return zone
+            except HttpError as error:
+                reason = _capacity_reason(_http_error_text(error))
+                if reason is None:
+                    raise StepFailed(f"Creating VM {instance} in {zone} failed: {redact(_http_error_text(error))}") from None
+            except _NoCapacity as error:
+                reason = error.reason
+            following = zones[index + 1] if index + 1 < len(zones) else None
+            context.log.warning(
+                f"Zone {zone} cannot run the VM now ({reason})"
+                + (f": trying {following}" if following else ": no zone left")
+            )
+            ledger.write(MachineRecord(ledger.layout.attempt, instance, zone, spot, 0, ended=time.time(), outcome=NO_CAPACITY))
+        raise StepPreempted(
+            f"No zone of {', '.join(zones)} has capacity or quota for {self.accelerator_count}x {self.accelerator_type} "
+            f"now: retrying later ({retry.MAX_PREEMPTIONS_ENV} bounds the attempts)"
+        )
+
+    def _preempted(self, compute, storage, zone: str, instance: str, run_root: str) -> bool:
+        """Compute Engine's own record (a ``compute.instances.preempted`` operation on the instance), or the marker
+        the VM's shutdown script writes when the metadata server says the VM is being preempted."""
+        if storage.bucket(self.bucket).blob(f"{run_root}/preempted.json").exists():
+            return True
+        response = compute.zoneOperations().list(
+            project=self.project, zone=zone, filter='operationType="compute.instances.preempted"'
+        ).execute()
+        return any(
+            op.get("operationType") == "compute.instances.preempted"
+            and str(op.get("targetLink", "")).rstrip("/").endswith(f"/instances/{instance}")
+            for op in response.get("items", [])
+        )
+
+    def _wait_operation(self, compute, zone: str, operation: dict, timeout_s: float = 600) -> None:
         deadline = time.monotonic() + timeout_s
         while operation.get("status") != "DONE":
             if time.monotonic() > deadline:
-                raise DagsterPipesExecutionError(f"Compute operation {operation.get('name')} did not finish")
+                raise StepFailed(f"Compute operation {operation.get('name')} did not finish in {timeout_s:.0f} s")
             time.sleep(min(self.poll_interval_s, 5))
-            operation = compute.zoneOperations().get(
-                project=self.project, zone=self.zone, operation=operation["name"]
-            ).execute()
+            operation = compute.zoneOperations().get(project=self.project, zone=zone, operation=operation["name"]).execute()
         if operation.get("error"):
-            raise DagsterPipesExecutionError(
-                f"Creating the VM failed: {json.dumps(operation['error'].get('errors', operation['error']))}"
-            )
+            text = json.dumps(operation["error"].get("errors", operation["error"]))
+            reason = _capacity_reason(text)
+            if reason:
+                raise _NoCapacity(reason)
+            raise StepFailed(f"Creating the VM in {zone} failed: {text}")
 
     def _read_status(self, storage, run_root: str) -> dict | None:
         blob = storage.bucket(self.bucket).blob(f"{run_root}/status.json")
@@ -339,7 +489,7 @@ echo "edugraph: step exited with status $?"
             return None
         return json.loads(blob.download_as_bytes())
 
-    def _wait_for_step(self, context, compute, storage, instance: str, run_root: str) -> dict:
+    def _wait_for_step(self, context, compute, storage, zone: str, instance: str, run_root: str) -> dict:
         from googleapiclient.errors import HttpError
 
         deadline = time.monotonic() + self.max_run_hours * 3600 + 900
@@ -349,7 +499,7 @@ echo "edugraph: step exited with status $?"
             if status is not None:
                 return status
             try:
-                state = compute.instances().get(project=self.project, zone=self.zone, instance=instance).execute()
+                state = compute.instances().get(project=self.project, zone=zone, instance=instance).execute()
                 vm_status = state.get("status")
             except HttpError as error:
                 if error.resp.status != 404:
@@ -370,7 +520,7 @@ echo "edugraph: step exited with status $?"
                 return {"exit_code": None, "error": f"timed out after {self.max_run_hours} h"}
             time.sleep(self.poll_interval_s)
 
-    def _failure_report(self, compute, storage, instance: str, run_root: str, outcome: dict) -> str:
+    def _failure_report(self, compute, storage, zone: str, instance: str, run_root: str, outcome: dict) -> str:
         parts = [
             f"Training step on VM {instance} failed: "
             + (f"exit code {outcome['exit_code']}" if outcome.get("exit_code") is not None else "")
@@ -387,7 +537,7 @@ echo "edugraph: step exited with status $?"
                 parts.append(f"--- {label}: unreadable ({error}) ---")
         try:
             serial = compute.instances().getSerialPortOutput(
-                project=self.project, zone=self.zone, instance=instance, port=1
+                project=self.project, zone=zone, instance=instance, port=1
             ).execute()
             parts.append(f"--- serial console (last lines) ---\n{_tail(serial.get('contents', ''), 40)}")
         except Exception:  # noqa: BLE001 - the VM may be gone already

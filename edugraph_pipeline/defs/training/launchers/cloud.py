@@ -1,0 +1,167 @@
+"""What the two Google Cloud launchers (`gcp`: a Compute Engine VM, `vertex`: a Vertex AI CustomJob) share: the GCS
+layout of a job, inputs staged once, the ledger of machines a run used, and the metadata it adds up to.
+
+``gs://<bucket>/<prefix>/``
+
+* ``work/<job key>/inputs/``: the job's inputs (``files<absolute path>``) and ``manifest.json``, written last; a
+  later attempt, zone or machine whose inputs match the manifest uploads nothing;
+* ``work/<job key>/checkpoints/``: the Trainer's checkpoints, synced by the step (`training/checkpoint_sync.py`);
+* ``work/<job key>/attempts/<run id>/<attempt>.json``: one record per machine (zone, spot, start, end, outcome);
+* ``runs/<run id>/<attempt>/``: one attempt's Pipes context and messages, logs, outputs and ``status.json``.
+
+The job key is the asset's job identity (the job and the versions of its inputs), so the same job on the same
+inputs finds its checkpoints whichever run, attempt or machine asks; never a per-attempt id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edugraph_pipeline.defs.training.launchers.base import staging_plan
+from edugraph_pipeline.training.checkpoint_sync import CheckpointStore
+from edugraph_pipeline.training.job import TrainingJob
+from edugraph_pipeline.training.remote import blob_name, upload_tree
+
+PREEMPTED = "preempted"
+NO_CAPACITY = "no_capacity"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+
+
+def job_key(job: TrainingJob, identity: str | None) -> str:
+    """The folder name of a job's stable GCS state: its identity, or a hash of what decides its result."""
+    if identity:
+        return identity[:32]
+    return hashlib.sha256(json.dumps(job.decisive(), sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CloudLayout:
+    bucket: str
+    prefix: str
+    key: str
+    run_id: str
+    attempt: str
+
+    @property
+    def work_root(self) -> str:
+        return f"{self.prefix.strip('/')}/work/{self.key}".lstrip("/")
+
+    @property
+    def inputs_root(self) -> str:
+        return f"{self.work_root}/inputs"
+
+    @property
+    def checkpoints_root(self) -> str:
+        return f"{self.work_root}/checkpoints"
+
+    @property
+    def run_root(self) -> str:
+        return f"{self.prefix.strip('/')}/runs/{self.run_id}/{self.attempt}".lstrip("/")
+
+
+def cloud_staging(job: TrainingJob, layout: CloudLayout) -> dict:
+    """The staging plan the in-container wrapper follows: the job's work dir is scratch (created empty on the
+    machine: its checkpoints come from GCS), never uploaded from this host."""
+    plan = staging_plan(job.to_dict())
+    scratch = [str(Path(job.work_dir).resolve())] if job.work_dir else []
+    inputs = [p for p in plan["inputs"] if not any(p == s or p.startswith(s + "/") for s in scratch)]
+    return {
+        "bucket": layout.bucket,
+        "root": layout.run_root,
+        "inputs_root": layout.inputs_root,
+        "inputs": inputs,
+        "outputs": plan["outputs"],
+        "scratch": scratch,
+        "checkpoints": f"gs://{layout.bucket}/{layout.checkpoints_root}" if job.config is not None else None,
+    }
+
+
+def _manifest(paths: list[str]) -> dict:
+    manifest = {}
+    for path in paths:
+        base = Path(path)
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+        manifest[path] = {
+            ("" if f == base else f.relative_to(base).as_posix()): [f.stat().st_size, f.stat().st_mtime_ns] for f in files
+        }
+    return manifest
+
+
+def stage_inputs(bucket, layout: CloudLayout, paths: list[str], log) -> int:
+    """Upload the inputs unless the manifest in GCS already describes these very files; returns files uploaded."""
+    manifest = _manifest(paths)
+    marker = bucket.blob(f"{layout.inputs_root}/manifest.json")
+    if marker.exists() and json.loads(marker.download_as_bytes()) == manifest:
+        log(f"Inputs already staged in gs://{layout.bucket}/{layout.inputs_root} ({len(paths)} paths): not uploading again")
+        return 0
+    count = 0
+    for path in paths:
+        uploaded = upload_tree(bucket, layout.inputs_root, path)
+        count += uploaded
+        log(f"Staged {path} ({uploaded} files) to gs://{layout.bucket}/{blob_name(layout.inputs_root, path)}")
+    marker.upload_from_string(json.dumps(manifest), content_type="application/json")
+    return count
+
+
+@dataclass
+class MachineRecord:
+    """One machine (VM or Vertex job) a run used."""
+
+    attempt: str
+    machine: str
+    zone: str
+    spot: bool
+    accelerators: int
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    outcome: str | None = None
+
+    @property
+    def gpu_hours(self) -> float:
+        return ((self.ended or time.time()) - self.started) * self.accelerators / 3600
+
+
+class Ledger:
+    """The machines of one Dagster run for one job, kept in GCS so every retry attempt sees the ones before it."""
+
+    def __init__(self, bucket, layout: CloudLayout) -> None:
+        self.bucket, self.layout = bucket, layout
+        self.folder = f"{layout.work_root}/attempts/{layout.run_id}"
+
+    def records(self) -> list[MachineRecord]:
+        blobs = self.bucket.client.list_blobs(self.bucket.name, prefix=self.folder + "/")
+        records = [MachineRecord(**json.loads(b.download_as_bytes())) for b in blobs if b.name.endswith(".json")]
+        return sorted(records, key=lambda r: r.started)
+
+    def write(self, record: MachineRecord) -> None:
+        self.bucket.blob(f"{self.folder}/{record.attempt}-{record.machine}.json").upload_from_string(
+            json.dumps(asdict(record)), content_type="application/json"
+        )
+
+    def interruptions(self) -> int:
+        return sum(r.outcome in (PREEMPTED, NO_CAPACITY) for r in self.records())
+
+
+def resume_line(storage, layout: CloudLayout, interruptions: int, limit: int) -> str | None:
+    """"resuming from checkpoint-400 after preemption 2 of 5" (None on a first attempt)."""
+    if interruptions == 0:
+        return None
+    newest = CheckpointStore(storage, layout.bucket, layout.checkpoints_root).newest()
+    where = f"resuming from checkpoint-{newest.step}" if newest else "starting from step 0 (no checkpoint was synced yet)"
+    return f"{where} after preemption {interruptions} of {limit}"
+
+
+def cost_metadata(records: list[MachineRecord], prefix: str) -> dict:
+    """What the run's machines add up to: recorded in the materialization (`<prefix>_...`)."""
+    return {
+        f"{prefix}_preemptions": sum(r.outcome == PREEMPTED for r in records),
+        f"{prefix}_machines": sum(r.outcome != NO_CAPACITY for r in records),
+        f"{prefix}_zones": ", ".join(dict.fromkeys(r.zone for r in records if r.outcome != NO_CAPACITY)),
+        f"{prefix}_gpu_hours": round(sum(r.gpu_hours for r in records if r.outcome != NO_CAPACITY), 4),
+        f"{prefix}_spot_machines": sum(r.spot for r in records if r.outcome != NO_CAPACITY),
+    }
