@@ -30,6 +30,10 @@ def test_evaluate_model_on_a_saved_dataset(classifier, images, tmp_path):
     assert run.report.n == 3 and len(run.raw) == 3
     assert run.report.baseline_answer == answer(["Addition"], ["NumbersSmaller10"], ["ProcedureExecution"])
     assert run.report.baseline.exact_match == 1 / 3
+    # The nearest neighbour of each validation picture is the same train picture: right on rows 1 and 3.
+    assert set(run.report.baselines) == {"most_frequent", "nearest_neighbour"}
+    assert run.report.baselines["nearest_neighbour"].exact_match == 2 / 3
+    assert any(check["check"] == "micro_f1_mean - most_frequent baseline" for check in run.checks)  # tiny gate
     assert run.passed is (not run.reasons)
     assert any(check["check"] == "json_valid_rate" for check in run.checks)
     json.dumps(run.to_json())
