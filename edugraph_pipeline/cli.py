@@ -11,11 +11,11 @@ from edugraph_pipeline import settings
 def _releases(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from edugraph_pipeline.defs.ontology.resources import OntologyRepository
     from edugraph_pipeline.defs.partitions import ontology_partitions
-    from edugraph_pipeline.defs.resources import default_resources
     from edugraph_pipeline.releases import ReleaseSourceError
 
-    repository = default_resources()["ontology_repository"]
+    repository = OntologyRepository.from_settings()
     try:
         tags = repository.list_releases()
     except ReleaseSourceError as error:

@@ -69,5 +69,32 @@ def test_malformed_settings_name_the_variable(monkeypatch):
     monkeypatch.setenv("EDUGRAPH_DOCKER_GPUS", "off")
     assert default_resources()["training_launcher"].gpus is False
     monkeypatch.setenv("EDUGRAPH_TRAINING_LAUNCHER", "slurm")
-    with pytest.raises(ValueError, match=r"EDUGRAPH_TRAINING_LAUNCHER='slurm': expected local, docker or gcp"):
+    with pytest.raises(ValueError, match=r"EDUGRAPH_TRAINING_LAUNCHER='slurm': expected local, docker, gcp or vertex"):
         default_resources()
+
+
+def test_importing_the_code_location_reads_no_environment(tmp_path):
+    """A malformed setting does not break the import; it fails when Dagster loads the definitions, naming it."""
+    env = {**os.environ, "EDUGRAPH_SAMPLE_COUNT": "two hundred"}
+    code = (
+        "import edugraph_pipeline.definitions as d\n"
+        "print('imported')\n"
+        "d.defs()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.stdout.strip() == "imported"
+    assert done.returncode != 0 and "EDUGRAPH_SAMPLE_COUNT='two hundred': expected an integer" in done.stderr
+
+
+def test_resources_bind_set_variables_as_env_vars(monkeypatch, tmp_path):
+    from edugraph_pipeline.defs.resources import default_resources
+
+    monkeypatch.setenv("EDUGRAPH_DATA_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("EDUGRAPH_SAMPLE_COUNT", "12")
+    monkeypatch.delenv("EDUGRAPH_CONTENT_SOURCE", raising=False)
+    resources = default_resources()
+    assert resources["artifact_store"].data_dir == dg.EnvVar("EDUGRAPH_DATA_DIR")
+    assert resources["content_source"].sample_count == dg.EnvVar.int("EDUGRAPH_SAMPLE_COUNT")
+    assert resources["content_source"].source == "sample"  # unset: the setting's default, a plain value
+    with dg.build_resources({"artifact_store": resources["artifact_store"]}) as built:
+        assert built.artifact_store.store().root == tmp_path / "out"

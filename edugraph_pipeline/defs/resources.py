@@ -69,17 +69,31 @@ def hub_publisher_from_settings() -> HubPublisher:
     )
 
 
+def from_env(name: str, default, *, kind: type = str):
+    """`dg.EnvVar(name)` when the variable is set (checked here, resolved when a run starts, shown as such in the
+    launchpad and the run's config), else the setting's default. A malformed value fails now, naming it."""
+    if name not in os.environ:
+        return default
+    if kind is int:
+        settings.integer(name)
+        return dg.EnvVar.int(name)
+    return dg.EnvVar(name)
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
+    cache_dir = from_env("EDUGRAPH_CACHE_DIR", str(settings.cache_dir()))
     return {
-        "artifact_store": ArtifactStoreResource(data_dir=settings.data_location(), cache_dir=str(settings.cache_dir())),
+        "artifact_store": ArtifactStoreResource(
+            data_dir=from_env("EDUGRAPH_DATA_DIR", settings.data_location()), cache_dir=cache_dir
+        ),
         "ontology_repository": OntologyRepository(
-            remote=settings.setting("EDUGRAPH_ONTOLOGY_REPO"), cache_dir=str(settings.cache_dir())
+            remote=from_env("EDUGRAPH_ONTOLOGY_REPO", settings.setting("EDUGRAPH_ONTOLOGY_REPO")), cache_dir=cache_dir
         ),
         "content_source": ContentSource(
-            source=settings.setting("EDUGRAPH_CONTENT_SOURCE"),
-            sample_count=settings.integer("EDUGRAPH_SAMPLE_COUNT"),
-            sample_seed=settings.integer("EDUGRAPH_SAMPLE_SEED"),
-            cache_dir=str(settings.cache_dir()),
+            source=from_env("EDUGRAPH_CONTENT_SOURCE", settings.setting("EDUGRAPH_CONTENT_SOURCE")),
+            sample_count=from_env("EDUGRAPH_SAMPLE_COUNT", settings.integer("EDUGRAPH_SAMPLE_COUNT"), kind=int),
+            sample_seed=from_env("EDUGRAPH_SAMPLE_SEED", settings.integer("EDUGRAPH_SAMPLE_SEED"), kind=int),
+            cache_dir=cache_dir,
         ),
         "training_launcher": launcher_from_settings(),
         "hub": hub_publisher_from_settings(),

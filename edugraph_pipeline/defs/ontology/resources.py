@@ -16,6 +16,13 @@ class OntologyRepository(dg.ConfigurableResource):
     remote: str
     cache_dir: str
 
+    @classmethod
+    def from_settings(cls) -> OntologyRepository:
+        """The remote the settings name, with plain values (for the CLI, which runs outside Dagster)."""
+        from edugraph_pipeline import settings
+
+        return cls(remote=settings.setting("EDUGRAPH_ONTOLOGY_REPO"), cache_dir=str(settings.cache_dir()))
+
     @property
     def display_remote(self) -> str:
         return redact_url(self.remote)
@@ -28,6 +35,6 @@ class OntologyRepository(dg.ConfigurableResource):
         return read_release(
             self.remote,
             tag,
-            Path(self.cache_dir),
+            Path(self.cache_dir).expanduser(),
             select=lambda path: "/" not in path and is_ontology_file(path),
         )

@@ -83,5 +83,5 @@ class ContentSource(dg.ConfigurableResource):
             sample_count=self.sample_count if sample_count is None else sample_count,
             sample_seed=self.sample_seed if sample_seed is None else sample_seed,
             limits=limits,
-            cache_dir=Path(self.cache_dir) if self.cache_dir else None,
+            cache_dir=Path(self.cache_dir).expanduser() if self.cache_dir else None,
         )
