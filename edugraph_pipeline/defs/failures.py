@@ -25,7 +25,7 @@ def reported_as_failure(fn):
             try:
                 yield from fn(*args, **kwargs)
             except REPORTED as error:
-                raise dg.Failure(str(error)) from None
+                raise dg.Failure(str(error), allow_retries=False) from None
 
         return yielding
 
@@ -34,6 +34,6 @@ def reported_as_failure(fn):
         try:
             return fn(*args, **kwargs)
         except REPORTED as error:
-            raise dg.Failure(str(error)) from None
+            raise dg.Failure(str(error), allow_retries=False) from None
 
     return body

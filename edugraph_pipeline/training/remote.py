@@ -11,7 +11,7 @@ bootstrap environment the launcher's GCS context injector and message reader pro
    ``EDUGRAPH_REMOTE_ROOT`` when set - tests use it to keep the "VM disk" apart; job paths are rewritten) and
    creates the ``scratch`` folders (the job's work dir: its checkpoints come from GCS, not from the host);
 3. runs the step with a file-based Pipes context and message file (the entry point needs no GCS code) and relays
-   each message to GCS through dagster-pipes' ``PipesGCSMessageWriter`` (``DAGSTER_PIPES_MESSAGES`` =
+   each message to GCS like dagster-pipes' ``PipesGCSMessageWriter`` (``DAGSTER_PIPES_MESSAGES`` =
    ``{bucket, key_prefix}``) while it runs; ``EDUGRAPH_CHECKPOINT_SYNC`` = ``gs://<bucket>/<checkpoints>`` makes
    the step restore and sync its checkpoints (`training/checkpoint_sync.py`); the step's stdout/stderr go to our
    stdout (the serial console) and to ``<root>/logs/step.log``;
@@ -94,6 +94,38 @@ def reroot(value: Any, mapping: dict[str, str]) -> Any:
     return value
 
 
+def _message_writer(client, interval: float):
+    """dagster-pipes' GCS message writer, with two changes to its channel:
+
+    * no ``get_bucket`` call (``storage.buckets.get``, which ``roles/storage.objectAdmin`` lacks): the step needs
+      object permissions only;
+    * chunks numbered after those already under the key prefix: a restarted worker (Vertex restarts the container of
+      a preempted worker inside the same job and Pipes session) continues the sequence the launcher reads instead of
+      overwriting chunks it has read.
+    """
+    from dagster_pipes import PipesBlobStoreMessageWriter, PipesBlobStoreMessageWriterChannel
+
+    class Channel(PipesBlobStoreMessageWriterChannel):
+        def __init__(self, bucket: str, key_prefix: str | None) -> None:
+            super().__init__(interval=interval)
+            self._gcs_bucket = client.bucket(bucket)
+            self._key_prefix = (key_prefix or "").strip("/")
+            listed = client.list_blobs(bucket, prefix=f"{self._key_prefix}/" if self._key_prefix else None)
+            numbers = [b.name.rsplit("/", 1)[-1].removesuffix(".json") for b in listed]
+            self._offset = max((int(n) for n in numbers if n.isdigit()), default=0)
+
+        def upload_messages_chunk(self, payload, index: int) -> None:
+            name = f"{index + self._offset}.json"
+            key = f"{self._key_prefix}/{name}" if self._key_prefix else name
+            self._gcs_bucket.blob(key).upload_from_string(payload.read())
+
+    class Writer(PipesBlobStoreMessageWriter):
+        def make_channel(self, params):
+            return Channel(params["bucket"], params.get("key_prefix"))
+
+    return Writer(interval=interval)
+
+
 class _MessageRelay(threading.Thread):
     """Tails the step's Pipes message file and hands each message to the GCS writer channel."""
 
@@ -152,7 +184,7 @@ def _run_step(command: list[str], env: dict[str, str], log_path: Path, upload_lo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dagster_pipes import PipesGCSMessageWriter, decode_param, encode_param
+    from dagster_pipes import decode_param, encode_param
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--":
@@ -183,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
     exit_code: int | None = None
     error: str | None = None
-    with PipesGCSMessageWriter(client, interval=interval).open(message_params) as channel:
+    with _message_writer(client, interval).open(message_params) as channel:
         relay = None
         try:
             scratch = staging.get("scratch", [])

@@ -52,6 +52,39 @@ def parse_docker_run(script: str) -> tuple[str, dict[str, str | None], list[str]
     raise AssertionError(f"no image in {line!r}")
 
 
+def checkpoint_markers() -> set[str]:
+    """Every checkpoint marker in the emulator (STORAGE_EMULATOR_HOST is set in the test's environment)."""
+    from edugraph_pipeline.training.remote import gcs_client
+
+    client = gcs_client()
+    return {b.name for bucket in client.list_buckets() for b in client.list_blobs(bucket.name)
+            if b.name.endswith("/_EDUGRAPH_COMPLETE.json")}
+
+
+def run_container(command: list[str], env: dict[str, str], preempt_after: int | None) -> tuple[int, str, bool]:
+    """Run a "container" command; with `preempt_after`, kill it (the host taken back: no time to clean up) once
+    that many new checkpoints were synced. Returns (exit status, output, preempted)."""
+    before = checkpoint_markers() if preempt_after is not None else set()
+    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 180
+    preempted = False
+    while process.poll() is None and time.monotonic() < deadline:
+        if preempt_after is not None and len(checkpoint_markers() - before) >= preempt_after:
+            os.killpg(process.pid, signal.SIGKILL)
+            preempted = True
+            break
+        time.sleep(0.05)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    reader.join(timeout=10)
+    return process.returncode, "".join(output), preempted
+
+
 class FakeCompute:
     """Records every request; instances.insert starts the VM simulation."""
 
@@ -59,7 +92,6 @@ class FakeCompute:
         self.exhausted: dict[str, str] = {}  # zone -> error code its inserts end with
         self.preempt_vms = 0
         self.preempt_after_checkpoints = 2
-        self.bucket = ""
         self.operations: dict[str, dict] = {}
         self.booted: list[str] = []
         self.requests: list[dict] = []
@@ -150,12 +182,6 @@ class FakeCompute:
             return 200, {"contents": self.serial.get(name, ""), "start": "0", "next": "1"}
         return 200, {"name": name, "status": instance["status"]}
 
-    def _checkpoint_markers(self) -> set[str]:
-        from edugraph_pipeline.training.remote import gcs_client
-
-        client = gcs_client()  # STORAGE_EMULATOR_HOST is set in the test's environment
-        return {b.name for b in client.list_blobs(self.bucket) if b.name.endswith("/_EDUGRAPH_COMPLETE.json")}
-
     def _boot(self, spec: dict, zone: str) -> None:
         """The VM: run the startup script's container command locally, like COS would run the image."""
         name = spec["name"]
@@ -177,25 +203,8 @@ class FakeCompute:
                 process_env[key] = value
         self.instances[name]["status"] = "RUNNING"
         self.instances[name]["image"] = image
-        before = self._checkpoint_markers() if preempt else set()
-        process = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        output: list[str] = []
-        reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
-        reader.start()
-        deadline = time.monotonic() + 180
-        preempted = False
-        while process.poll() is None and time.monotonic() < deadline:
-            if preempt and len(self._checkpoint_markers() - before) >= self.preempt_after_checkpoints:
-                os.killpg(process.pid, signal.SIGKILL)  # the host is taken back: no time to clean up
-                preempted = True
-                break
-            time.sleep(0.05)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        reader.join(timeout=10)
-        self.serial[name] = f"edugraph: running the training step\n{''.join(output)}\nedugraph: step exited with status {process.returncode}\n"
+        returncode, output, preempted = run_container(command, process_env, self.preempt_after_checkpoints if preempt else None)
+        self.serial[name] = f"edugraph: running the training step\n{output}\nedugraph: step exited with status {returncode}\n"
         if preempted:
             op_name = f"op-preempted-{name}"
             self.operations[op_name] = {

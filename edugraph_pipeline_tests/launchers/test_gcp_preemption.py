@@ -63,7 +63,7 @@ def test_preempted_vm_resumes_on_a_new_vm(gcp, tmp_path):  # noqa: F811 - the fi
     data = tmp_path / "data"
     regression_dataset(data)
     job = stand_in_job(data, max_steps=8, save_steps=2)
-    gcp.bucket, gcp.preempt_vms, gcp.preempt_after_checkpoints = BUCKET, 1, 2
+    gcp.preempt_vms, gcp.preempt_after_checkpoints = 1, 2
     launcher = make_launcher(gcp, RESUMABLE_STEP, env={"EDUGRAPH_STAND_IN_STEP_SECONDS": "0.4"}, max_preemptions=5)
     result, instance = materialize_with(launcher, job, data / "run", retry_policy=FAST_RETRIES, identity="a" * 64)
     messages = [m or "" for m in user_messages(instance, result.run_id)]
@@ -157,7 +157,7 @@ def test_zone_exhaustion_moves_to_the_next_zone(gcp, training_job):  # noqa: F81
 
 def test_preemption_cap_and_on_demand_fallback(gcp, training_job):  # noqa: F811
     job, data = training_job
-    gcp.bucket, gcp.preempt_vms, gcp.preempt_after_checkpoints = BUCKET, 3, 0  # preempted at boot
+    gcp.preempt_vms, gcp.preempt_after_checkpoints = 3, 0  # preempted at boot
     launcher = make_launcher(gcp, data / "bin" / "stand_in_step.py", max_preemptions=2, on_demand_after=1)
     result, instance = materialize_with(launcher, job, data / "work", retry_policy=FAST_RETRIES)
     assert not result.success
@@ -167,3 +167,18 @@ def test_preemption_cap_and_on_demand_fallback(gcp, training_job):  # noqa: F811
     assert "preemption 3 of 2): giving up (EDUGRAPH_GCP_MAX_PREEMPTIONS=2)" in failure_text(result)
     messages = [m or "" for m in user_messages(instance, result.run_id)]
     assert any("starting from step 0 (no checkpoint was synced yet) after preemption 2 of 2" in m for m in messages)
+
+
+def test_training_assets_retry_preemptions_with_backoff(monkeypatch):
+    from edugraph_pipeline.defs.training.assets import base_model, knowledge_adapter, trained_adapter
+    from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY, max_preemptions
+
+    for asset in (base_model, knowledge_adapter, trained_adapter):
+        assert asset.op.retry_policy == PREEMPTION_RETRY_POLICY
+    assert PREEMPTION_RETRY_POLICY.max_retries == PREEMPTION_RETRY_CEILING
+    assert [PREEMPTION_RETRY_POLICY.backoff, PREEMPTION_RETRY_POLICY.delay] == [dg.Backoff.LINEAR, 60]
+    monkeypatch.delenv("EDUGRAPH_GCP_MAX_PREEMPTIONS", raising=False)
+    assert max_preemptions() == 5
+    monkeypatch.setenv("EDUGRAPH_GCP_MAX_PREEMPTIONS", "21")
+    with pytest.raises(ValueError, match="EDUGRAPH_GCP_MAX_PREEMPTIONS=21: expected 0 to 20"):
+        max_preemptions()

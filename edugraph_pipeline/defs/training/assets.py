@@ -29,6 +29,7 @@ from edugraph_pipeline.defs.training.config import (
     WorksheetTrainingConfig,
 )
 from edugraph_pipeline.defs.training.launchers import TrainingLauncher
+from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY
 from edugraph_pipeline.defs.training.metadata import adapter_metadata, step_figures
 from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore
 from edugraph_pipeline.training.config import TINY, stage_config
@@ -95,14 +96,19 @@ def reusable_result(store: ArtifactStore, asset: str, identity: str) -> dict | N
 
 
 def run_training_job(
-    context: dg.AssetExecutionContext, launcher: TrainingLauncher, job: TrainingJob, workdir: Path, staging: Path
+    context: dg.AssetExecutionContext,
+    launcher: TrainingLauncher,
+    job: TrainingJob,
+    workdir: Path,
+    staging: Path,
+    identity: str | None = None,
 ) -> dict:
     """Launch the job, then read its metrics back from the staging folder (the step wrote them there)."""
-    invocation = launcher.launch(context, job=job, workdir=workdir)
+    invocation = launcher.launch(context, job=job, workdir=workdir, identity=identity)
     reported = invocation.get_materialize_result()
     result_file = staging / layout.JOB_RESULT_FILE
     if not result_file.exists():
-        raise dg.Failure(f"the training step finished without writing {result_file}")
+        raise dg.Failure(f"the training step finished without writing {result_file}", allow_retries=False)
     metrics = json.loads(result_file.read_text(encoding="utf-8"))
     metrics["data_version"] = (
         reported.data_version.value if reported.data_version is not None else metrics.get("data_version")
@@ -125,6 +131,7 @@ def _placed(job: TrainingJob, staging: Path, workdir: Path) -> TrainingJob:
     code_version="1",
     kinds=TRAINING_KINDS,
     pool=GPU_POOL,
+    retry_policy=PREEMPTION_RETRY_POLICY,  # retries StepPreempted only: the launchers raise others as StepFailed
     description="The base model: the pretrained tiny Qwen3-VL (profile tiny, built through the training "
     "launcher), or the hub id / local folder of the chosen profile, pinned to one revision.",
 )
@@ -174,7 +181,7 @@ def base_model(
     else:
         lineage = {**choice.as_record(), "job_identity": identity}
         with store.publish(layout.BASE_MODEL, None, lineage) as staging:
-            metrics = run_training_job(context, training_launcher, _placed(job, staging, workdir), workdir, staging)
+            metrics = run_training_job(context, training_launcher, _placed(job, staging, workdir), workdir, staging, identity)
             record = {
                 "profile": TINY,
                 "local_folder": layout.MODEL_FOLDER,
@@ -264,7 +271,7 @@ def _train_stage_asset(
         context.log.info(
             f"{asset} {tag}: stage {stage} on {base['model_id']} ({choice.profile.name}, {choice.run_mode})"
         )
-        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging)
+        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging, identity)
         lineage["data_version"] = metrics["data_version"]  # publish() writes the lineage after this block
         metadata = adapter_metadata(metrics, staging.resolve(), final.absolute(), {**extra, "reused": False})
     shutil.rmtree(workdir, ignore_errors=True)  # published: the checkpoints are no longer needed
@@ -278,6 +285,7 @@ def _train_stage_asset(
     code_version="1",
     kinds=TRAINING_KINDS,
     pool=GPU_POOL,
+    retry_policy=PREEMPTION_RETRY_POLICY,  # retries StepPreempted only: the launchers raise others as StepFailed
     description="Stage 1: a text-only LoRA adapter teaching the ontology (knowledge Q&A), PEFT safetensors.",
 )
 @reported_as_failure
@@ -335,6 +343,7 @@ def _knowledge_adapter_for(store: ArtifactStore, tag: str, choice: str) -> tuple
     code_version="1",
     kinds=TRAINING_KINDS,
     pool=GPU_POOL,
+    retry_policy=PREEMPTION_RETRY_POLICY,  # retries StepPreempted only: the launchers raise others as StepFailed
     description="Stage 2: the knowledge adapter merged into the base, then a multimodal LoRA adapter trained to "
     "label worksheet images (answer-only loss), PEFT safetensors.",
 )

@@ -24,10 +24,11 @@ from edugraph_pipeline.defs.training.launchers.base import (
 )
 from edugraph_pipeline.defs.training.launchers.docker import DockerLauncher
 from edugraph_pipeline.defs.training.launchers.gcp import GcpLauncher
+from edugraph_pipeline.defs.training.launchers.vertex import VertexLauncher
 
 
 def launcher_from_settings() -> TrainingLauncher:
-    """The launcher ``EDUGRAPH_TRAINING_LAUNCHER`` names (``local`` default, ``docker``, ``gcp``), configured from
+    """The launcher ``EDUGRAPH_TRAINING_LAUNCHER`` names (``local`` default, ``docker``, ``gcp``, ``vertex``), configured from
     the environment (docs/training-launchers.md lists the variables)."""
     kind = settings.setting(LAUNCHER_ENV).strip().lower()
     image = settings.setting("EDUGRAPH_TRAINING_IMAGE")
@@ -64,6 +65,25 @@ def launcher_from_settings() -> TrainingLauncher:
             hf_token_secret=settings.setting("EDUGRAPH_GCP_HF_TOKEN_SECRET") or None,
             compute_endpoint=settings.setting("EDUGRAPH_GCP_COMPUTE_ENDPOINT") or None,
         )
+    if kind == "vertex":
+        missing = [n for n in ("EDUGRAPH_GCP_PROJECT", "EDUGRAPH_GCS_BUCKET") if not settings.setting(n)]
+        if missing:
+            raise ValueError(f"{LAUNCHER_ENV}=vertex needs {', '.join(missing)} to be set")
+        return VertexLauncher(
+            project=settings.setting("EDUGRAPH_GCP_PROJECT"),
+            region=settings.setting("EDUGRAPH_VERTEX_REGION"),
+            bucket=settings.setting("EDUGRAPH_GCS_BUCKET"),
+            prefix=settings.setting("EDUGRAPH_GCS_PREFIX"),
+            image=image,
+            machine_type=settings.setting("EDUGRAPH_GCP_MACHINE_TYPE"),
+            accelerator_type=settings.setting("EDUGRAPH_GCP_ACCELERATOR"),
+            accelerator_count=settings.integer("EDUGRAPH_GCP_ACCELERATOR_COUNT"),
+            boot_disk_gb=settings.integer("EDUGRAPH_GCP_BOOT_DISK_GB"),
+            service_account=settings.setting("EDUGRAPH_GCP_SERVICE_ACCOUNT") or None,
+            spot=settings.flag("EDUGRAPH_GCP_SPOT"),
+            max_run_hours=settings.number("EDUGRAPH_GCP_MAX_RUN_HOURS"),
+            endpoint=settings.setting("EDUGRAPH_VERTEX_ENDPOINT") or None,
+        )
     raise ValueError(f"{LAUNCHER_ENV}={kind!r}: expected local, docker, gcp or vertex")
 
 
@@ -76,6 +96,7 @@ __all__ = [
     "GcpLauncher",
     "LocalLauncher",
     "TrainingLauncher",
+    "VertexLauncher",
     "launcher_from_settings",
     "redact",
     "staging_plan",
