@@ -103,7 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     show_settings = commands.add_parser("settings", help="print the configuration table (Markdown)")
     show_settings.set_defaults(run=_settings)
+
+    gcp = commands.add_parser("gcp", help="Google Cloud training (gcp and vertex launchers)")
+    gcp.add_argument("action", choices=["check"], help="check: what the project lacks for training (prints fixes)")
+    gcp.set_defaults(run=_gcp)
     return parser
+
+
+def _gcp(_args: argparse.Namespace) -> int:
+    from edugraph_pipeline.defs.training.launchers.preflight import main as check
+
+    return check()
 
 
 def main(argv: list[str] | None = None) -> int:
