@@ -9,6 +9,7 @@ variable EDUGRAPH_UI_SCREENSHOTS names a folder, are copied there.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -178,3 +179,82 @@ def test_asset_graph_draws_every_asset_and_edge_and_materializes_from_the_ui(dag
     expect(page.get_by_text("partition: v0.4.0").first).to_be_visible()
     expect(page.get_by_text(re.compile("Finished execution of run")).first).to_be_visible(timeout=30_000)
     shots.take(page, "run")
+
+
+def open_launchpad(page, url: str, asset: str):
+    """The asset page's Materialize menu → "Open launchpad" (confirming the missing-upstream warning if shown)."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/assets/{asset}")
+    buttons = page.locator("button")
+    expect(buttons.filter(has_text="Materialize").first).to_be_visible()
+    buttons.nth(buttons.all_inner_texts().index("Materialize") + 1).click()  # the menu beside "Materialize"
+    page.get_by_role("menuitem", name="Open launchpad").click()
+    confirm = page.get_by_role("button", name="Confirm")
+    title = page.get_by_text("Launchpad (configure assets)")
+    expect(confirm.or_(title).first).to_be_visible()
+    if confirm.is_visible():
+        confirm.click()
+    expect(title).to_be_visible()
+    expect(page.locator(".CodeMirror").first).to_be_visible()
+    return page  # the launchpad is the page's only dialog now
+
+
+def test_training_knobs_are_chosen_in_the_launchpad(dagster_ui, browser_page, screenshot_dir):
+    """trained_adapter's launchpad offers the profile and run mode; base_model launched from its launchpad with
+    `profile: tiny, run_mode: test` records both in the run's config and the artifact's lineage, and its page shows
+    the loss curve in place with rounded numbers."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    shots = Screenshots(screenshot_dir)
+    launchpad = open_launchpad(page, dagster_ui.url, "trained_adapter")
+    editor = launchpad.locator(".CodeMirror").first
+    # Every knob is in the editor from the start (empty: the environment variable's value, read when the run starts).
+    for knob in ('profile: ""', 'run_mode: ""', 'base_model: ""', 'device: ""', 'knowledge_adapter: ""'):
+        expect(editor).to_contain_text(knob)
+    expect(editor).to_contain_text("env: EDUGRAPH_DATA_DIR")  # resources are bound to EnvVars, not to copied values
+    shots.take(page, "trained-adapter-launchpad")
+
+    launchpad = open_launchpad(page, dagster_ui.url, "base_model")
+    editor = launchpad.locator(".CodeMirror").first
+    editor.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text("ops:\n  base_model:\n    config:\n      profile: tiny\n      run_mode: test\n")
+    expect(launchpad.get_by_text("No errors")).to_be_visible()
+    launchpad.get_by_role("button", name="Materialize").last.click()
+
+    with dagster_ui.instance() as instance:
+        deadline = time.monotonic() + 300
+        run = None
+        while time.monotonic() < deadline:
+            runs = [r for r in instance.get_runs() if r.asset_selection and dg_key("base_model") in r.asset_selection]
+            run = runs[0] if runs else None
+            if run is not None and run.is_finished:
+                break
+            time.sleep(1)
+        assert run is not None and run.is_finished, f"base_model was not run from the launchpad\n{dagster_ui.log_tail()}"
+        assert run.status.value == "SUCCESS", f"run {run.run_id} ended {run.status}\n{dagster_ui.log_tail()}"
+        assert run.run_config["ops"]["base_model"]["config"] == {"profile": "tiny", "run_mode": "test"}
+    lineage = json.loads((dagster_ui.data_dir / "base_model" / "latest" / "lineage.json").read_text())
+    assert (lineage["profile"], lineage["run_mode"]) == ("tiny", "test")
+
+    page.goto(f"{dagster_ui.url}/assets/base_model")
+    curve = page.locator("img[alt='loss curve']").first
+    expect(curve).to_be_visible()  # in place, not behind "[Show Markdown]"
+    assert curve.evaluate("image => image.naturalWidth") > 100
+    expect(page.get_by_text(re.compile(r"training loss \d+\.\d{3} → \d+\.\d{3}")).first).to_be_visible()
+    long_numbers = page.evaluate(  # what a cell or label shows on its own: no 16-digit floats to read
+        r"""() => [...document.querySelectorAll('td, span, div')]
+                 .filter(e => !e.children.length && /\d\.\d{6,}/.test(e.textContent))
+                 .map(e => e.textContent)"""
+    )
+    assert not long_numbers, long_numbers
+    shots.take(page, "base-model-page")
+
+
+def dg_key(name: str):
+    import dagster as dg
+
+    return dg.AssetKey(name)
