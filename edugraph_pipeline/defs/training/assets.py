@@ -76,7 +76,7 @@ def resolve_base_model(store: ArtifactStore, choice: TrainingChoice) -> dict:
 def work_dir_for(store: ArtifactStore, asset: str, partition: str | None, job: TrainingJob) -> Path:
     """Stable per (asset, partition, job content): a rerun of the same job resumes; a changed job starts fresh."""
     digest = hashlib.sha256(json.dumps(job.decisive(), sort_keys=True).encode()).hexdigest()[:12]
-    return store.root / ".work" / asset / (partition or UNPARTITIONED) / digest
+    return store.work_root / asset / (partition or UNPARTITIONED) / digest
 
 
 def reusable_result(store: ArtifactStore, asset: str, identity: str) -> dict | None:

@@ -148,7 +148,7 @@ def worksheet_dataset(
     store = artifact_store.store()
     ontology = load_ontology(store, tag)
     release = context.run.tags.get(CONTENT_RELEASE_TAG) if context.run else None
-    work_root = store.root / ".work"
+    work_root = store.work_root
     work_root.mkdir(parents=True, exist_ok=True)
     context.log.info(f"reading content {content_source.display_source}" + (f" release {release}" if release else ""))
     with tempfile.TemporaryDirectory(dir=work_root, prefix="worksheets-") as scratch:
