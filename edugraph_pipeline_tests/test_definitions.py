@@ -98,3 +98,19 @@ def test_resources_bind_set_variables_as_env_vars(monkeypatch, tmp_path):
     assert resources["content_source"].source == "sample"  # unset: the setting's default, a plain value
     with dg.build_resources({"artifact_store": resources["artifact_store"]}) as built:
         assert built.artifact_store.store().root == tmp_path / "out"
+
+
+def test_dg_sees_every_definition_under_defs():
+    dg_cli = Path(sys.executable).parent / "dg"
+    check = subprocess.run([dg_cli, "check", "defs"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    assert "All definitions loaded successfully" in check.stdout + check.stderr
+    listed = subprocess.run([dg_cli, "list", "defs", "--json"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    import json
+
+    defs = json.loads(listed.stdout)
+    assert {asset["asset_key"] for asset in defs["assets"]} >= {"ontology_release", "trained_adapter", "hf_publication"}
+    assert {sensor["name"] for sensor in defs["sensors"]} == {"ontology_release_sensor", "content_release_sensor"}
+    assert {job["name"] for job in defs["jobs"]} >= {"ontology_release_job", "full_pipeline_job"}

@@ -5,9 +5,9 @@ import json
 
 import dagster as dg
 
+from edugraph_pipeline.defs.ontology.jobs import ontology_release_job
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.partitions import ontology_partitions
-from edugraph_pipeline.defs.pipeline.jobs import ontology_release_job
 from edugraph_pipeline.releases import ReleaseSourceError, ReleaseTag
 
 

@@ -1,21 +1,16 @@
-"""Jobs the sensors and schedules launch."""
+"""The whole-pipeline job that `newest_release_schedule` launches."""
 
 import dagster as dg
 
-ONTOLOGY_ASSETS = dg.AssetSelection.assets("ontology_release", "knowledge_dataset")
-
-ontology_release_job = dg.define_asset_job(
-    "ontology_release_job",
-    selection=ONTOLOGY_ASSETS,
-    description="Read one ontology release and build its knowledge dataset.",
-)
+from edugraph_pipeline import layout
 
 # Everything from a release to the Hub. base_model is built once and reused; the GGUF export needs a llama.cpp
 # build (scripts/build-llama-cpp.sh) and is materialized on its own. The job carries the GPU tag that
 # dagster.yaml's run queue limits to one run at a time.
 full_pipeline_job = dg.define_asset_job(
     "full_pipeline_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("base_model", "gguf_model", "gguf_publication"),
+    selection=dg.AssetSelection.all()
+    - dg.AssetSelection.assets(layout.BASE_MODEL, layout.GGUF_MODEL, layout.GGUF_PUBLICATION),
     tags={"edugraph/gpu": "training"},
     description="Rebuild one ontology release end to end: datasets, adapters, merged model, evaluation, publication.",
 )
