@@ -93,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         batched = classifier.classify(images, batch_size=args.batch_size)
         batched_s = time.perf_counter() - start
         same = [a.raw for a in one_by_one] == [b.raw for b in batched]
-        tokens = [len(classifier.tokenizer.encode(r.raw, add_special_tokens=False)) for r in batched]
+        backend = classifier.backend
+        tokens = [len(backend.tokenizer.encode(r.raw, add_special_tokens=False)) for r in batched]
         result = {
-            "device": str(classifier.model.device),
+            "device": str(backend.model.device),
             "torch_threads": torch.get_num_threads(),
             "ontology": ontology.version,
-            "vocabulary_tokens": len(classifier.vocabulary.ids) if classifier.vocabulary else None,
+            "vocabulary_tokens": len(backend.vocabulary.ids) if backend.vocabulary else None,
             "max_new_tokens": args.max_new_tokens,
             "images": args.images,
             "answer_tokens_mean": statistics.mean(tokens),

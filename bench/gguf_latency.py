@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     from classify_latency import bound_ontology
     from transformers.utils import logging as hf_logging
 
-    from edugraph_pipeline.gguf.classify import GgufClassifier, default_threads
     from edugraph_pipeline.gguf.convert import export_gguf
-    from edugraph_pipeline.gguf.toolchain import LlamaCpp
     from edugraph_pipeline.inference.classifier import Classifier
+    from edugraph_pipeline.inference.llama_cpp_backend import default_threads
+    from edugraph_pipeline.llama_cpp_build import LlamaCpp
     from edugraph_pipeline.training.tiny_model import build_tiny_model, generate_picture
 
     llama = LlamaCpp.locate()
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         hf_batched = (time.perf_counter() - start) / len(images)
 
         start = time.perf_counter()
-        gguf = GgufClassifier.from_folder(
-            tmp / "gguf", llama=llama, max_new_tokens=args.max_new_tokens, n_threads=llama_threads
+        gguf = Classifier.from_folder(
+            tmp / "gguf", backend="gguf", llama=llama, max_new_tokens=args.max_new_tokens, n_threads=llama_threads
         )
         gguf_load = time.perf_counter() - start
         gguf.classify(images[:1])  # warm-up

@@ -212,14 +212,16 @@ def measure_classify(folder: Path, device: str, n: int, page: tuple[int, int]) -
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from edugraph_pipeline.inference.classifier import Classifier
+    from edugraph_pipeline.inference.classifier import Classifier, answer_spec
+    from edugraph_pipeline.inference.transformers_backend import TransformersBackend
     from edugraph_pipeline.training.synthetic import draw_worksheet
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype).to(device).eval()
     processor = AutoProcessor.from_pretrained(folder)
     processor.image_processor.size = {"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 768}
-    classifier = Classifier(model, processor, small_ontology())
+    ontology = small_ontology()
+    classifier = Classifier(TransformersBackend(model, processor, answer_spec(ontology)), ontology)
     rng = random.Random(1)
     images = [draw_worksheet("add10", rng, page) for _ in range(n + 1)]
     classifier.classify(images[:1])  # warm-up

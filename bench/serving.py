@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from classify_latency import bound_ontology
     from transformers.utils import logging as hf_logging
 
-    from edugraph_pipeline.gguf.toolchain import LlamaCpp
+    from edugraph_pipeline.llama_cpp_build import LlamaCpp
     from edugraph_pipeline.serving.batching import BatchSettings
     from edugraph_pipeline.serving.model import open_model
     from edugraph_pipeline.training.tiny_model import build_tiny_model, generate_picture

@@ -1,11 +1,13 @@
-"""GGUF export of the merged model for llama.cpp (Q4_K_M text model + Qwen3-VL mmproj) and its classifier backend.
+"""GGUF export of the merged model for llama.cpp (Q4_K_M text model + Qwen3-VL mmproj): build, convert, smoke, publish.
 
-Heavy pieces (the llama.cpp build, the `llama_cpp` binding) are loaded lazily: importing this package is cheap.
+The classifier on the exported files is `inference.llama_cpp_backend` (this package may import `inference`, never
+the reverse); where the llama.cpp build lives is `edugraph_pipeline.llama_cpp_build`, which both use. Heavy pieces (the llama.cpp build, the `llama_cpp`
+binding) are loaded lazily: importing this package is cheap.
 """
 
 from edugraph_pipeline.gguf.convert import DEFAULT_QUANT, MANIFEST, QUANT_ENV, QUANT_TYPES, export_gguf, normalise_quant
 from edugraph_pipeline.gguf.publish import gguf_repo_id, publish_gguf
-from edugraph_pipeline.gguf.toolchain import DIR_ENV, LLAMA_CPP_PYTHON_VERSION, LlamaCpp, LlamaCppMissing, ToolError
+from edugraph_pipeline.llama_cpp_build import DIR_ENV, LLAMA_CPP_PYTHON_VERSION, LlamaCpp, LlamaCppMissing, ToolError
 
 __all__ = [
     "DEFAULT_QUANT",

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from edugraph_pipeline.gguf.toolchain import BUILD_SCRIPT, DIR_ENV, LlamaCpp
+from edugraph_pipeline.llama_cpp_build import BUILD_SCRIPT, DIR_ENV, LlamaCpp
 
 
 def build(force: bool = False, root: str | None = None) -> LlamaCpp:

@@ -33,10 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from edugraph_pipeline.gguf.toolchain import LlamaCpp
+from edugraph_pipeline.inference.llama_cpp_backend import MANIFEST  # what the backend reads, this export writes
+from edugraph_pipeline.layout import ONTOLOGY_FILE
+from edugraph_pipeline.llama_cpp_build import LlamaCpp
 
-MANIFEST = "gguf.json"
-ONTOLOGY_FILE = "ontology.json"
 DEFAULT_QUANT = "Q4_K_M"
 QUANT_ENV = "EDUGRAPH_GGUF_QUANT"
 # llama-quantize types offered (a subset of its list: the usual ones for CPU inference).

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from edugraph_pipeline.gguf.convert import MANIFEST
-from edugraph_pipeline.gguf.toolchain import LlamaCpp
+from edugraph_pipeline.inference.llama_cpp_backend import GgufFiles, default_threads
 from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
+from edugraph_pipeline.llama_cpp_build import LlamaCpp
 from edugraph_pipeline.ontology.model import DIMENSIONS
 
 SMOKE_FILE = "smoke.json"
@@ -28,17 +27,16 @@ def smoke_picture():
 
 
 def smoke_test(folder: str | Path, *, llama: LlamaCpp | None = None, cli: bool = True, n_predict: int = 8) -> dict:
-    """Text generation through `llama_cpp.Llama`, one classification through `GgufClassifier` (mtmd), and
+    """Text generation through `llama_cpp.Llama`, one classification through the gguf `Classifier` (mtmd), and
     optionally `llama-mtmd-cli` on the same image: what each produced (texts, generated token ids, whether the
     image answer was valid as generated and after repair), timings, and ``checks``/``ok``: whether every path
     generated at least one token and the image path ended in a valid answer. The untrained tiny model's texts
     are garbage: this proves the files load and generate, not quality."""
-    from edugraph_pipeline.gguf.classify import GgufClassifier, default_threads, mtmd_smoke
+    from edugraph_pipeline.inference.classifier import Classifier
 
     llama = (llama or LlamaCpp.locate()).require()
     folder = Path(folder)
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    text_model = str(folder / manifest["text_model"]["file"])
+    text_model = str(GgufFiles.read(folder).text_model)
     report: dict = {}
     llama_cpp = llama.import_binding()
     start = time.perf_counter()
@@ -55,7 +53,7 @@ def smoke_test(folder: str | Path, *, llama: LlamaCpp | None = None, cli: bool =
         llm.close()
     picture = smoke_picture()
     start = time.perf_counter()
-    with GgufClassifier.from_folder(folder, llama=llama, max_new_tokens=48) as classifier:
+    with Classifier.from_folder(folder, backend="gguf", llama=llama, max_new_tokens=48) as classifier:
         loaded = time.perf_counter()
         result = classifier.classify([picture])[0]
         report["image"] = {
@@ -110,3 +108,25 @@ def _is_answer(answer) -> bool:
     return isinstance(answer, dict) and list(answer) == list(DIMENSIONS) and all(
         isinstance(labels, list) and all(isinstance(name, str) for name in labels) for labels in answer.values()
     )
+
+
+def mtmd_smoke(
+    folder: str | Path, image: str | Path, *, llama: LlamaCpp | None = None, n_predict: int = 8,
+    image_tokens: dict | None = None, timeout: float = 300,
+) -> str:
+    """Run `llama-mtmd-cli` on a GGUF folder and an image file: its output (proves the files load in llama.cpp's
+    own CLI, independently of the Python binding)."""
+    llama = (llama or LlamaCpp.locate()).require()
+    files = GgufFiles.read(Path(folder))
+    if image_tokens is None:
+        image_tokens = {"image_min_tokens": files.image_min_tokens, "image_max_tokens": files.image_max_tokens}
+    command = [
+        str(llama.mtmd_cli_bin), "-m", str(files.text_model), "--mmproj", str(files.mmproj), "--image", str(image),
+        "-p", "Describe the picture.", "-n", str(n_predict), "--temp", "0", "-t", str(default_threads()),
+        "--no-warmup",
+    ]
+    if image_tokens.get("image_min_tokens"):
+        command += ["--image-min-tokens", str(image_tokens["image_min_tokens"])]
+    if image_tokens.get("image_max_tokens"):
+        command += ["--image-max-tokens", str(image_tokens["image_max_tokens"])]
+    return llama.run(command, timeout=timeout)

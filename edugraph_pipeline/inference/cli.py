@@ -12,32 +12,55 @@ import os
 import sys
 from pathlib import Path
 
-from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline import layout
+from edugraph_pipeline.inference.classifier import BACKENDS
+from edugraph_pipeline.storage import ArtifactStore, open_store
 
-MODEL_ASSET = "merged_model"
-MODEL_SUBFOLDER = "model"
 
-
-def data_root() -> Path:
-    """``EDUGRAPH_DATA_DIR`` (default ``./out``), as the pipeline's settings resolve it."""
+def data_store(root: str | os.PathLike | None = None) -> ArtifactStore:
+    """The store at `root`, default ``EDUGRAPH_DATA_DIR`` (``./out``; a gs:// store through its local mirror)."""
+    if root is not None:
+        return open_store(root)
     from edugraph_pipeline import settings
 
-    return settings.data_dir()
+    return open_store(settings.data_location(), cache_dir=settings.cache_dir())
 
 
 def latest_model_folder(root: str | os.PathLike | None = None) -> Path:
     """``<root>/merged_model/latest/model``: the model the pipeline published last, resolved to its version."""
-    store = ArtifactStore(Path(root) if root is not None else data_root())
+    store = data_store(root)
     try:
-        folder = store.current(MODEL_ASSET) / MODEL_SUBFOLDER
+        folder = layout.merged_model(store, current=True).model
     except FileNotFoundError:
-        folder = store.asset_dir(MODEL_ASSET) / MODEL_SUBFOLDER
+        folder = layout.merged_model(store).model
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
-            f"no merged model in {store.asset_dir(MODEL_ASSET) / MODEL_SUBFOLDER}: materialize merged_model first, "
+            f"no merged model in {layout.merged_model(store).model}: materialize merged_model first, "
             "set EDUGRAPH_DATA_DIR, or pass --model"
         )
     return folder
+
+
+def latest_gguf_folder(root: str | os.PathLike | None = None) -> Path:
+    """``<root>/gguf_model/latest``: the GGUF export the pipeline published last, resolved to its version."""
+    from edugraph_pipeline.inference.llama_cpp_backend import MANIFEST
+
+    store = data_store(root)
+    try:
+        folder = store.current(layout.GGUF_MODEL)
+    except FileNotFoundError:
+        folder = store.asset_dir(layout.GGUF_MODEL)
+    if not (folder / MANIFEST).is_file():
+        raise FileNotFoundError(
+            f"no GGUF model in {store.asset_dir(layout.GGUF_MODEL)} (no {MANIFEST}): materialize gguf_model first, "
+            "set EDUGRAPH_DATA_DIR, or pass the folder"
+        )
+    return folder
+
+
+def default_model_folder(backend: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder `backend` loads when none is given: the latest `merged_model` or `gguf_model`."""
+    return latest_gguf_folder(root) if backend == "gguf" else latest_model_folder(root)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         metavar="FOLDER",
-        help="merged model folder (default: <EDUGRAPH_DATA_DIR>/merged_model/latest/model)",
+        help="model folder (default: <EDUGRAPH_DATA_DIR>/merged_model/latest/model; with --backend gguf: "
+        "<EDUGRAPH_DATA_DIR>/gguf_model/latest)",
     )
     parser.add_argument("--ontology", metavar="FILE", help="normalised ontology JSON (default: FOLDER/ontology.json)")
     parser.add_argument("--raw", action="store_true", help='add the model\'s raw text as field "raw"')
@@ -63,9 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument(
         "--backend",
-        choices=("transformers", "gguf"),
+        choices=BACKENDS,
         default="transformers",
-        help="transformers (the merged model) or gguf (llama.cpp on gguf_model's files; --model is then that folder)",
+        help="transformers (the merged model) or gguf (llama.cpp on gguf_model's files)",
     )
 
 
@@ -84,27 +108,24 @@ def load_classifier(
     device: str | None = None,
     max_new_tokens: int | None = None,
 ):
-    """The loaded classifier of `backend` (``transformers`` or ``gguf``) on `model` (default: the latest artifact).
+    """The `Classifier` of `backend` (``transformers`` or ``gguf``) on `model` (default: the latest artifact).
 
-    Raises `FileNotFoundError` (no artifact) or `ModelFolderError` (unloadable folder, llama.cpp build absent)."""
+    Raises `FileNotFoundError` (no artifact) or `ModelFolderError` (unloadable folder, llama.cpp build absent,
+    a torch device asked of llama.cpp)."""
     from edugraph_pipeline.inference.classifier import Classifier, ModelFolderError
 
-    kwargs = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-    if backend == "gguf":
-        from edugraph_pipeline.gguf.classify import GgufClassifier, latest_gguf_folder
-        from edugraph_pipeline.gguf.toolchain import LlamaCppMissing
-
-        try:
-            return GgufClassifier.from_folder(Path(model) if model else latest_gguf_folder(), ontology, **kwargs)
-        except LlamaCppMissing as error:
-            raise ModelFolderError(str(error)) from error
-    folder = Path(model) if model else latest_model_folder()
-    return Classifier.from_folder(folder, ontology, device=device, **kwargs)
+    options: dict = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    if device is not None:
+        if backend != "transformers":
+            raise ModelFolderError(f"--device {device}: the {backend} backend runs on the CPU, it takes no device")
+        options["device"] = device
+    folder = Path(model) if model else default_model_folder(backend)
+    return Classifier.from_folder(folder, ontology, backend=backend, **options)
 
 
 def run(args: argparse.Namespace) -> int:
     """The command on parsed arguments (what `edugraph_pipeline.cli` dispatches to)."""
-    from edugraph_pipeline.inference.classifier import ImageInputError, ModelFolderError, answer_json
+    from edugraph_pipeline.inference.classifier import answer_json
 
     if args.batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)
@@ -112,14 +133,11 @@ def run(args: argparse.Namespace) -> int:
     _quiet_transformers()
     try:
         classifier = load_classifier(args.backend, args.model, args.ontology, args.device, args.max_new_tokens)
-    except (FileNotFoundError, ModelFolderError) as error:
+    except (FileNotFoundError, ValueError) as error:  # ModelFolderError, or an EDUGRAPH_DATA_DIR no store has
         print(f"error: {error}", file=sys.stderr)
         return 2
-    try:
+    with classifier:
         results = classifier.classify(args.images, batch_size=args.batch_size, errors="return")
-    except ImageInputError as error:  # not expected with errors="return"; kept for safety
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     status = 0
     for result in results:
         if result.error is not None:

@@ -190,9 +190,8 @@ def create_app(
             loader.cancel()
             if state.queue is not None:
                 await state.queue.stop()
-            close = getattr(state.model.classifier, "close", None) if state.model else None
-            if close is not None:
-                close()
+            if state.model is not None:
+                state.model.close()
 
     app = FastAPI(
         title="EduGraph worksheet labeller",

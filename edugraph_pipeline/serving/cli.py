@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from edugraph_pipeline.inference.cli import _quiet_transformers
+    from edugraph_pipeline.inference.cli import _quiet_transformers, default_model_folder
     from edugraph_pipeline.serving.app import create_app
     from edugraph_pipeline.serving.model import open_model
 
@@ -78,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
         server.should_exit = True
 
     app = create_app(
-        lambda: open_model(backend, folder, args.ontology, args.device, args.max_new_tokens),
+        # the default folder is resolved in the loader too: a missing model is reported like an unloadable one
+        lambda: open_model(
+            backend, folder or default_model_folder(backend), args.ontology, args.device, args.max_new_tokens
+        ),
         limits=limits,
         batching=BatchSettings(args.max_batch, args.batch_window_ms / 1000),
         on_load_failure=stop_on_failure,

@@ -1,27 +1,24 @@
-"""The model a service answers with: a loaded classifier (either backend) plus what the answers report about it."""
+"""The model a service answers with: a loaded `Classifier` (either backend) plus what the answers report about it."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from edugraph_pipeline.storage import folder_sha256
-
-
-def model_revision(folder: str | os.PathLike) -> str:
-    """The content hash of the model folder (`storage.folder_sha256`): the same value `merged_model` records as
-    its data version and `model_evaluation` as the model it evaluated, wherever the folder is copied or mounted."""
-    return folder_sha256(Path(folder))
+from edugraph_pipeline.inference.classifier import Classifier
+from edugraph_pipeline.layout import model_version
 
 
 @dataclass
 class ServedModel:
-    classifier: Any  # `Classifier` or `GgufClassifier`: both have `classify(images, batch_size, errors)`
-    backend: str
+    classifier: Classifier
     folder: Path
-    revision: str
+    revision: str  # `layout.model_version` of `folder`: merged_model's data version, what model_evaluation evaluated
+
+    @property
+    def backend(self) -> str:
+        return self.classifier.backend.kind
 
     @property
     def ontology_version(self) -> str:
@@ -39,20 +36,19 @@ class ServedModel:
             "model_folder": self.folder.name,
         }
 
+    def close(self) -> None:
+        self.classifier.close()
+
 
 def open_model(
-    backend: str = "transformers",
-    model: str | os.PathLike | None = None,
+    backend: str,
+    folder: str | os.PathLike,
     ontology: str | os.PathLike | None = None,
     device: str | None = None,
     max_new_tokens: int | None = None,
 ) -> ServedModel:
-    """Load the classifier as `edugraph classify` does (same defaults, same errors) and hash its folder."""
-    from edugraph_pipeline.gguf.classify import latest_gguf_folder
-    from edugraph_pipeline.inference.cli import latest_model_folder, load_classifier
+    """Load the classifier of `folder` as `edugraph classify` does (same options, same errors) and hash it."""
+    from edugraph_pipeline.inference.cli import load_classifier
 
-    if model is None:
-        model = latest_gguf_folder() if backend == "gguf" else latest_model_folder()
-    folder = Path(model)
-    classifier = load_classifier(backend, folder, ontology, device, max_new_tokens)
-    return ServedModel(classifier, backend, folder, model_revision(folder))
+    folder = Path(folder)
+    return ServedModel(load_classifier(backend, folder, ontology, device, max_new_tokens), folder, model_version(folder))

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from edugraph_pipeline.gguf.toolchain import LlamaCpp
+from edugraph_pipeline.llama_cpp_build import LlamaCpp
 from edugraph_pipeline_tests.conftest import requires_shared, skip_or_fail
 
 LLAMA = LlamaCpp.locate()
@@ -73,14 +73,14 @@ def test_export_q4_k_m_with_mmproj(exported):
 
 @requires_shared
 def test_loads_and_classifies_one_image(exported):
-    from edugraph_pipeline.gguf.classify import GgufClassifier
     from edugraph_pipeline.gguf.smoke import smoke_picture
+    from edugraph_pipeline.inference.classifier import Classifier
     from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
     from edugraph_pipeline.ontology.model import DIMENSIONS
 
     out, _ = exported
-    with GgufClassifier.from_folder(out, llama=LLAMA, max_new_tokens=32) as classifier:
-        assert classifier.prompt.endswith('<|im_start|>assistant\n{"')
+    with Classifier.from_folder(out, backend="gguf", llama=LLAMA, max_new_tokens=32) as classifier:
+        assert classifier.backend.prompt.endswith('<|im_start|>assistant\n{"')
         result = classifier.classify([smoke_picture()])[0]
     assert result.ok and result.raw.startswith('{"')
     answer = result.answer
@@ -91,8 +91,8 @@ def test_loads_and_classifies_one_image(exported):
 def test_prompt_matches_the_transformers_path(exported, merged_folder):
     from transformers import AutoProcessor
 
-    from edugraph_pipeline.gguf.classify import render_prompt
-    from edugraph_pipeline.inference.classifier import ANSWER_PREFIX
+    from edugraph_pipeline.inference.constraint import ANSWER_PREFIX
+    from edugraph_pipeline.inference.llama_cpp_backend import render_prompt
     from edugraph_pipeline.prompts import classification_messages
 
     processor = AutoProcessor.from_pretrained(str(merged_folder), local_files_only=True)
@@ -150,7 +150,6 @@ def test_f16_gguf_answers_exactly_like_transformers(merged_folder, tmp_path):
     (quantized files differ: the untrained tiny model's logits are nearly flat, so rounding flips the argmax)."""
     import random
 
-    from edugraph_pipeline.gguf.classify import GgufClassifier
     from edugraph_pipeline.gguf.convert import export_gguf
     from edugraph_pipeline.inference.classifier import Classifier
     from edugraph_pipeline.training.tiny_model import generate_picture
@@ -159,5 +158,5 @@ def test_f16_gguf_answers_exactly_like_transformers(merged_folder, tmp_path):
     rng = random.Random(0)
     images = [generate_picture(rng, 224)[0] for _ in range(2)]
     expected = [r.raw for r in Classifier.from_folder(merged_folder, device="cpu", max_new_tokens=24).classify(images)]
-    with GgufClassifier.from_folder(tmp_path / "f16", llama=LLAMA, max_new_tokens=24) as classifier:
+    with Classifier.from_folder(tmp_path / "f16", backend="gguf", llama=LLAMA, max_new_tokens=24) as classifier:
         assert [r.raw for r in classifier.classify(images)] == expected

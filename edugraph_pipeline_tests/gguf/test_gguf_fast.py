@@ -10,7 +10,7 @@ import pytest
 
 from edugraph_pipeline.gguf import convert
 from edugraph_pipeline.gguf.publish import gguf_repo_id, publish_gguf, render_gguf_card
-from edugraph_pipeline.gguf.toolchain import DIR_ENV, LlamaCpp, LlamaCppMissing, default_dir
+from edugraph_pipeline.llama_cpp_build import DIR_ENV, LlamaCpp, LlamaCppMissing, default_dir
 from edugraph_pipeline_tests.conftest import TOKEN
 
 TINY_PROCESSOR_CONFIG = {

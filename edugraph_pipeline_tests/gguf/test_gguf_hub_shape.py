@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from edugraph_pipeline.gguf.toolchain import LlamaCpp
+from edugraph_pipeline.llama_cpp_build import LlamaCpp
 from edugraph_pipeline_tests.conftest import requires_shared, skip_or_fail
 
 LLAMA = LlamaCpp.locate()

@@ -8,15 +8,11 @@ import shutil
 import pytest
 from PIL import Image
 
-from edugraph_pipeline.inference.classifier import (
-    ANSWER_PREFIX,
-    Classifier,
-    ImageInputError,
-    JsonObjectEnd,
-    ModelFolderError,
-    answer_texts,
-    load_image,
-)
+from edugraph_pipeline.inference.backend import ModelFolderError
+from edugraph_pipeline.inference.classifier import Classifier
+from edugraph_pipeline.inference.constraint import ANSWER_PREFIX, answer_texts
+from edugraph_pipeline.inference.images import ImageInputError, load_image
+from edugraph_pipeline.inference.transformers_backend import JsonObjectEnd
 from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
 from edugraph_pipeline.ontology.model import DIMENSIONS
 
@@ -46,13 +42,14 @@ def test_classify_batches_give_valid_answers_equal_to_one_by_one(classifier, ima
 
 
 def test_generation_is_bounded(classifier, images):
-    tokens = classifier.tokenizer.encode(classifier.classify(images[:1])[0].raw, add_special_tokens=False)
-    assert len(tokens) <= classifier.max_new_tokens + 2  # prefix + bound (+1 for re-tokenisation)
+    backend = classifier.backend
+    tokens = backend.tokenizer.encode(classifier.classify(images[:1])[0].raw, add_special_tokens=False)
+    assert len(tokens) <= backend.max_new_tokens + 2  # prefix + bound (+1 for re-tokenisation)
 
 
 def test_unconstrained_generation_is_still_repaired(tiny_model_folder, images, ontology):
     free = Classifier.from_folder(tiny_model_folder, device="cpu", max_new_tokens=16, constrain=False, prefix="")
-    assert free.vocabulary is None
+    assert free.backend.vocabulary is None
     for result in free.classify(images[:2], batch_size=2):
         assert_valid_answer(result.answer, ontology)
 
@@ -143,8 +140,9 @@ def test_json_object_end_stops_each_row_when_its_object_closes():
 
 
 def test_answer_vocabulary_covers_every_valid_answer(classifier, ontology):
-    allowed = set(classifier.vocabulary.ids)
+    backend = classifier.backend
+    allowed = set(backend.vocabulary.ids)
     for text in answer_texts(ontology):
-        assert set(classifier.tokenizer.encode(text, add_special_tokens=False)) <= allowed
-    assert set(classifier.eos_ids) <= allowed
+        assert set(backend.tokenizer.encode(text, add_special_tokens=False)) <= allowed
+    assert set(backend.eos_ids) <= allowed
     assert len(allowed) < 100  # a mask, not the whole vocabulary

@@ -15,10 +15,11 @@ import json
 import httpx
 import pytest
 
-from edugraph_pipeline.gguf.toolchain import LlamaCpp
 from edugraph_pipeline.inference.cli import classify_main
+from edugraph_pipeline.layout import model_version
+from edugraph_pipeline.llama_cpp_build import LlamaCpp
 from edugraph_pipeline.serving.app import create_app
-from edugraph_pipeline.serving.model import model_revision, open_model
+from edugraph_pipeline.serving.model import open_model
 from edugraph_pipeline_tests.conftest import skip_or_fail
 from edugraph_pipeline_tests.serving.helpers import running, wait_ready
 
@@ -55,7 +56,7 @@ def test_gguf_service_answers_like_classify(gguf_folder, images, tmp_path, ontol
     with running(app) as url:
         with httpx.Client(base_url=url, timeout=120) as client:
             ready = wait_ready(client)
-            assert ready["backend"] == "gguf" and ready["model_revision"] == model_revision(gguf_folder)
+            assert ready["backend"] == "gguf" and ready["model_revision"] == model_version(gguf_folder)
 
         async def call_all():
             async with httpx.AsyncClient(base_url=url, timeout=120) as client:

@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from edugraph_pipeline.serving.model import model_revision
+from edugraph_pipeline.layout import model_version
 from edugraph_pipeline_tests.serving.helpers import png_bytes, wait_ready
 
 
@@ -50,7 +50,7 @@ def test_serve_answers_and_stops_cleanly(tiny_model_folder, images, ontology):
         with httpx.Client(base_url=url, timeout=60) as client:
             wait_up(client, process)
             ready = wait_ready(client)
-            assert ready["model_revision"] == model_revision(tiny_model_folder)
+            assert ready["model_revision"] == model_version(tiny_model_folder)
             response = client.post("/v1/classify", files={"file": ("sheet.png", png_bytes(images[0]), "image/png")})
             assert response.status_code == 200, response.text
             body = response.json()

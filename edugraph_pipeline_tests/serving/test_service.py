@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edugraph_pipeline.inference.cli import classify_main
 from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
+from edugraph_pipeline.layout import model_version
 from edugraph_pipeline.serving.app import create_app
 from edugraph_pipeline.serving.batching import BatchSettings
-from edugraph_pipeline.serving.model import model_revision
 from edugraph_pipeline.serving.uploads import UploadLimits
 from edugraph_pipeline_tests.serving.conftest import png_of_zeros
 from edugraph_pipeline_tests.serving.helpers import png_bytes, running, wait_ready
@@ -91,7 +91,7 @@ def test_answers_are_those_of_edugraph_classify(service, sheet_files, tiny_model
     for body in bodies:
         assert body["backend"] == "transformers"
         assert body["ontology_version"] == ontology.version
-        assert body["model_revision"] == model_revision(tiny_model_folder)
+        assert body["model_revision"] == model_version(tiny_model_folder)
     assert [body["results"][0] for body in bodies[:3]] == [
         {"file": path.name, "answer": answer} for path, answer in zip(sheet_files, expected)
     ]
@@ -204,7 +204,7 @@ def test_health_readiness_metrics_and_openapi(service, tiny_model_folder, ontolo
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz").json()
         assert ready == {
-            "ready": True, "backend": "transformers", "model_revision": model_revision(tiny_model_folder),
+            "ready": True, "backend": "transformers", "model_revision": model_version(tiny_model_folder),
             "ontology_version": ontology.version, "model_folder": tiny_model_folder.name,
         }
         metrics = client.get("/metrics")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edugraph_pipeline.serving.model import model_revision
+from edugraph_pipeline.layout import model_version
 from edugraph_pipeline_tests.conftest import build_source_only_image
 
 TEST_IMAGE = "edugraph-serve:image-test"
@@ -75,7 +75,7 @@ def test_image_serves_a_mounted_model(docker_client, serving_image, tiny_model_f
                 break
             time.sleep(1)
         assert ready[0] == 200, (ready, container.logs().decode(errors="replace")[-3000:])
-        assert ready[1]["model_revision"] == model_revision(tiny_model_folder)
+        assert ready[1]["model_revision"] == model_version(tiny_model_folder)
         assert ready[1]["ontology_version"] == ontology.version
         assert probe(container, "/healthz") == (200, {"status": "ok"})
         assert container.attrs["Config"]["User"] == "edugraph"  # not root

@@ -36,7 +36,7 @@ def gguf_model(context: dg.AssetExecutionContext, config: GgufConfig, artifact_s
     from edugraph_pipeline.gguf.build import build
     from edugraph_pipeline.gguf.convert import MANIFEST, export_gguf, normalise_quant, summarise
     from edugraph_pipeline.gguf.smoke import SMOKE_FILE, smoke_test
-    from edugraph_pipeline.gguf.toolchain import LlamaCpp, LlamaCppMissing
+    from edugraph_pipeline.llama_cpp_build import LlamaCpp, LlamaCppMissing
 
     store = artifact_store.store()
     source = current_model_folder(store)

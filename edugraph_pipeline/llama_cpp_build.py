@@ -1,4 +1,5 @@
-"""Where the llama.cpp build lives and how its pieces are run.
+"""Where the llama.cpp build lives and how its pieces are run (the GGUF export's tools, the inference backend's
+binding: a module of its own so that neither package imports the other for it).
 
 `scripts/build-llama-cpp.sh` builds one pinned llama.cpp (the one vendored by the `llama-cpp-python` sdist of
 `LLAMA_CPP_PYTHON_VERSION`) into a cache folder, once:
@@ -15,7 +16,7 @@
 
 `<dir>` is `EDUGRAPH_LLAMA_CPP_DIR`, default ``${XDG_CACHE_HOME:-~/.cache}/edugraph/llama.cpp/<version>``.
 Everything runs in subprocesses (the converter, the quantizer, GGUF inspection) except the binding, which the
-GGUF classifier imports after putting ``src`` and ``pydeps`` on `sys.path`.
+llama.cpp backend (`inference.llama_cpp_backend`) imports after putting ``src`` and ``pydeps`` on `sys.path`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # vendors a llama.cpp whose converter knows
 DIR_ENV = "EDUGRAPH_LLAMA_CPP_DIR"
 VERSION_ENV = "EDUGRAPH_LLAMA_CPP_VERSION"
 MARKER = "BUILD_COMPLETE"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-llama-cpp.sh"
 
 
