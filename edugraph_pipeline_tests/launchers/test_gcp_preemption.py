@@ -182,3 +182,15 @@ def test_training_assets_retry_preemptions_with_backoff(monkeypatch):
     monkeypatch.setenv("EDUGRAPH_GCP_MAX_PREEMPTIONS", "21")
     with pytest.raises(ValueError, match="EDUGRAPH_GCP_MAX_PREEMPTIONS=21: expected 0 to 20"):
         max_preemptions()
+
+
+def test_no_capacity_anywhere_is_retried_then_given_up(gcp, training_job):  # noqa: F811
+    job, data = training_job
+    gcp.exhausted = {"europe-west4-a": "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"}
+    launcher = make_launcher(gcp, data / "bin" / "stand_in_step.py", max_preemptions=1)
+    result, _ = materialize_with(launcher, job, data / "work", retry_policy=FAST_RETRIES)
+    assert not result.success
+    assert retries(result) == 1
+    assert len(gcp.inserted()) == 2 and not gcp.booted
+    assert "No zone of europe-west4-a has capacity or quota for 1x nvidia-l4 now (interruption 2 of 1): giving up" in (
+        failure_text(result))

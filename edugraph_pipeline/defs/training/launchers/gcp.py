@@ -87,12 +87,14 @@ def _shell_quote(value: str) -> str:
 class GcpLauncher(TrainingLauncher):
     """The training image on a Compute Engine spot VM with a GPU; data, Pipes context and messages in GCS.
 
-    Steps: upload the job's inputs to ``gs://<bucket>/<prefix>/runs/<run_id>/<attempt>/files/<abs path>``; open a
-    Pipes session whose context and messages live under ``.../pipes/`` (dagster-gcp's GCS injector and reader);
-    create the VM, whose startup script installs the GPU driver, runs the image with the Pipes bootstrap
-    environment and ``python -m edugraph_pipeline.training.remote`` (downloads inputs, runs the entry point,
-    relays its Pipes messages to GCS, uploads outputs and ``status.json``) and deletes the VM; wait for
-    ``status.json`` or the VM's end; download the outputs; always delete the VM.
+    Steps: stage the job's inputs once per job identity (`cloud.stage_inputs`); open a Pipes session whose context
+    and messages live under ``<prefix>/runs/<run_id>/<attempt>/pipes/`` (dagster-gcp's GCS injector and reader);
+    create the VM in the first of `zones` with capacity and quota; its startup script installs the GPU driver, runs
+    the image with the Pipes bootstrap environment and ``python -m edugraph_pipeline.training.remote`` (downloads
+    inputs, runs the entry point with checkpoint sync to ``<prefix>/work/<job key>/checkpoints``, relays its Pipes
+    messages, uploads outputs and ``status.json``) and deletes the VM; wait for ``status.json`` or the VM's end;
+    tell a preemption (`StepPreempted`, retried by the assets' policy) from a failure (`StepFailed`); download the
+    outputs; always delete the VM; add the run's machine totals to the materialization.
     """
 
     project: str
@@ -387,7 +389,7 @@ fi
             }
             command = [self.python, "-m", REMOTE_MODULE, "--", *self.step_command(self.python)]
             try:
-                zone = self._create_vm(context, compute, ledger, instance, run_root, container_env, command, spot)
+                zone = self._create_vm(context, compute, ledger, instance, run_root, container_env, command, spot, limit)
                 record = MachineRecord(attempt, instance, zone, spot, self.accelerator_count)
                 ledger.write(record)
                 outcome = self._wait_for_step(context, compute, storage, zone, instance, run_root)
@@ -418,7 +420,7 @@ fi
         context.add_asset_metadata(cost_metadata(ledger.records(), "gcp"))
         return dg.PipesClientCompletedInvocation(session)
 
-    def _create_vm(self, context, compute, ledger, instance, run_root, container_env, command, spot) -> str:
+    def _create_vm(self, context, compute, ledger, instance, run_root, container_env, command, spot, limit) -> str:
         """Insert the VM in the first zone with capacity and quota; returns that zone."""
         from googleapiclient.errors import HttpError
 
@@ -449,11 +451,18 @@ fi
                 f"Zone {zone} cannot run the VM now ({reason})"
                 + (f": trying {following}" if following else ": no zone left")
             )
-            ledger.write(MachineRecord(ledger.layout.attempt, instance, zone, spot, 0, ended=time.time(), outcome=NO_CAPACITY))
-        raise StepPreempted(
-            f"No zone of {', '.join(zones)} has capacity or quota for {self.accelerator_count}x {self.accelerator_type} "
-            f"now: retrying later ({retry.MAX_PREEMPTIONS_ENV} bounds the attempts)"
+        # One record per attempt (not per zone): an attempt that found no capacity counts once against the cap.
+        ledger.write(
+            MachineRecord(ledger.layout.attempt, instance, ",".join(zones), spot, 0, ended=time.time(), outcome=NO_CAPACITY)
         )
+        count = ledger.interruptions()
+        message = (
+            f"No zone of {', '.join(zones)} has capacity or quota for {self.accelerator_count}x {self.accelerator_type} "
+            f"now (interruption {count} of {limit})"
+        )
+        if count > limit:
+            raise StepFailed(f"{message}: giving up ({retry.MAX_PREEMPTIONS_ENV}={limit})")
+        raise StepPreempted(f"{message}: retrying later")
 
     def _preempted(self, compute, storage, zone: str, instance: str, run_root: str) -> bool:
         """Compute Engine's own record (a ``compute.instances.preempted`` operation on the instance), or the marker
