@@ -314,7 +314,7 @@ def test_a_repository_without_a_token_fails_when_the_code_location_loads(tmp_pat
 
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
     env.update({"EDUGRAPH_HF_REPO": "acme/labeller", "EDUGRAPH_DATA_DIR": str(tmp_path)})
-    load = [sys.executable, "-c", "import edugraph_pipeline.definitions"]
+    load = [sys.executable, "-c", "import edugraph_pipeline.definitions as d; d.defs()"]  # what Dagster does
     failed = subprocess.run(load, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert failed.returncode != 0
     assert "EDUGRAPH_HF_REPO=acme/labeller is set but HF_TOKEN is not" in failed.stderr

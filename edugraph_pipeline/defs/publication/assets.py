@@ -49,16 +49,16 @@ def card_evaluation(record: dict) -> dict:
 
 def publication_lineage(store: ArtifactStore, tag: str, repo_id: str, hub: HubPublisher) -> PublicationLineage:
     """Everything the model card states about where the model comes from, read from the artifacts' lineage."""
-    ontology = store.lineage("ontology_release", tag)
-    worksheets = store.lineage("worksheet_dataset", tag)
-    knowledge = store.lineage("knowledge_dataset", tag)
-    trained = store.lineage("trained_adapter")
-    merged = store.lineage("merged_model")
+    ontology = store.lineage(layout.ONTOLOGY_RELEASE, tag)
+    worksheets = store.lineage(layout.WORKSHEET_DATASET, tag)
+    knowledge = store.lineage(layout.KNOWLEDGE_DATASET, tag)
+    trained = store.lineage(layout.TRAINED_ADAPTER)
+    merged = store.lineage(layout.MERGED_MODEL)
     result = json.loads(layout.adapter(store, layout.TRAINED_ADAPTER).result.read_text(encoding="utf-8"))
     knowledge_adapter = None
     if trained.get("knowledge_adapter"):
         knowledge_adapter = AdapterLineage(
-            path="knowledge_adapter/latest", data_version=store.lineage("knowledge_adapter").get("data_version"), partition=tag
+            path="knowledge_adapter/latest", data_version=store.lineage(layout.KNOWLEDGE_ADAPTER).get("data_version"), partition=tag
         )
     return PublicationLineage(
         repo_id=repo_id,
@@ -82,7 +82,7 @@ def publication_lineage(store: ArtifactStore, tag: str, repo_id: str, hub: HubPu
 
 
 @dg.asset(
-    deps=[dg.AssetKey("merged_model"), dg.AssetKey("model_evaluation")],
+    deps=[dg.AssetKey(layout.MERGED_MODEL), dg.AssetKey(layout.MODEL_EVALUATION)],
     group_name="publication",
     code_version="1",
     kinds={"huggingface"},
@@ -97,7 +97,7 @@ def hf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactSt
         context.log.warning("EDUGRAPH_HF_REPO is not set: nothing is published")
         return
     store = artifact_store.store()
-    tag = release_of(store, "merged_model")
+    tag = release_of(store, layout.MERGED_MODEL)
     folder = current_model_folder(store)  # one version, hashed and uploaded
     evaluation = passed_evaluation(store, model_version(folder))
     lineage = publication_lineage(store, tag, hub.repo_id, hub)
@@ -162,37 +162,30 @@ def _publish_dataset(context, store: ArtifactStore, hub: HubPublisher, asset: st
     )
 
 
-@dg.asset(
-    partitions_def=ontology_partitions,
-    deps=[dg.AssetKey("knowledge_dataset")],
-    group_name="publication",
-    code_version="1",
-    kinds={"huggingface"},
-    output_required=False,
-    description="The knowledge dataset as a Hub dataset (EDUGRAPH_HF_KNOWLEDGE_REPO, default <ns>/edugraph-knowledge).",
-)
-@reported_as_failure
-def knowledge_dataset_publication(
-    context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher
-):
-    yield from _publish_dataset(
-        context, artifact_store.store(), hub, "knowledge_dataset", hub.knowledge_repo, "EduGraph knowledge"
+def dataset_publication(dataset: str, repo_field: str, title: str, variable: str, default_repo: str):
+    """The asset publishing one partition of `dataset` as a Hub dataset to `HubPublisher.<repo_field>`."""
+
+    @dg.asset(
+        name=f"{dataset}_publication",
+        partitions_def=ontology_partitions,
+        deps=[dg.AssetKey(dataset)],
+        group_name="publication",
+        code_version="1",
+        kinds={"huggingface"},
+        output_required=False,
+        description=f"The {dataset.replace('_', ' ')} as a Hub dataset ({variable}, default <ns>/{default_repo}).",
     )
+    @reported_as_failure
+    def publication(context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher):
+        yield from _publish_dataset(context, artifact_store.store(), hub, dataset, getattr(hub, repo_field), title)
+
+    return publication
 
 
-@dg.asset(
-    partitions_def=ontology_partitions,
-    deps=[dg.AssetKey("worksheet_dataset")],
-    group_name="publication",
-    code_version="1",
-    kinds={"huggingface"},
-    output_required=False,
-    description="The worksheet dataset as a Hub dataset (EDUGRAPH_HF_WORKSHEETS_REPO, default <ns>/edugraph-worksheets).",
+knowledge_dataset_publication = dataset_publication(
+    layout.KNOWLEDGE_DATASET, "knowledge_repo", "EduGraph knowledge", "EDUGRAPH_HF_KNOWLEDGE_REPO", "edugraph-knowledge"
 )
-@reported_as_failure
-def worksheet_dataset_publication(
-    context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher
-):
-    yield from _publish_dataset(
-        context, artifact_store.store(), hub, "worksheet_dataset", hub.worksheets_repo, "EduGraph worksheets"
-    )
+worksheet_dataset_publication = dataset_publication(
+    layout.WORKSHEET_DATASET, "worksheets_repo", "EduGraph worksheets", "EDUGRAPH_HF_WORKSHEETS_REPO",
+    "edugraph-worksheets",
+)
