@@ -29,7 +29,7 @@ from edugraph_pipeline.defs.training.config import (
     WorksheetTrainingConfig,
 )
 from edugraph_pipeline.defs.training.launchers import TrainingLauncher
-from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY
+from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY, retried_on_preemption_only
 from edugraph_pipeline.defs.training.metadata import adapter_metadata, step_figures
 from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore
 from edugraph_pipeline.training.config import TINY, stage_config
@@ -131,10 +131,11 @@ def _placed(job: TrainingJob, staging: Path, workdir: Path) -> TrainingJob:
     code_version="1",
     kinds=TRAINING_KINDS,
     pool=GPU_POOL,
-    retry_policy=PREEMPTION_RETRY_POLICY,  # retries StepPreempted only: the launchers raise others as StepFailed
+    retry_policy=PREEMPTION_RETRY_POLICY,  # with retried_on_preemption_only: retries StepPreempted only
     description="The base model: the pretrained tiny Qwen3-VL (profile tiny, built through the training "
     "launcher), or the hub id / local folder of the chosen profile, pinned to one revision.",
 )
+@retried_on_preemption_only
 @reported_as_failure
 def base_model(
     context: dg.AssetExecutionContext,
@@ -285,9 +286,10 @@ def _train_stage_asset(
     code_version="1",
     kinds=TRAINING_KINDS,
     pool=GPU_POOL,
-    retry_policy=PREEMPTION_RETRY_POLICY,  # retries StepPreempted only: the launchers raise others as StepFailed
+    retry_policy=PREEMPTION_RETRY_POLICY,  # with retried_on_preemption_only: retries StepPreempted only
     description="Stage 1: a text-only LoRA adapter teaching the ontology (knowledge Q&A), PEFT safetensors.",
 )
+@retried_on_preemption_only
 @reported_as_failure
 def knowledge_adapter(
     context: dg.AssetExecutionContext,
@@ -343,10 +345,11 @@ def _knowledge_adapter_for(store: ArtifactStore, tag: str, choice: str) -> tuple
     code_version="1",
     kinds=TRAINING_KINDS,
     pool=GPU_POOL,
-    retry_policy=PREEMPTION_RETRY_POLICY,  # retries StepPreempted only: the launchers raise others as StepFailed
+    retry_policy=PREEMPTION_RETRY_POLICY,  # with retried_on_preemption_only: retries StepPreempted only
     description="Stage 2: the knowledge adapter merged into the base, then a multimodal LoRA adapter trained to "
     "label worksheet images (answer-only loss), PEFT safetensors.",
 )
+@retried_on_preemption_only
 @reported_as_failure
 def trained_adapter(
     context: dg.AssetExecutionContext,

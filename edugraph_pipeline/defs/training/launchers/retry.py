@@ -3,16 +3,22 @@
 The training assets carry `PREEMPTION_RETRY_POLICY`. A policy is part of the definitions, built when the code
 location is imported, and that import reads no environment, so its `max_retries` is a static ceiling
 (`PREEMPTION_RETRY_CEILING`); the launcher enforces ``EDUGRAPH_GCP_MAX_PREEMPTIONS`` (read when a step runs) below
-it, turning the preemption after the last allowed one into a `StepFailed`. Only `StepPreempted` is meant for the
-policy: the launchers raise every real step failure as `StepFailed` (``allow_retries=False``), which no policy
-retries.
+it, turning the preemption after the last allowed one into a `StepFailed`.
+
+A Dagster retry policy retries every exception of the asset body except a ``Failure(allow_retries=False)``; only a
+preemption should be retried. The launchers raise real step failures as `StepFailed` (not retried), and
+`retried_on_preemption_only` (under ``@dg.asset``) makes every other error of the asset body a non-retryable
+`Failure` too: a missing dataset or a bug fails at once instead of after twenty growing delays.
 """
 
 from __future__ import annotations
 
+import functools
+
 import dagster as dg
 
 from edugraph_pipeline import settings
+from edugraph_pipeline.defs.training.launchers.base import StepPreempted
 
 MAX_PREEMPTIONS_ENV = "EDUGRAPH_GCP_MAX_PREEMPTIONS"
 ON_DEMAND_AFTER_ENV = "EDUGRAPH_GCP_ON_DEMAND_AFTER"
@@ -40,3 +46,24 @@ def on_demand_after() -> int | None:
     if value < 0:
         raise ValueError(f"{ON_DEMAND_AFTER_ENV}={value}: expected a count >= 0 (unset: stay on spot)")
     return value
+
+
+def retried_on_preemption_only(fn):
+    """Decorate an asset body that carries `PREEMPTION_RETRY_POLICY`: `StepPreempted` (and Dagster's own errors and
+    retry requests) pass as they are; any other error becomes a `Failure` with ``allow_retries=False`` and the
+    error as its cause, so the policy does not retry it."""
+
+    @functools.wraps(fn)
+    def body(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (StepPreempted, dg.DagsterError, dg.RetryRequested):
+            raise
+        except dg.Failure as failure:
+            if not failure.allow_retries:
+                raise
+            raise dg.Failure(description=failure.description, metadata=failure.metadata, allow_retries=False) from failure
+        except Exception as error:
+            raise dg.Failure(description=f"{type(error).__name__}: {error}", allow_retries=False) from error
+
+    return body
