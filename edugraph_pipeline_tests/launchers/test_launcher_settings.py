@@ -73,3 +73,22 @@ def test_local_launcher_command_override(training_job):
     assert result.success
     assert any("training on 5 examples" in (m or "") for m in user_messages(instance, result.run_id))
     assert (data / "adapters" / "worksheet-v1" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_cloud_launchers_from_env(monkeypatch):
+    from edugraph_pipeline.defs.training.launchers import VertexLauncher
+
+    monkeypatch.setenv("EDUGRAPH_GCP_PROJECT", "p")
+    monkeypatch.setenv("EDUGRAPH_GCS_BUCKET", "b")
+    monkeypatch.setenv("EDUGRAPH_TRAINING_LAUNCHER", "gcp")
+    monkeypatch.setenv("EDUGRAPH_GCP_ZONES", "europe-west4-b, europe-west4-a,")
+    assert launcher_from_settings().zone_list() == ["europe-west4-b", "europe-west4-a"]
+    monkeypatch.delenv("EDUGRAPH_GCP_ZONES")
+    monkeypatch.setenv("EDUGRAPH_GCP_ZONE", "us-east1-c")
+    assert launcher_from_settings().zone_list() == ["us-east1-c"]
+    monkeypatch.setenv("EDUGRAPH_TRAINING_LAUNCHER", "vertex")
+    monkeypatch.setenv("EDUGRAPH_VERTEX_REGION", "europe-west4")
+    monkeypatch.setenv("EDUGRAPH_GCP_SPOT", "false")
+    launcher = launcher_from_settings()
+    assert isinstance(launcher, VertexLauncher)
+    assert (launcher.project, launcher.bucket, launcher.region, launcher.spot) == ("p", "b", "europe-west4", False)
