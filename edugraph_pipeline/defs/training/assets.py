@@ -125,18 +125,28 @@ def _placed(job: TrainingJob, staging: Path, workdir: Path) -> TrainingJob:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@dg.asset(
+def training_asset(**spec):
+    """`@dg.asset` for a training step: its group, kinds and GPU pool, retried after a preemption and only then
+    (`retried_on_preemption_only`), with "materialize X first" errors shown as such (`reported_as_failure`)."""
+
+    def define(body):
+        return dg.asset(
+            group_name="training",
+            code_version="1",
+            kinds=TRAINING_KINDS,
+            pool=GPU_POOL,
+            retry_policy=PREEMPTION_RETRY_POLICY,
+            **spec,
+        )(retried_on_preemption_only(reported_as_failure(body)))
+
+    return define
+
+
+@training_asset(
     name=layout.BASE_MODEL,
-    group_name="training",
-    code_version="1",
-    kinds=TRAINING_KINDS,
-    pool=GPU_POOL,
-    retry_policy=PREEMPTION_RETRY_POLICY,  # with retried_on_preemption_only: retries StepPreempted only
     description="The base model: the pretrained tiny Qwen3-VL (profile tiny, built through the training "
     "launcher), or the hub id / local folder of the chosen profile, pinned to one revision.",
 )
-@retried_on_preemption_only
-@reported_as_failure
 def base_model(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
@@ -279,18 +289,11 @@ def _train_stage_asset(
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(str(metrics["data_version"])))
 
 
-@dg.asset(
+@training_asset(
     name=layout.KNOWLEDGE_ADAPTER,
     deps=[dg.AssetKey(layout.BASE_MODEL), newest_release_dep(layout.KNOWLEDGE_DATASET)],
-    group_name="training",
-    code_version="1",
-    kinds=TRAINING_KINDS,
-    pool=GPU_POOL,
-    retry_policy=PREEMPTION_RETRY_POLICY,  # with retried_on_preemption_only: retries StepPreempted only
     description="Stage 1: a text-only LoRA adapter teaching the ontology (knowledge Q&A), PEFT safetensors.",
 )
-@retried_on_preemption_only
-@reported_as_failure
 def knowledge_adapter(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
@@ -334,23 +337,16 @@ def _knowledge_adapter_for(store: ArtifactStore, tag: str, choice: str) -> tuple
     return str(path.absolute()), "asset"
 
 
-@dg.asset(
+@training_asset(
     name=layout.TRAINED_ADAPTER,
     deps=[
         dg.AssetKey(layout.BASE_MODEL),
         dg.AssetKey(layout.KNOWLEDGE_ADAPTER),
         newest_release_dep(layout.WORKSHEET_DATASET),
     ],
-    group_name="training",
-    code_version="1",
-    kinds=TRAINING_KINDS,
-    pool=GPU_POOL,
-    retry_policy=PREEMPTION_RETRY_POLICY,  # with retried_on_preemption_only: retries StepPreempted only
     description="Stage 2: the knowledge adapter merged into the base, then a multimodal LoRA adapter trained to "
     "label worksheet images (answer-only loss), PEFT safetensors.",
 )
-@retried_on_preemption_only
-@reported_as_failure
 def trained_adapter(
     context: dg.AssetExecutionContext,
     config: WorksheetTrainingConfig,
