@@ -38,6 +38,7 @@ MODEL_FOLDER = "model"  # a Hub-shaped model folder (config, weights, processor,
 ADAPTER_FOLDER = "adapter"  # PEFT safetensors
 JOB_RESULT_FILE = "job_result.json"  # the training step's metrics
 EVALUATION_FILE = "evaluation.json"
+GGUF_MANIFEST_FILE = "gguf.json"  # a gguf_model's files, sizes, quantization and image-token bounds
 MODEL_VERSION = "model_sha256"  # merged_model's lineage field holding its data version (`model_version`)
 
 

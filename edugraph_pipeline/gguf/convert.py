@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edugraph_pipeline.inference.llama_cpp_backend import MANIFEST  # what the backend reads, this export writes
+from edugraph_pipeline.layout import GGUF_MANIFEST_FILE as MANIFEST  # what the llama.cpp backend reads
 from edugraph_pipeline.layout import ONTOLOGY_FILE
 from edugraph_pipeline.llama_cpp_build import LlamaCpp
 
