@@ -30,12 +30,12 @@ def trainer_image(docker_client, tmp_path_factory) -> str:
     return build_source_only_image(docker_client, "Dockerfile.trainer", TEST_IMAGE, tmp_path_factory.mktemp("build-context"))
 
 
-def make_launcher(image: str, data: Path) -> DockerLauncher:
+def make_launcher(image: str, data: Path, *, mount_data_dir: bool = True) -> DockerLauncher:
     return DockerLauncher(
         image=image,
         gpus=False,
         network="none",
-        data_dir=str(data),
+        data_dir=str(data) if mount_data_dir else None,
         hf_home="",
         volumes=[f"{PIPES_DIR}:/opt/edugraph-test-site/dagster_pipes:ro"],
         env={"PYTHONPATH": "/opt/edugraph-test-site:/opt/edugraph"},
@@ -73,3 +73,23 @@ def test_docker_step_failure(trainer_image, training_job):
     assert "STAND-IN FAILURE: the loss exploded at step 3" in text
     leftovers = docker.from_env().containers.list(all=True, filters={"label": f"edugraph/dagster-run-id={result.run_id}"})
     assert leftovers == []  # the container is removed
+
+
+def test_docker_on_a_gcs_store_mounts_the_mirror(trainer_image, training_job, monkeypatch, tmp_path):
+    """EDUGRAPH_DATA_DIR=gs://... has no local folder to mount: the launcher mounts the store's local mirror
+    (EDUGRAPH_CACHE_DIR), where the asset stages the job's inputs and outputs; a job outside it fails clearly."""
+    job, data = training_job
+    monkeypatch.setenv("EDUGRAPH_DATA_DIR", "gs://edugraph-docker-test/pipeline")
+    monkeypatch.setenv("EDUGRAPH_CACHE_DIR", str(data))
+    launcher = make_launcher(trainer_image, data, mount_data_dir=False)
+    result, instance = materialize_with(launcher, job, data / "work")
+    assert result.success, "\n".join(m or "" for m in user_messages(instance, result.run_id))
+    adapter = json.loads((Path(job.output_dir) / "adapter" / "adapter_config.json").read_text())
+    assert adapter["examples"] == 5
+
+    monkeypatch.setenv("EDUGRAPH_CACHE_DIR", str(tmp_path / "elsewhere"))
+    result, _ = materialize_with(launcher, job, data / "work")
+    assert not result.success
+    text = failure_text(result)
+    assert f"{job.output_dir} (the training job's output or work dir) is outside every mount" in text
+    assert "EDUGRAPH_CACHE_DIR" in text

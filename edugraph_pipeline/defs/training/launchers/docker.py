@@ -78,16 +78,32 @@ class _ContainerLogsReader(dg.PipesMessageReader):
         return "Attempted to read Pipes messages from the training container's log stream."
 
 
+def _default_mount() -> Path:
+    """The folder every path of a training job lies in: `EDUGRAPH_DATA_DIR`, or for a gs:// store its local
+    mirror and work dirs (`EDUGRAPH_CACHE_DIR`), which is where the asset stages and reads artifacts."""
+    from edugraph_pipeline import settings
+    from edugraph_pipeline.storage import url_scheme
+
+    if url_scheme(settings.data_location()):
+        return settings.cache_dir()
+    return settings.data_dir().expanduser().resolve()
+
+
 class DockerLauncher(TrainingLauncher):
     """The training image on the local Docker engine (``DOCKER_HOST`` or the default socket).
 
-    The data dir is bind-mounted at the same absolute path, so every path in the job stays valid; the Hugging
+    The data dir (for a gs:// store: its local mirror, `EDUGRAPH_CACHE_DIR`) is bind-mounted at the same absolute
+    path, so every path in the job stays valid; the Hugging
     Face cache is mounted at /hf-cache; secrets (HF_TOKEN) go in as container environment only.
     """
 
     image: str = DEFAULT_IMAGE
     gpus: bool = Field(default=True, description="Request every GPU (DeviceRequest count=-1, capability gpu).")
-    data_dir: str | None = Field(default=None, description="Mounted read-write at the same path (default: EDUGRAPH_DATA_DIR).")
+    data_dir: str | None = Field(
+        default=None,
+        description="Mounted read-write at the same path (default: EDUGRAPH_DATA_DIR; for a gs:// store its local "
+        "mirror, EDUGRAPH_CACHE_DIR).",
+    )
     hf_home: str | None = Field(
         default=None,
         description="Host Hugging Face cache mounted at /hf-cache (default: $HF_HOME or ~/.cache/huggingface "
@@ -103,9 +119,7 @@ class DockerLauncher(TrainingLauncher):
     pull: bool = Field(default=False, description="Pull the image before running (else only when missing).")
 
     def _mounts(self, workdir: Path) -> tuple[dict[str, dict], dict[str, str]]:
-        from edugraph_pipeline.settings import data_dir as default_data_dir
-
-        data = Path(self.data_dir).expanduser().resolve() if self.data_dir else default_data_dir()
+        data = Path(self.data_dir).expanduser().resolve() if self.data_dir else _default_mount()
         data.mkdir(parents=True, exist_ok=True)
         volumes: dict[str, dict] = {str(data): {"bind": str(data), "mode": "rw"}}
         workdir = workdir.resolve()
@@ -147,6 +161,14 @@ class DockerLauncher(TrainingLauncher):
         env.update({name: os.environ[name] for name in self.passthrough_env if os.environ.get(name)})
         command = self.step_command(self.python)
         mounted = [Path(bind["bind"]) for bind in volumes.values()]
+        for path in (job.output_dir, job.work_dir):
+            if path and not any(Path(path).resolve().is_relative_to(m) for m in mounted):
+                # the step would write into the container's own disk and the result would be lost with it
+                raise StepFailed(
+                    f"{path} (the training job's output or work dir) is outside every mount "
+                    f"({', '.join(sorted(str(m) for m in mounted))}): set the launcher's data_dir, or "
+                    "EDUGRAPH_CACHE_DIR for a gs:// EDUGRAPH_DATA_DIR, to the folder the artifact store writes to"
+                )
         for path in staging_plan(job.to_dict())["inputs"]:
             if not any(Path(path).is_relative_to(m) for m in mounted):
                 context.log.warning(f"{path} (in the training job) is outside every mount; the container cannot see it")
