@@ -127,6 +127,12 @@ class ArtifactStore:
         """A local folder for scratch space and training work dirs (never published, never uploaded)."""
         return self.root / WORK
 
+    def portable(self, value):
+        """`value` (a job description, a lineage field) with every path inside this store's `root` named as the
+        store names it (under `location`): the same on every machine, whatever its cache dir. For a local store
+        `location` is `root`, so nothing changes."""
+        return renamed(value, str(self.root), self.location)
+
     def asset_dir(self, asset: str, partition: str | None = None) -> Path:
         """The stable path of an artifact (a link to its current version); what readers open and lineage names."""
         key = partition or UNPARTITIONED
@@ -188,6 +194,17 @@ class ArtifactStore:
         link.symlink_to(version.relative_to(final.parent))
         self._on_step("link-created")
         os.replace(link, final)
+
+
+def renamed(value, old: str, new: str):
+    """`value` with every string equal to `old` or below it (``old/...``) starting with `new` instead."""
+    if isinstance(value, dict):
+        return {key: renamed(item, old, new) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(renamed(item, old, new) for item in value)
+    if isinstance(value, str) and (value == old or value.startswith(old.rstrip("/") + "/")):
+        return new + value[len(old):]
+    return value
 
 
 def _current_version(final: Path) -> Path | None:

@@ -2,7 +2,8 @@
 with the artifact store on the GCS emulator. One "machine" materializes the tiny DAG's dataset assets and
 `base_model`; a second one - a separate `dagster asset materialize` process with an empty cache, as a run in its
 own container is - trains `knowledge_adapter` (test mode) from what the bucket holds; a third reads the lineage
-back from Postgres with `edugraph lineage`."""
+back from Postgres with `edugraph lineage`. A fourth process, with yet another cache dir, asks for the same training
+job and reuses B's adapter: job identities name the store's artifacts, not a machine's mirror paths."""
 
 from __future__ import annotations
 
@@ -92,7 +93,6 @@ def test_the_tiny_dag_runs_on_postgres_with_the_store_in_gcs(tmp_path, monkeypat
             assert instance.run_storage.__class__.__module__.startswith("dagster_postgres")
             instance.add_dynamic_partitions(ontology_partitions.name, [TAG])
             resources = default_resources()
-            assert resources["artifact_store"].store().location == URL
             assert dg.materialize(PIPELINE_ASSETS, selection=["base_model"], resources=resources,
                                   instance=instance).success
             assert dg.materialize(PIPELINE_ASSETS, selection=DATASETS, partition_key=TAG, resources=resources,
@@ -110,8 +110,23 @@ def test_the_tiny_dag_runs_on_postgres_with_the_store_in_gcs(tmp_path, monkeypat
         mirror = tmp_path / "machine-b" / "artifacts"
         # it materialised its inputs from the bucket (the dataset and the base model), not from machine A
         assert (mirror / "knowledge_dataset" / TAG).is_symlink() and (mirror / "base_model" / "latest").is_symlink()
+        trained = open_store(URL, cache_dir=tmp_path / "machine-d").lineage("knowledge_adapter")
+        assert str(tmp_path) not in json.dumps(trained)  # lineage names the bucket, no machine's mirror path
 
-        # Machine C: the lineage of that run, read back from Postgres by the CLI.
+        # Machine B2: the same job from another process with another cache dir. The job identity names inputs as
+        # the store does (not by mirror path), so it reuses the adapter B published instead of training again.
+        machine_b2 = {**os.environ, "EDUGRAPH_CACHE_DIR": str(tmp_path / "machine-b2")}
+        again = subprocess.run(
+            [str(dagster), "asset", "materialize", "-m", "edugraph_pipeline.definitions", "--select",
+             "knowledge_adapter"],
+            env=machine_b2, cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+        )
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
+        assert "not retraining" in again.stdout + again.stderr
+        reused = open_store(URL, cache_dir=tmp_path / "machine-e").lineage("knowledge_adapter")
+        assert reused["created_at"] == trained["created_at"] and reused["job_identity"] == trained["job_identity"]
+
+        # Machine C: the lineage of B's run, read back from Postgres by the CLI.
         machine_c = {**os.environ, "EDUGRAPH_CACHE_DIR": str(tmp_path / "machine-c")}
         shown = subprocess.run(
             [sys.executable, "-m", "edugraph_pipeline", "lineage", "knowledge_adapter", "--json"],
@@ -123,9 +138,9 @@ def test_the_tiny_dag_runs_on_postgres_with_the_store_in_gcs(tmp_path, monkeypat
         upstream = {(node["asset"], node["partition"]) for node in _walk(chain)}
         assert {("knowledge_dataset", TAG), ("ontology_release", TAG), ("base_model", None)} <= upstream
 
-        # The runs are Postgres's: a fresh instance object on the same database sees all three.
+        # The runs are Postgres's: a fresh instance object on the same database sees all four.
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            assert len(instance.get_runs()) == 3
+            assert len(instance.get_runs()) == 4
         # and the artifacts the bucket's: the adapter machine B trained is current there, with its lineage
         store = open_store(URL, cache_dir=tmp_path / "machine-d")
         assert store.lineage("knowledge_adapter")["ontology_version"] == TAG

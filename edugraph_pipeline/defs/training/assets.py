@@ -255,14 +255,15 @@ def _train_stage_asset(
         "base_model": base.get("revision"),
         "knowledge_adapter": extra_metadata.get("knowledge_adapter_version"),
     }
-    identity = job.identity(inputs)
+    # named as the store names them (not this machine's mirror paths): another machine reuses the same job
+    identity = TrainingJob.from_dict(store.portable(job.to_dict())).identity(inputs)
     lineage = {
         "ontology_version": tag,
         **choice.as_record(),
-        "base_model": base["model_id"],
+        "base_model": store.portable(base["model_id"]),
         "base_model_revision": base.get("revision"),
         "upstream_versions": upstream,
-        "knowledge_adapter": knowledge_adapter,
+        "knowledge_adapter": store.portable(knowledge_adapter),
         "job_identity": identity,
     }
     extra = {
