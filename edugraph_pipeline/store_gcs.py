@@ -13,6 +13,15 @@ artifact materialises its current version into the mirror once per version id (s
 checked against the manifest's size and sha256); `publish` stages into the mirror, so the publishing machine
 never downloads what it wrote. `lineage` reads the manifest only. `work_root` is local (under the mirror).
 
+Remote writers (the GCP and Vertex training steps, issue 15 item 2): a machine other than the publisher may read
+a committed version straight from the bucket (`remote_source`: its objects and the manifest entries to check them
+against) and write a publication's files straight into it (`remote_staging`: the publication's ``.versions/<key>``
+URL; the writer uploads to a fresh ``<id>/`` below it and reports every file's size, sha256 and md5, then
+`RemoteStaging.adopt`). The commit checks each reported file against the bucket's own size and md5 (and lists
+nothing unreported) before the manifest names it; files the publisher wrote locally beside it (its lineage, small
+records) are uploaded into the same version. Nothing of the step's output is downloaded; the publisher's mirror
+keeps no partial copy (the next reader materialises the version like any other).
+
 Cleaning: the version a commit replaces is deleted right after the commit; an upload that never committed (its
 run was killed) is deleted by a later publication of the same key once its id is `STALE_UPLOAD` old (its id is
 taken when its upload starts, so a live upload is never that old).
@@ -54,6 +63,13 @@ PUBLISH_STEPS = ("staged", "content-written", "lineage-written", "uploading", "u
 # Bytes this process moved to and from buckets through any store (bench/store_transfer.py reads them: asset code
 # opens a store per call, so per-store counts alone would not add up to a stage).
 PROCESS_TRANSFERRED = {"uploaded": 0, "downloaded": 0}
+
+
+# The mirror roots of the stores opened in this process, and the publications open now (by local staging folder):
+# how a launcher that gets only a job's paths finds what in the bucket they stand for.
+_STORES: dict[str, GcsArtifactStore] = {}
+_OPEN: dict[str, RemoteStaging] = {}
+_SEEN: dict[str, dict[str, tuple[str, str, dict]]] = {}
 
 
 class GcsStoreError(RuntimeError):
@@ -112,6 +128,9 @@ class GcsArtifactStore(ArtifactStore):
         super().__init__(mirror.expanduser().resolve(), on_step=on_step)
         self.bucket = open_bucket(self.url)
         self.transferred = {"uploaded": 0, "downloaded": 0}  # by this store object (see PROCESS_TRANSFERRED)
+        # version id -> (asset, key, manifest) of the versions this process read or wrote through this mirror
+        self._versions = _SEEN.setdefault(str(self.root), {})
+        _STORES[str(self.root)] = self
 
     @property
     def location(self) -> str:
@@ -178,6 +197,7 @@ class GcsArtifactStore(ArtifactStore):
                     final.unlink(missing_ok=True)
             return None
         version = versions / _checked_id(manifest["version"], self._url_of(f"{asset}/{final.name}{MANIFEST_SUFFIX}"))
+        self._versions[version.name] = (asset, final.name, manifest)
         if not version.is_dir():
             self._materialise(asset, final.name, manifest, version)
         if _current_version(final) != version:
@@ -232,19 +252,29 @@ class GcsArtifactStore(ArtifactStore):
         versions.mkdir(parents=True, exist_ok=True)
         staging = versions / new_version_id()
         lock = versions / f"{staging.name}.lock"
+        remote = RemoteStaging(self, asset, final.name, staging)
         version_id = None
         committed = False
         try:
             with _locked(lock):
                 staging.mkdir()
+                _OPEN[str(staging)] = remote
                 self._on_step("staged")
                 yield staging
                 self._on_step("content-written")
                 record = lineage_record(asset, partition, lineage)
                 (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
                 self._on_step("lineage-written")
-                version_id = new_version_id()  # taken now: the id's age is the upload's age (see STALE_UPLOAD)
-                files = self._upload(asset, final.name, version_id, staging)
+                if remote.adopted is None:
+                    version_id = new_version_id()  # taken now: the id's age is the upload's age (see STALE_UPLOAD)
+                    files = self._upload(asset, final.name, version_id, staging)
+                else:  # the step wrote the files into the bucket: check them, add what was written here
+                    version_id = remote.adopted[0]
+                    files = self._verified(asset, final.name, version_id, remote.adopted[1])
+                    written = {entry["path"]: entry for entry in files}
+                    local = self._local_files(staging)
+                    files = [e for e in files if e["path"] not in local] + self._upload(
+                        asset, final.name, version_id, staging, skip=written)
                 self._on_step("uploaded")
                 replaced = self.manifest(asset, partition)
                 manifest = {
@@ -265,26 +295,44 @@ class GcsArtifactStore(ArtifactStore):
                 self._count("uploaded", len(data))
                 committed = True
                 self._on_step("committed")
-                version = versions / version_id
-                os.rename(staging, version)  # the mirror holds what was uploaded: nothing to download
-                with _locked(_commit_lock(versions)):
-                    _point(final, version)
-                    _remove_stale(final, versions, keep=version)
+                self._versions[version_id] = (asset, final.name, manifest)
+                if remote.adopted is None:
+                    version = versions / version_id
+                    os.rename(staging, version)  # the mirror holds what was uploaded: nothing to download
+                    with _locked(_commit_lock(versions)):
+                        _point(final, version)
+                        _remove_stale(final, versions, keep=version)
+                else:  # the mirror holds only what was written here: a reader materialises the version
+                    shutil.rmtree(staging, ignore_errors=True)
                 self._remove_superseded(asset, partition, final.name, keep=version_id, replaced=replaced)
                 self._on_step("cleaned")
         finally:
+            _OPEN.pop(str(staging), None)
             lock.unlink(missing_ok=True)
             if not committed:
                 shutil.rmtree(staging, ignore_errors=True)
+                if version_id is None and remote.adopted is not None:
+                    version_id = remote.adopted[0]
                 if version_id is not None:
                     # a failed (not killed) upload removes its partial version now rather than after STALE_UPLOAD
                     self._delete_version(asset, final.name, version_id)
 
-    def _upload(self, asset: str, key: str, version_id: str, staging: Path) -> list[dict]:
+    @staticmethod
+    def _local_files(staging: Path) -> set[str]:
+        return {p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()}
+
+    def _upload(self, asset: str, key: str, version_id: str, staging: Path, *,
+                skip: dict[str, dict] | None = None) -> list[dict]:
+        """Upload the staging folder's files; one already in the bucket with the same sha256 (`skip`: a remote
+        writer's report, e.g. its result file copied here) is listed without uploading it again."""
         files = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             relative = path.relative_to(staging).as_posix()
             size = path.stat().st_size
+            known = (skip or {}).get(relative)
+            if known is not None and known["size"] == size and known["sha256"] == file_sha256(path):
+                files.append(known)
+                continue
             # resumable, chunked upload above the client's threshold: large files are never read into memory
             self.bucket.blob(self._name(asset, VERSIONS, key, version_id, relative)).upload_from_filename(str(path))
             self._count("uploaded", size)
@@ -292,6 +340,53 @@ class GcsArtifactStore(ArtifactStore):
             if len(files) == 1:
                 self._on_step("uploading")
         return files
+
+    def _verified(self, asset: str, key: str, version_id: str, reported: list[dict]) -> list[dict]:
+        """The files a remote writer reported for `version_id`, each checked against the bucket's own record of
+        it (size and md5, which GCS computes from the bytes it stored); anything else under the version, or a
+        reported file missing or different, fails the publication (nothing is committed)."""
+        where = self._url_of(self._name(asset, VERSIONS, key, version_id))
+        _checked_id(version_id, where)
+        prefix = self._name(asset, VERSIONS, key, version_id) + "/"
+        stored = {blob.name[len(prefix):]: blob for blob in self.bucket.client.list_blobs(self.bucket, prefix=prefix)}
+        files = []
+        for entry in reported:
+            relative = _checked_path(entry["path"], where)
+            blob = stored.pop(relative, None)
+            if blob is None:
+                raise GcsStoreError(f"{where}/{relative}: reported by the training step but not in the bucket")
+            if blob.size != entry["size"] or (blob.md5_hash and entry.get("md5") and blob.md5_hash != entry["md5"]):
+                raise GcsStoreError(
+                    f"{where}/{relative}: the bucket holds {blob.size} bytes (md5 {blob.md5_hash}), the training step "
+                    f"reported {entry['size']} (md5 {entry.get('md5')})"
+                )
+            files.append({"path": relative, "size": entry["size"], "sha256": entry["sha256"]})
+        if stored:
+            raise GcsStoreError(f"{where}: holds files the training step did not report: {sorted(stored)[:5]}")
+        return files
+
+    def remote_source(self, path: Path) -> dict | None:
+        """Where a mirror path of a committed version lies in the bucket: ``{"url", "files"}`` (the manifest's
+        entries below it, paths relative to `path`); None when `path` is not inside a version this store read."""
+        try:
+            relative = Path(path).resolve().relative_to(self.root)
+        except ValueError:
+            return None
+        parts = relative.parts
+        if len(parts) < 4 or parts[1] != VERSIONS or parts[3] not in self._versions:
+            return None
+        asset, key, manifest = self._versions[parts[3]]
+        if (parts[0], parts[2]) != (asset, key):
+            return None
+        inside = "/".join(parts[4:])
+        files = []
+        for entry in manifest["files"]:
+            if not inside or entry["path"] == inside or entry["path"].startswith(inside + "/"):
+                files.append({**entry, "path": entry["path"][len(inside):].lstrip("/")})
+        if not files:
+            return None
+        name = self._name(asset, VERSIONS, key, parts[3], inside)
+        return {"url": f"gs://{self.bucket.name}/{name}", "files": files}
 
     def _remove_superseded(self, asset: str, partition: str | None, key: str, *, keep: str,
                            replaced: dict | None) -> None:
@@ -326,6 +421,41 @@ class GcsArtifactStore(ArtifactStore):
         if self.prefix and not name.startswith(self.prefix + "/"):
             name = self._name(name)
         return f"gs://{self.bucket.name}/{name}"
+
+
+class RemoteStaging:
+    """An open publication as a remote writer sees it: `versions_url` is where it creates ``<id>/<files>``
+    (a fresh id taken when its upload starts, `storage.new_version_id`); `adopt` hands the result to the
+    publication, which checks it against the bucket when it commits."""
+
+    def __init__(self, store: GcsArtifactStore, asset: str, key: str, local: Path) -> None:
+        self.store, self.asset, self.key, self.local = store, asset, key, local
+        self.adopted: tuple[str, list[dict]] | None = None
+
+    @property
+    def versions_url(self) -> str:
+        return f"gs://{self.store.bucket.name}/{self.store._name(self.asset, VERSIONS, self.key)}"
+
+    def adopt(self, version_id: str, files: list[dict]) -> None:
+        """The version `version_id` under `versions_url` holds `files` (``path``, ``size``, ``sha256``, ``md5``)."""
+        if self.adopted is not None and self.adopted[0] != version_id:
+            raise GcsStoreError(f"{self.versions_url}: the publication already holds version {self.adopted[0]}")
+        self.adopted = (_checked_id(version_id, self.versions_url), list(files))
+
+
+def remote_staging(path: str | os.PathLike) -> RemoteStaging | None:
+    """The open publication whose local staging folder is `path` (a training job's output dir), if its store
+    is in GCS; None otherwise (a local store: the step writes the folder itself)."""
+    return _OPEN.get(str(Path(path).resolve()))
+
+
+def remote_source(path: str | os.PathLike) -> dict | None:
+    """`GcsArtifactStore.remote_source` of whichever store opened in this process mirrors `path`."""
+    resolved = Path(path).resolve()
+    for root, store in list(_STORES.items()):
+        if resolved.is_relative_to(root):
+            return store.remote_source(resolved)
+    return None
 
 
 def _commit_lock(versions: Path) -> Path:

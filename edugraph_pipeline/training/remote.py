@@ -17,6 +17,11 @@ bootstrap environment the launcher's GCS context injector and message reader pro
    stdout (the serial console) and to ``<root>/logs/step.log``;
 4. uploads the outputs, then ``<root>/status.json`` (``{"exit_code": N, "error": ...}``) - the launcher's signal.
 
+With the artifact store in GCS, ``store_inputs`` (``{path, url, files}``) are read from the store's committed
+version prefixes, each file checked against its manifest entry (size, sha256); ``store_outputs`` (``{path, url}``)
+are uploaded to ``<url>/<new version id>/`` and reported, with size, sha256 and md5 per file (small JSON files
+also inline), in ``<root>/outputs.json``: the publication on the Dagster host commits them, nothing is downloaded.
+
 Only google-cloud-storage, dagster-pipes and the standard library: it must not import dagster.
 """
 
@@ -79,6 +84,58 @@ def download_tree(client, bucket_name: str, root: str, path: str, destination: s
         blob.download_to_filename(str(target))
         count += 1
     return count
+
+
+INLINE_LIMIT = 64 * 1024  # JSON outputs up to this size also travel in outputs.json (the asset reads its result)
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    bucket, _, name = url.removeprefix("gs://").partition("/")
+    return bucket, name.strip("/")
+
+
+def download_store_input(client, source: dict, destination: str) -> int:
+    """Download a committed store version's files (`source`: ``{url, files}``) below `destination`, each checked
+    against its manifest entry; returns the bytes read."""
+    from edugraph_pipeline.storage import file_sha256
+
+    bucket_name, name = _split_url(source["url"])
+    bucket = client.bucket(bucket_name)
+    total = 0
+    for entry in source["files"]:
+        relative = entry["path"]
+        target = Path(destination + (f"/{relative}" if relative else ""))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        url = f"gs://{bucket_name}/{name}" + (f"/{relative}" if relative else "")
+        bucket.blob(f"{name}/{relative}" if relative else name).download_to_filename(str(target))
+        if target.stat().st_size != entry["size"] or file_sha256(target) != entry["sha256"]:
+            raise RuntimeError(f"{url} does not match the store's manifest (size or sha256)")
+        total += entry["size"]
+    return total
+
+
+def upload_store_output(client, target: dict, source: str) -> dict:
+    """Upload the folder `source` to a fresh version ``<url>/<id>/`` of the store; what `outputs.json` reports."""
+    import base64
+    import hashlib
+
+    from edugraph_pipeline.storage import file_sha256, new_version_id
+
+    bucket_name, name = _split_url(target["url"])
+    bucket = client.bucket(bucket_name)
+    version = new_version_id()  # taken as the upload starts: the store's cleaner reads the upload's age from it
+    files, inline = [], {}
+    base = Path(source)
+    for path in sorted(p for p in base.rglob("*") if p.is_file()):
+        relative = path.relative_to(base).as_posix()
+        bucket.blob(f"{name}/{version}/{relative}").upload_from_filename(str(path))
+        with path.open("rb") as handle:
+            md5 = base64.b64encode(hashlib.file_digest(handle, "md5").digest()).decode("ascii")
+        size = path.stat().st_size
+        files.append({"path": relative, "size": size, "sha256": file_sha256(path), "md5": md5})
+        if relative.endswith(".json") and size <= INLINE_LIMIT:
+            inline[relative] = path.read_text(encoding="utf-8")
+    return {"version": version, "files": files, "inline": inline}
 
 
 def reroot(value: Any, mapping: dict[str, str]) -> Any:
@@ -219,14 +276,22 @@ def main(argv: list[str] | None = None) -> int:
         relay = None
         try:
             scratch = staging.get("scratch", [])
-            mapping = {path: local_root + path for path in [*staging.get("inputs", []), *staging.get("outputs", []), *scratch]}
+            store_inputs = staging.get("store_inputs", [])
+            store_outputs = [entry["path"] for entry in staging.get("store_outputs", [])]
+            mapping = {path: local_root + path for path in [
+                *staging.get("inputs", []), *staging.get("outputs", []), *scratch,
+                *(entry["path"] for entry in store_inputs), *store_outputs]}
+            for source in store_inputs:
+                size = download_store_input(client, source, mapping[source["path"]])
+                print(f"edugraph-remote: read {source['path']} from {source['url']} ({len(source['files'])} files, "
+                      f"{size} bytes)", flush=True)
             inputs_root = staging.get("inputs_root") or root
             for path in staging.get("inputs", []):
                 count = download_tree(client, data_bucket.name, inputs_root, path, mapping[path])
                 if count == 0:  # an empty folder (e.g. a fresh checkpoint dir): nothing was staged
                     Path(mapping[path]).mkdir(parents=True, exist_ok=True)
                 print(f"edugraph-remote: downloaded {path} ({count} files)", flush=True)
-            for path in staging.get("outputs", []):
+            for path in [*staging.get("outputs", []), *store_outputs]:
                 Path(mapping[path]).parent.mkdir(parents=True, exist_ok=True)
             for path in scratch:
                 Path(mapping[path]).mkdir(parents=True, exist_ok=True)
@@ -255,6 +320,15 @@ def main(argv: list[str] | None = None) -> int:
                     if Path(mapping[path]).exists():
                         count = upload_tree(data_bucket, root, path, mapping[path])
                         print(f"edugraph-remote: uploaded {path} ({count} files)", flush=True)
+                written = {}
+                for target in staging.get("store_outputs", []):
+                    if Path(mapping[target["path"]]).is_dir():
+                        written[target["path"]] = upload_store_output(client, target, mapping[target["path"]])
+                        print(f"edugraph-remote: wrote {target['path']} to {target['url']}/"
+                              f"{written[target['path']]['version']}", flush=True)
+                if written:  # before status.json: the launcher reads it once the status says we are done
+                    data_bucket.blob(f"{root}/outputs.json").upload_from_string(
+                        json.dumps(written), content_type="application/json")
         except Exception:  # noqa: BLE001 - reported through status.json and the step log
             error = traceback.format_exc()
             print(error, flush=True)

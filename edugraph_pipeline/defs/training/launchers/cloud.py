@@ -9,6 +9,12 @@ layout of a job, inputs staged once, the ledger of machines a run used, and the 
 * ``work/<job key>/attempts/<run id>/<attempt>.json``: one record per machine (zone, spot, start, end, outcome);
 * ``runs/<run id>/<attempt>/``: one attempt's Pipes context and messages, logs, outputs and ``status.json``.
 
+With the artifact store in GCS (``EDUGRAPH_DATA_DIR=gs://...``) nothing of the artifacts goes through this host:
+an input that is a committed store version is read by the step from its version prefix (``store_inputs``, checked
+against the manifest's sizes and sha256), and the publication's files are written by the step straight into the
+store's ``.versions/<key>/<id>/`` (``store_outputs``); the step reports them in ``runs/.../outputs.json`` and
+`adopt_outputs` hands them to the open publication, whose commit checks them against the bucket.
+
 The job key is the asset's job identity (the job and the versions of its inputs), so the same job on the same
 inputs finds its checkpoints whichever run, attempt or machine asks; never a per-attempt id.
 """
@@ -21,7 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edugraph_pipeline.defs.training.launchers.base import staging_plan
+from edugraph_pipeline.defs.training.launchers.base import StepFailed, staging_plan
+from edugraph_pipeline.store_gcs import remote_source, remote_staging
 from edugraph_pipeline.training.checkpoint_sync import CheckpointStore
 from edugraph_pipeline.training.job import TrainingJob
 from edugraph_pipeline.training.remote import blob_name, upload_tree
@@ -70,15 +77,64 @@ def cloud_staging(job: TrainingJob, layout: CloudLayout) -> dict:
     plan = staging_plan(job.to_dict())
     scratch = [str(Path(job.work_dir).resolve())] if job.work_dir else []
     inputs = [p for p in plan["inputs"] if not any(p == s or p.startswith(s + "/") for s in scratch)]
+    store_inputs = _store_inputs(job.to_dict())
+    store_outputs = [{"path": p, "url": remote.versions_url} for p in plan["outputs"] if (remote := remote_staging(p))]
     return {
         "bucket": layout.bucket,
         "root": layout.run_root,
         "inputs_root": layout.inputs_root,
-        "inputs": inputs,
-        "outputs": plan["outputs"],
+        "inputs": [p for p in inputs if remote_source(p) is None],  # uploaded by `stage_inputs`
+        "outputs": [p for p in plan["outputs"] if remote_staging(p) is None],  # downloaded after the step
+        "store_inputs": store_inputs,
+        "store_outputs": store_outputs,
         "scratch": scratch,
         "checkpoints": f"gs://{layout.bucket}/{layout.checkpoints_root}" if job.config is not None else None,
     }
+
+
+def _store_inputs(job: dict) -> list[dict]:
+    """Every path the job names (as it names it: the step's paths are rewritten by exact string) that lies in a
+    committed version of a GCS artifact store: ``{"path", "url", "files"}`` for the step to read from the bucket."""
+    found: dict[str, dict] = {}
+
+    def walk(value, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and value.startswith("/") and "output" not in key.lower():
+            source = remote_source(value) if Path(value).exists() else None
+            if source is not None:
+                found[value] = {"path": value, **source}
+
+    walk(job)
+    return list(found.values())
+
+
+def adopt_outputs(bucket, staging: dict, log) -> None:
+    """Hand what the step wrote into the store (``<root>/outputs.json``) to the open publications, and write the
+    small files it returned inline (the result file the asset reads) into their local staging folders."""
+    if not staging.get("store_outputs"):
+        return
+    blob = bucket.blob(f"{staging['root']}/outputs.json")
+    if not blob.exists():
+        raise StepFailed(f"the training step exited 0 without reporting its outputs (gs://{bucket.name}/{blob.name})")
+    report = json.loads(blob.download_as_bytes())
+    for output in staging["store_outputs"]:
+        written = report.get(output["path"])
+        publication = remote_staging(output["path"])
+        if written is None or publication is None:
+            raise StepFailed(f"the training step reported no files for {output['path']} ({output['url']})")
+        publication.adopt(written["version"], written["files"])
+        for relative, text in written.get("inline", {}).items():
+            target = Path(output["path"]) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        size = sum(entry["size"] for entry in written["files"])
+        log(f"Outputs written by the step to {output['url']}/{written['version']} ({len(written['files'])} files, "
+            f"{size} bytes): committed by the publication, not downloaded")
 
 
 def _manifest(paths: list[str]) -> dict:
@@ -94,6 +150,8 @@ def _manifest(paths: list[str]) -> dict:
 
 def stage_inputs(bucket, layout: CloudLayout, paths: list[str], log) -> int:
     """Upload the inputs unless the manifest in GCS already describes these very files; returns files uploaded."""
+    if not paths:
+        return 0  # every input is read from the artifact store
     manifest = _manifest(paths)
     marker = bucket.blob(f"{layout.inputs_root}/manifest.json")
     if marker.exists() and json.loads(marker.download_as_bytes()) == manifest:

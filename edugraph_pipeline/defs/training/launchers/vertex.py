@@ -39,6 +39,7 @@ from edugraph_pipeline.defs.training.launchers.cloud import (
     CloudLayout,
     Ledger,
     MachineRecord,
+    adopt_outputs,
     cloud_staging,
     cost_metadata,
     job_key,
@@ -215,6 +216,7 @@ class VertexLauncher(TrainingLauncher):
         for path in staging["outputs"]:
             count = download_tree(storage, self.bucket, run_root, path)
             context.log.info(f"Downloaded {count} files to {path}")
+        adopt_outputs(bucket, staging, context.log.info)  # a store in GCS: the step wrote into it, nothing to fetch
         context.add_asset_metadata(cost_metadata(ledger.records(), "vertex"))
         return dg.PipesClientCompletedInvocation(session)
 
