@@ -244,3 +244,44 @@ def test_the_settings_open_a_gs_data_dir_as_the_object_store(tmp_path, monkeypat
     assert not (tmp_path / "gs:").exists()
     monkeypatch.setenv("EDUGRAPH_DATA_DIR", "out")
     assert settings.data_location() == str(tmp_path / "out") and settings.cache_dir() == tmp_path / "out" / ".cache"
+
+
+def test_a_remote_writer_report_is_checked_against_the_bucket(tmp_path, emulator):
+    """A training step writes a publication's files into the bucket itself and reports them (`RemoteStaging`):
+    the commit lists them after checking size and md5 against the bucket; a report that does not match, or files
+    it does not name, commit nothing and the previous artifact stays current."""
+    import base64
+    import hashlib
+
+    from edugraph_pipeline.storage import new_version_id
+    from edugraph_pipeline.store_gcs import remote_staging
+
+    writer = machine(tmp_path, "writer")
+    publish_version(writer, 1)
+
+    def step_writes(staging: Path, content: bytes, *, report_size: int | None = None, extra: bool = False):
+        remote = remote_staging(staging)
+        assert remote is not None and remote.versions_url == f"{URL}/{ASSET}/.versions/latest"
+        version = new_version_id()
+        name = f"pipeline/{ASSET}/.versions/latest/{version}"
+        writer.bucket.blob(f"{name}/model/weights.bin").upload_from_string(content)
+        if extra:
+            writer.bucket.blob(f"{name}/unreported.bin").upload_from_string(b"x")
+        md5 = base64.b64encode(hashlib.md5(content).digest()).decode()
+        remote.adopt(version, [{"path": "model/weights.bin", "size": report_size or len(content),
+                                "sha256": hashlib.sha256(content).hexdigest(), "md5": md5}])
+
+    for kwargs, error in (({"report_size": 5}, "the bucket holds"), ({"extra": True}, "did not report")):
+        with pytest.raises(GcsStoreError, match=error):
+            with writer.publish(ASSET, None, {"version": 2}) as staging:
+                step_writes(staging, payload(2), **kwargs)
+        assert read_artifact(machine(tmp_path, f"reader-{error[:8]}")) == 1
+    assert remote_versions(writer) == {writer.manifest(ASSET)["version"]}  # the refused uploads are gone
+
+    before = dict(writer.transferred)
+    with writer.publish(ASSET, None, {"version": 3}) as staging:
+        step_writes(staging, payload(3))
+        (staging / "config.json").write_text("3")  # written by the publisher beside the step's files
+    assert writer.transferred["downloaded"] - before["downloaded"] < 4096  # the step's bytes were never fetched
+    assert writer.transferred["uploaded"] - before["uploaded"] < 4096  # nor uploaded again
+    assert read_artifact(machine(tmp_path, "reader-3")) == 3
