@@ -285,3 +285,17 @@ def test_a_remote_writer_report_is_checked_against_the_bucket(tmp_path, emulator
     assert writer.transferred["downloaded"] - before["downloaded"] < 4096  # the step's bytes were never fetched
     assert writer.transferred["uploaded"] - before["uploaded"] < 4096  # nor uploaded again
     assert read_artifact(machine(tmp_path, "reader-3")) == 3
+
+
+def test_portable_names_are_the_same_on_every_machine(tmp_path, emulator):
+    """What job identities and lineage are built from: mirror paths named as the store names them."""
+    one, two = machine(tmp_path, "one"), machine(tmp_path, "two")
+    job = {"config": {"dataset_path": str(one.root / "knowledge_dataset" / "v1" / "dataset"), "lr": 0.1,
+                      "base": [str(one.root / "base_model" / "latest" / "model")], "other": str(tmp_path / "x")}}
+    moved = {"config": {"dataset_path": str(two.root / "knowledge_dataset" / "v1" / "dataset"), "lr": 0.1,
+                        "base": [str(two.root / "base_model" / "latest" / "model")], "other": str(tmp_path / "x")}}
+    assert one.portable(job) == two.portable(moved)
+    assert one.portable(job)["config"]["dataset_path"] == f"{URL}/knowledge_dataset/v1/dataset"
+    assert one.portable(str(one.root) + "-sibling") == str(one.root) + "-sibling"  # a prefix is not a parent
+    local = open_store(tmp_path / "local")
+    assert local.portable(job) == job  # a local store's names are its paths
