@@ -16,7 +16,7 @@ from edugraph_pipeline.training.config import RUN_MODES, StageConfig
 TINY_BASE = "tiny_base"  # pretrain the tiny base model (no dataset, no adapter)
 STAGES = (TINY_BASE, "knowledge", "worksheet")
 # Bump when a change to the training code should retrain unchanged inputs (it is part of every identity).
-TRAINING_CODE_VERSION = "2"
+TRAINING_CODE_VERSION = "3"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from edugraph_pipeline.training.chat_template import training_chat_template
-from edugraph_pipeline.training.config import StageConfig
+from edugraph_pipeline.training.config import TINY, StageConfig
 from edugraph_pipeline.training.data import (
     FeatureCollator,
     FeatureDataset,
@@ -48,6 +48,11 @@ LANGUAGE_MODEL_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_
 # Kept in bf16 under QLoRA: the vision tower (its own, small linears: NF4 costs it accuracy for little memory, and the
 # GGUF export reuses it as the mmproj) and the output head (tied to the embeddings in 2B/4B).
 NOT_QUANTIZED = ["model.visual", "lm_head"]  # module-name prefixes (transformers matches from the start)
+# Profiles whose stage 2 also trains the embedding rows of the answers' tokens (tied to the LM head, so the output
+# rows too). The tiny base is pretrained on captions only: the rows of the concept names' tokens are still at their
+# random init, LoRA cannot move them, and stage 2 then plateaus at a loss of ~3.5 per answer token on the shared
+# real release (~1.3 with the rows trained, same 600 steps: bench/real_exercises.py). Hub bases know these tokens.
+ANSWER_TOKEN_PROFILES = frozenset({TINY})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -148,12 +153,23 @@ def merged_base(cfg: StageConfig) -> str:
     return str(target)
 
 
-def lora_config(cfg: StageConfig):
+def answer_token_ids(tokenizer, answers) -> list[int]:
+    """Every token id of the answer texts, plus ``<|im_end|>`` (the answer's end is in the loss too)."""
+    ids = {tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    for text in answers:
+        ids.update(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return sorted(ids)
+
+
+def lora_config(cfg: StageConfig, trainable_tokens: list[int] | None = None):
+    """The stage's LoRA; `trainable_tokens`: embedding rows trained as well (PEFT's trainable tokens, which
+    follow a tied LM head)."""
     from peft import LoraConfig
 
     targets = cfg.lora.target_modules
     if cfg.stage == "knowledge" and targets == "all-linear":
         targets = LANGUAGE_MODEL_LINEAR
+    extra = {"trainable_token_indices": {"embed_tokens": list(trainable_tokens)}} if trainable_tokens else {}
     return LoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
@@ -161,6 +177,7 @@ def lora_config(cfg: StageConfig):
         target_modules=targets,
         bias="none",
         task_type="CAUSAL_LM",
+        **extra,
     )
 
 
@@ -357,7 +374,10 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     template = training_chat_template(processor, cfg.base_model)
     base = merged_base(cfg)
     model = _load_model(base, placement)
-    model = get_peft_model(model, lora_config(cfg))
+    # Only with our answer-only loss: trl's own loss reads the head's weight directly, past PEFT's token wrapper.
+    train_rows = cfg.profile in ANSWER_TOKEN_PROFILES and cfg.loss_on_labels_only
+    tokens = answer_token_ids(processor.tokenizer, train["labels"]) if train_rows else []
+    model = get_peft_model(model, lora_config(cfg, tokens))
     trainer_cls = _trainer_class(cfg.loss_on_labels_only)
     if cfg.cache_features:
         encode_start = time.perf_counter()
@@ -395,6 +415,7 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
             callbacks=callbacks,
         )
         extra = {"feature_cache": False}
+    extra["trainable_token_rows"] = len(tokens)
     return _run(cfg, trainer, processor, len(dataset), base, placement, extra)
 
 

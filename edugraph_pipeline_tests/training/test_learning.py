@@ -27,6 +27,7 @@ def held_out_exact_match(tmp_path, *, pretrain_steps: int, pretrain_images: int,
         prof=profile("tiny"), mode="train",
     ).with_(max_steps=train_steps, save_steps=10_000)
     metrics = train_worksheet_adapter(cfg)
+    assert metrics["trainable_token_rows"] > 0  # the tiny profile trains the answer tokens' rows too
     model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(str(base)), metrics["adapter_path"])
     result = exact_match(model, load_processor(cfg), load_from_disk(str(tmp_path / "ws"))["validation"])
     print(result)

@@ -112,3 +112,28 @@ def test_generated_pictures_are_described():
     seen = [generate_picture(rng) for _ in range(30)]
     assert all(image.size == (224, 224) and caption for image, caption in seen)
     assert len({caption for _, caption in seen}) > 10
+
+
+def test_stage_two_trains_the_answer_tokens_rows_of_the_tied_head(tiny_base):
+    """The tiny base never saw the concept names: stage 2 trains their embedding rows, and through the tie the LM
+    head's, beside the LoRA (`sft.ANSWER_TOKEN_PROFILES`)."""
+    from peft import get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from edugraph_pipeline.labels import format_answer
+    from edugraph_pipeline.training.config import profile, stage_config
+    from edugraph_pipeline.training.sft import answer_token_ids, lora_config
+
+    tokenizer = build_tokenizer()
+    answer = format_answer({"Area": ["IntegerAddition"], "Scope": ["NumbersSmaller10"], "Ability": []})
+    ids = answer_token_ids(tokenizer, [answer, answer])
+    assert ids == sorted(set(tokenizer(answer, add_special_tokens=False).input_ids) | {151645})
+    cfg = stage_config("worksheet", base_model=str(tiny_base), dataset_path="unused", output_dir="unused",
+                       prof=profile("tiny"), mode="train")
+    model = get_peft_model(AutoModelForImageTextToText.from_pretrained(str(tiny_base)), lora_config(cfg, ids))
+    wrapped = {type(model.base_model.model.lm_head).__name__,
+               type(model.base_model.model.model.language_model.embed_tokens).__name__}
+    assert wrapped == {"TrainableTokensWrapper"}
+    trainable, _ = model.get_nb_trainable_parameters()
+    plain = get_peft_model(AutoModelForImageTextToText.from_pretrained(str(tiny_base)), lora_config(cfg))
+    assert trainable - plain.get_nb_trainable_parameters()[0] == len(ids) * 128  # rows x text hidden (one copy: tied)
