@@ -29,6 +29,26 @@ from edugraph_pipeline.defs.training.launchers.gcp import GcpLauncher
 from edugraph_pipeline.defs.training.launchers.vertex import VertexLauncher
 
 
+def _cloud_fields(kind: str, image: str) -> dict:
+    """The settings the `gcp` and `vertex` launchers share (the project and bucket must be set)."""
+    missing = [n for n in ("EDUGRAPH_GCP_PROJECT", "EDUGRAPH_GCS_BUCKET") if not settings.setting(n)]
+    if missing:
+        raise ValueError(f"{LAUNCHER_ENV}={kind} needs {', '.join(missing)} to be set")
+    return {
+        "project": settings.setting("EDUGRAPH_GCP_PROJECT"),
+        "bucket": settings.setting("EDUGRAPH_GCS_BUCKET"),
+        "prefix": settings.setting("EDUGRAPH_GCS_PREFIX"),
+        "image": image,
+        "machine_type": settings.setting("EDUGRAPH_GCP_MACHINE_TYPE"),
+        "accelerator_type": settings.setting("EDUGRAPH_GCP_ACCELERATOR"),
+        "accelerator_count": settings.integer("EDUGRAPH_GCP_ACCELERATOR_COUNT"),
+        "boot_disk_gb": settings.integer("EDUGRAPH_GCP_BOOT_DISK_GB"),
+        "service_account": settings.setting("EDUGRAPH_GCP_SERVICE_ACCOUNT") or None,
+        "spot": settings.flag("EDUGRAPH_GCP_SPOT"),
+        "max_run_hours": settings.number("EDUGRAPH_GCP_MAX_RUN_HOURS"),
+    }
+
+
 def launcher_from_settings() -> TrainingLauncher:
     """The launcher ``EDUGRAPH_TRAINING_LAUNCHER`` names (``local`` default, ``docker``, ``gcp``, ``vertex``), configured from
     the environment (docs/training-launchers.md lists the variables)."""
@@ -44,46 +64,20 @@ def launcher_from_settings() -> TrainingLauncher:
             user=settings.setting("EDUGRAPH_DOCKER_USER") or None,
         )
     if kind == "gcp":
-        missing = [n for n in ("EDUGRAPH_GCP_PROJECT", "EDUGRAPH_GCS_BUCKET") if not settings.setting(n)]
-        if missing:
-            raise ValueError(f"{LAUNCHER_ENV}=gcp needs {', '.join(missing)} to be set")
         return GcpLauncher(
-            project=settings.setting("EDUGRAPH_GCP_PROJECT"),
+            **_cloud_fields(kind, image),
             zone=settings.setting("EDUGRAPH_GCP_ZONE"),
             zones=[z.strip() for z in settings.setting("EDUGRAPH_GCP_ZONES").split(",") if z.strip()],
-            bucket=settings.setting("EDUGRAPH_GCS_BUCKET"),
-            prefix=settings.setting("EDUGRAPH_GCS_PREFIX"),
-            image=image,
-            machine_type=settings.setting("EDUGRAPH_GCP_MACHINE_TYPE"),
-            accelerator_type=settings.setting("EDUGRAPH_GCP_ACCELERATOR"),
-            accelerator_count=settings.integer("EDUGRAPH_GCP_ACCELERATOR_COUNT"),
             vm_image=settings.setting("EDUGRAPH_GCP_VM_IMAGE"),
-            boot_disk_gb=settings.integer("EDUGRAPH_GCP_BOOT_DISK_GB"),
-            service_account=settings.setting("EDUGRAPH_GCP_SERVICE_ACCOUNT") or None,
             network=settings.setting("EDUGRAPH_GCP_NETWORK"),
             subnetwork=settings.setting("EDUGRAPH_GCP_SUBNETWORK") or None,
-            spot=settings.flag("EDUGRAPH_GCP_SPOT"),
-            max_run_hours=settings.number("EDUGRAPH_GCP_MAX_RUN_HOURS"),
             hf_token_secret=settings.setting("EDUGRAPH_GCP_HF_TOKEN_SECRET") or None,
             compute_endpoint=settings.setting("EDUGRAPH_GCP_COMPUTE_ENDPOINT") or None,
         )
     if kind == "vertex":
-        missing = [n for n in ("EDUGRAPH_GCP_PROJECT", "EDUGRAPH_GCS_BUCKET") if not settings.setting(n)]
-        if missing:
-            raise ValueError(f"{LAUNCHER_ENV}=vertex needs {', '.join(missing)} to be set")
         return VertexLauncher(
-            project=settings.setting("EDUGRAPH_GCP_PROJECT"),
+            **_cloud_fields(kind, image),
             region=settings.setting("EDUGRAPH_VERTEX_REGION"),
-            bucket=settings.setting("EDUGRAPH_GCS_BUCKET"),
-            prefix=settings.setting("EDUGRAPH_GCS_PREFIX"),
-            image=image,
-            machine_type=settings.setting("EDUGRAPH_GCP_MACHINE_TYPE"),
-            accelerator_type=settings.setting("EDUGRAPH_GCP_ACCELERATOR"),
-            accelerator_count=settings.integer("EDUGRAPH_GCP_ACCELERATOR_COUNT"),
-            boot_disk_gb=settings.integer("EDUGRAPH_GCP_BOOT_DISK_GB"),
-            service_account=settings.setting("EDUGRAPH_GCP_SERVICE_ACCOUNT") or None,
-            spot=settings.flag("EDUGRAPH_GCP_SPOT"),
-            max_run_hours=settings.number("EDUGRAPH_GCP_MAX_RUN_HOURS"),
             endpoint=settings.setting("EDUGRAPH_VERTEX_ENDPOINT") or None,
         )
     raise ValueError(f"{LAUNCHER_ENV}={kind!r}: expected local, docker, gcp or vertex")

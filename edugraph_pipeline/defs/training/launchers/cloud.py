@@ -23,11 +23,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
-from edugraph_pipeline.defs.training.launchers.base import StepFailed, staging_plan
+import dagster as dg
+
+from edugraph_pipeline.defs.training.launchers import retry
+from edugraph_pipeline.defs.training.launchers.base import StepFailed, StepPreempted, staging_plan
 from edugraph_pipeline.store_gcs import remote_source, remote_staging
 from edugraph_pipeline.training.checkpoint_sync import CheckpointStore
 from edugraph_pipeline.training.job import TrainingJob
@@ -223,3 +230,97 @@ def cost_metadata(records: list[MachineRecord], prefix: str) -> dict:
         f"{prefix}_gpu_hours": round(sum(r.gpu_hours for r in records if r.outcome != NO_CAPACITY), 4),
         f"{prefix}_spot_machines": sum(r.spot for r in records if r.outcome != NO_CAPACITY),
     }
+
+
+@dataclass
+class Attempt:
+    """One machine's try at a job: where its files go, the machines before it, and whether it may be spot."""
+
+    layout: CloudLayout
+    ledger: Ledger
+    staging: dict
+    interrupted: int  # preemptions (and capacity-less attempts) so far in this run
+    limit: int  # preemptions the run may survive
+    spot: bool
+
+    @property
+    def machine_name(self) -> str:
+        return f"edugraph-train-{self.layout.run_id[:8]}-{self.layout.attempt}".lower()
+
+    def preempted(self, context: dg.AssetExecutionContext, message: str, machine: str, detail: str | None = None) -> NoReturn:
+        """Report a preemption: a retryable `StepPreempted`, or `StepFailed` past the run's limit."""
+        context.log.warning(f"{message} ({detail})" if detail else message)
+        if self.interrupted + 1 > self.limit:
+            raise StepFailed(f"{message}: giving up ({retry.MAX_PREEMPTIONS_ENV}={self.limit})")
+        raise StepPreempted(f"{message}: a new {machine} resumes from the last checkpoint synced to GCS")
+
+
+def begin_attempt(
+    context: dg.AssetExecutionContext,
+    storage,
+    *,
+    bucket: str,
+    prefix: str,
+    job: TrainingJob,
+    identity: str | None,
+    spot: bool,
+    max_preemptions: int | None,
+    on_demand_after: int | None,
+) -> Attempt:
+    """Count the run's earlier machines, decide spot or on-demand, stage the inputs once, log where it resumes."""
+    layout = CloudLayout(bucket, prefix, job_key(job, identity), context.run.run_id, secrets.token_hex(3))
+    limit = max_preemptions if max_preemptions is not None else retry.max_preemptions()
+    on_demand = on_demand_after if on_demand_after is not None else retry.on_demand_after()
+    ledger = Ledger(storage.bucket(bucket), layout)
+    interrupted = ledger.interruptions()
+    use_spot = spot and not (on_demand is not None and interrupted >= on_demand)
+    if spot and not use_spot:
+        context.log.info(f"{interrupted} preemptions so far (on-demand after {on_demand}): this machine is on-demand")
+    staging = cloud_staging(job, layout)
+    stage_inputs(storage.bucket(bucket), layout, staging["inputs"], context.log.info)
+    line = resume_line(storage, layout, interrupted, limit)
+    if line:
+        context.log.info(line)
+    return Attempt(layout, ledger, staging, interrupted, limit, use_spot)
+
+
+@contextmanager
+def gcs_pipes_session(
+    context: dg.AssetExecutionContext, storage, attempt: Attempt, job: TrainingJob, *, interval: float, env: dict
+) -> Iterator[tuple[dg.PipesSession, dict]]:
+    """A Pipes session whose context and messages live under the attempt's run folder; yields it with the step's
+    environment (the bootstrap variables added to `env`)."""
+    from dagster_gcp.pipes import PipesGCSContextInjector, PipesGCSMessageReader
+    from dagster_pipes import PipesBlobStoreMessageWriter
+
+    bucket, run_root = attempt.layout.bucket, attempt.layout.run_root
+
+    class RunMessageReader(PipesGCSMessageReader):  # messages under the run's folder instead of the bucket root
+        @contextmanager
+        def get_params(self):
+            yield {
+                "bucket": bucket,
+                "key_prefix": f"{run_root}/pipes/messages",
+                PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY: False,
+            }
+
+    with dg.open_pipes_session(
+        context=context,
+        context_injector=PipesGCSContextInjector(bucket=bucket, client=storage, key_prefix=f"{run_root}/pipes/context-"),
+        message_reader=RunMessageReader(bucket=bucket, client=storage, interval=interval),
+        extras={"job": job.to_dict(), "edugraph_staging": attempt.staging},
+    ) as session:
+        yield session, {**env, **session.get_bootstrap_env_vars(), "EDUGRAPH_PIPES_UPLOAD_INTERVAL": str(interval)}
+
+
+def finish_attempt(context: dg.AssetExecutionContext, storage, attempt: Attempt, metadata_prefix: str) -> None:
+    """Bring back what the step wrote outside a GCS store, hand what it wrote into one to the publication, and
+    record what the run's machines cost."""
+    from edugraph_pipeline.training.remote import download_tree
+
+    bucket, run_root = attempt.layout.bucket, attempt.layout.run_root
+    for path in attempt.staging["outputs"]:
+        count = download_tree(storage, bucket, run_root, path)
+        context.log.info(f"Downloaded {count} files to {path}")
+    adopt_outputs(storage.bucket(bucket), attempt.staging, context.log.info)  # a GCS store: nothing to fetch
+    context.add_asset_metadata(cost_metadata(attempt.ledger.records(), metadata_prefix))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets as _secrets
 import time
 from collections.abc import Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +27,17 @@ from edugraph_pipeline.defs.training.launchers.cloud import (
     NO_CAPACITY,
     PREEMPTED,
     SUCCEEDED,
-    CloudLayout,
-    Ledger,
     MachineRecord,
-    adopt_outputs,
-    cloud_staging,
-    cost_metadata,
-    job_key,
-    resume_line,
-    stage_inputs,
+    begin_attempt,
+    finish_attempt,
+    gcs_pipes_session,
 )
 from edugraph_pipeline.training.job import TrainingJob
-from edugraph_pipeline.training.remote import download_tree, gcs_client
+from edugraph_pipeline.training.remote import gcs_client
 
 # The CUDA version of the torch wheels in requirements.lock (torch 2.14.1+cu130) and of docker/Dockerfile.trainer's
 # base: the VM's driver must support at least this, or torch sees no GPU.
 TORCH_CUDA = "13.0"
-
-
-def _dagster_gcp_pipes():
-    """PipesGCSContextInjector and PipesGCSMessageReader (imported late: only the gcp launcher needs them)."""
-    from dagster_gcp.pipes import PipesGCSContextInjector, PipesGCSMessageReader
-
-    return PipesGCSContextInjector, PipesGCSMessageReader
 
 
 # Compute Engine's answers when a zone cannot take the VM now; the next zone may.
@@ -343,55 +329,24 @@ fi
     ) -> dg.PipesClientCompletedInvocation:
         from googleapiclient.errors import HttpError
 
-        injector_cls, reader_cls = _dagster_gcp_pipes()
         storage = gcs_client(self.project)
-        bucket = storage.bucket(self.bucket)
-        attempt = _secrets.token_hex(3)
-        layout = CloudLayout(self.bucket, self.prefix, job_key(job, identity), context.run.run_id, attempt)
-        run_root = layout.run_root
-        instance = f"edugraph-train-{context.run.run_id[:8]}-{attempt}".lower()
-        limit = self.max_preemptions if self.max_preemptions is not None else retry.max_preemptions()
-        on_demand = self.on_demand_after if self.on_demand_after is not None else retry.on_demand_after()
-        ledger = Ledger(bucket, layout)
-        interrupted = ledger.interruptions()
-        spot = self.spot and not (on_demand is not None and interrupted >= on_demand)
-        if self.spot and not spot:
-            context.log.info(f"{interrupted} preemptions so far (on-demand after {on_demand}): this VM is on-demand")
-
-        staging = cloud_staging(job, layout)
-        stage_inputs(bucket, layout, staging["inputs"], context.log.info)
-        line = resume_line(storage, layout, interrupted, limit)
-        if line:
-            context.log.info(line)
-
-        class _RunMessageReader(reader_cls):  # messages under the run's folder instead of the bucket root
-            @contextmanager
-            def get_params(self_inner):
-                from dagster_pipes import PipesBlobStoreMessageWriter
-
-                yield {
-                    "bucket": self.bucket,
-                    "key_prefix": f"{run_root}/pipes/messages",
-                    PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY: False,
-                }
-
+        attempt = begin_attempt(
+            context, storage, bucket=self.bucket, prefix=self.prefix, job=job, identity=identity, spot=self.spot,
+            max_preemptions=self.max_preemptions, on_demand_after=self.on_demand_after,
+        )
+        run_root, instance, ledger, spot = attempt.layout.run_root, attempt.machine_name, attempt.ledger, attempt.spot
         compute = self._compute()
         record: MachineRecord | None = None
-        with dg.open_pipes_session(
-            context=context,
-            context_injector=injector_cls(bucket=self.bucket, client=storage, key_prefix=f"{run_root}/pipes/context-"),
-            message_reader=_RunMessageReader(bucket=self.bucket, client=storage, interval=self.message_interval_s),
-            extras={"job": job.to_dict(), "edugraph_staging": staging},
-        ) as session:
-            container_env = {
-                **self.env,
-                **session.get_bootstrap_env_vars(),
-                "EDUGRAPH_PIPES_UPLOAD_INTERVAL": str(self.message_interval_s),
-            }
+        with gcs_pipes_session(context, storage, attempt, job, interval=self.message_interval_s, env=self.env) as (
+            session,
+            container_env,
+        ):
             command = [self.python, "-m", REMOTE_MODULE, "--", *self.step_command(self.python)]
             try:
-                zone = self._create_vm(context, compute, ledger, instance, run_root, container_env, command, spot, limit)
-                record = MachineRecord(attempt, instance, zone, spot, self.accelerator_count)
+                zone = self._create_vm(
+                    context, compute, ledger, instance, run_root, container_env, command, spot, attempt.limit
+                )
+                record = MachineRecord(attempt.layout.attempt, instance, zone, spot, self.accelerator_count)
                 ledger.write(record)
                 outcome = self._wait_for_step(context, compute, storage, zone, instance, run_root)
                 record.ended = time.time()
@@ -399,12 +354,10 @@ fi
                 record.outcome = PREEMPTED if preempted else SUCCEEDED if outcome.get("exit_code") == 0 else FAILED
                 ledger.write(record)
                 if preempted:
-                    count = interrupted + 1
-                    message = f"VM {instance} in {zone} was preempted (preemption {count} of {limit})"
-                    context.log.warning(message)
-                    if count > limit:
-                        raise StepFailed(f"{message}: giving up ({retry.MAX_PREEMPTIONS_ENV}={limit})")
-                    raise StepPreempted(f"{message}: a new VM resumes from the last checkpoint synced to GCS")
+                    count = attempt.interrupted + 1
+                    attempt.preempted(
+                        context, f"VM {instance} in {zone} was preempted (preemption {count} of {attempt.limit})", "VM"
+                    )
                 if outcome.get("exit_code") != 0:
                     raise StepFailed(self._failure_report(compute, storage, zone, instance, run_root, outcome))
             finally:
@@ -415,11 +368,7 @@ fi
                     except HttpError as error:
                         if error.resp.status != 404:
                             context.log.error(f"Could not delete VM {instance}: {error}; delete it by hand")
-        for path in staging["outputs"]:
-            count = download_tree(storage, self.bucket, run_root, path)
-            context.log.info(f"Downloaded {count} files to {path}")
-        adopt_outputs(bucket, staging, context.log.info)  # a store in GCS: the step wrote into it, nothing to fetch
-        context.add_asset_metadata(cost_metadata(ledger.records(), "gcp"))
+        finish_attempt(context, storage, attempt, "gcp")
         return dg.PipesClientCompletedInvocation(session)
 
     def _create_vm(self, context, compute, ledger, instance, run_root, container_env, command, spot, limit) -> str:

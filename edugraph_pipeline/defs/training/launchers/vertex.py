@@ -14,20 +14,16 @@ A step that reported a non-zero exit is a `StepFailed` with its own error and lo
 from __future__ import annotations
 
 import json
-import secrets as _secrets
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from edugraph_pipeline.defs.training.launchers import retry
 from edugraph_pipeline.defs.training.launchers.base import (
     DEFAULT_IMAGE,
     REMOTE_MODULE,
     StepFailed,
-    StepPreempted,
     TrainingLauncher,
     _tail,
     redact,
@@ -36,18 +32,13 @@ from edugraph_pipeline.defs.training.launchers.cloud import (
     FAILED,
     PREEMPTED,
     SUCCEEDED,
-    CloudLayout,
-    Ledger,
     MachineRecord,
-    adopt_outputs,
-    cloud_staging,
-    cost_metadata,
-    job_key,
-    resume_line,
-    stage_inputs,
+    begin_attempt,
+    finish_attempt,
+    gcs_pipes_session,
 )
 from edugraph_pipeline.training.job import TrainingJob
-from edugraph_pipeline.training.remote import download_tree, gcs_client
+from edugraph_pipeline.training.remote import gcs_client
 
 ENDED = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
 # Compute Engine's accelerator names (the `gcp` launcher's) as Vertex spells them.
@@ -136,49 +127,18 @@ class VertexLauncher(TrainingLauncher):
     def launch(
         self, context: dg.AssetExecutionContext, *, job: TrainingJob, workdir: Path, identity: str | None = None
     ) -> dg.PipesClientCompletedInvocation:
-        from dagster_gcp.pipes import PipesGCSContextInjector, PipesGCSMessageReader
-
         storage = gcs_client(self.project)
-        bucket = storage.bucket(self.bucket)
-        attempt = _secrets.token_hex(3)
-        layout = CloudLayout(self.bucket, self.prefix, job_key(job, identity), context.run.run_id, attempt)
-        run_root = layout.run_root
-        name = f"edugraph-train-{context.run.run_id[:8]}-{attempt}".lower()
-        limit = self.max_preemptions if self.max_preemptions is not None else retry.max_preemptions()
-        on_demand = self.on_demand_after if self.on_demand_after is not None else retry.on_demand_after()
-        ledger = Ledger(bucket, layout)
-        interrupted = ledger.interruptions()
-        spot = self.spot and not (on_demand is not None and interrupted >= on_demand)
-        staging = cloud_staging(job, layout)
-        stage_inputs(bucket, layout, staging["inputs"], context.log.info)
-        line = resume_line(storage, layout, interrupted, limit)
-        if line:
-            context.log.info(line)
-
-        class _RunMessageReader(PipesGCSMessageReader):
-            @contextmanager
-            def get_params(self_inner):
-                from dagster_pipes import PipesBlobStoreMessageWriter
-
-                yield {
-                    "bucket": self.bucket,
-                    "key_prefix": f"{run_root}/pipes/messages",
-                    PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY: False,
-                }
-
+        attempt = begin_attempt(
+            context, storage, bucket=self.bucket, prefix=self.prefix, job=job, identity=identity, spot=self.spot,
+            max_preemptions=self.max_preemptions, on_demand_after=self.on_demand_after,
+        )
+        run_root, name, ledger, spot = attempt.layout.run_root, attempt.machine_name, attempt.ledger, attempt.spot
         client = self._client()
         parent = f"projects/{self.project}/locations/{self.region}"
-        with dg.open_pipes_session(
-            context=context,
-            context_injector=PipesGCSContextInjector(bucket=self.bucket, client=storage, key_prefix=f"{run_root}/pipes/context-"),
-            message_reader=_RunMessageReader(bucket=self.bucket, client=storage, interval=self.message_interval_s),
-            extras={"job": job.to_dict(), "edugraph_staging": staging},
-        ) as session:
-            container_env = {
-                **self.env,
-                **session.get_bootstrap_env_vars(),
-                "EDUGRAPH_PIPES_UPLOAD_INTERVAL": str(self.message_interval_s),
-            }
+        with gcs_pipes_session(context, storage, attempt, job, interval=self.message_interval_s, env=self.env) as (
+            session,
+            container_env,
+        ):
             command = [self.python, "-m", REMOTE_MODULE, "--", *self.step_command(self.python)]
             body = self.custom_job(name=name, container_env=container_env, command=command, spot=spot, run_root=run_root)
             context.log.info(
@@ -186,7 +146,7 @@ class VertexLauncher(TrainingLauncher):
                 f"{self.accelerator_count}x {self.accelerator_type}) in {parent} running {self.image}"
             )
             created = client.create_custom_job(parent=parent, custom_job=body)
-            record = MachineRecord(attempt, created.name, self.region, spot, self.accelerator_count)
+            record = MachineRecord(attempt.layout.attempt, created.name, self.region, spot, self.accelerator_count)
             ledger.write(record)
             ended = False
             try:
@@ -198,12 +158,12 @@ class VertexLauncher(TrainingLauncher):
                 record.outcome = PREEMPTED if preempted else SUCCEEDED if state == "JOB_STATE_SUCCEEDED" else FAILED
                 ledger.write(record)
                 if preempted:
-                    count = interrupted + 1
-                    message = f"Vertex AI job {created.name} ended {state} without a step result: preemption {count} of {limit}"
-                    context.log.warning(f"{message} ({error})" if error else message)
-                    if count > limit:
-                        raise StepFailed(f"{message}: giving up ({retry.MAX_PREEMPTIONS_ENV}={limit})")
-                    raise StepPreempted(f"{message}: a new job resumes from the last checkpoint synced to GCS")
+                    count = attempt.interrupted + 1
+                    message = (
+                        f"Vertex AI job {created.name} ended {state} without a step result: "
+                        f"preemption {count} of {attempt.limit}"
+                    )
+                    attempt.preempted(context, message, "job", detail=error)
                 if state != "JOB_STATE_SUCCEEDED" or (status or {}).get("exit_code") != 0:
                     raise StepFailed(self._failure_report(storage, created.name, run_root, state, error, status))
             finally:
@@ -213,11 +173,7 @@ class VertexLauncher(TrainingLauncher):
                         context.log.info(f"Cancelled Vertex AI job {created.name}")
                     except Exception as cancel_error:  # noqa: BLE001 - reported, the original error wins
                         context.log.error(f"Could not cancel {created.name}: {cancel_error}; cancel it by hand")
-        for path in staging["outputs"]:
-            count = download_tree(storage, self.bucket, run_root, path)
-            context.log.info(f"Downloaded {count} files to {path}")
-        adopt_outputs(bucket, staging, context.log.info)  # a store in GCS: the step wrote into it, nothing to fetch
-        context.add_asset_metadata(cost_metadata(ledger.records(), "vertex"))
+        finish_attempt(context, storage, attempt, "vertex")
         return dg.PipesClientCompletedInvocation(session)
 
     def _wait(self, context, client, name: str) -> tuple[str, str | None]:
