@@ -97,12 +97,14 @@ class EvaluationConfig(dg.Config):
             GATE_CHECK,
             asset="model_evaluation",
             blocking=True,
-            description="The merged model meets the configured thresholds (and beats the trivial baseline).",
+            description="The merged model meets the configured thresholds, with the baseline margin of its gate "
+            "profile (production: against the stronger of the most-frequent and nearest-neighbour baselines).",
         )
     ],
     description="The merged model on the validation split of worksheet_dataset (worksheets and unsupported "
     "material): JSON validity, exact match, per-dimension precision/recall/F1, refusal accuracy, and the same "
-    "for the most-frequent-label-set baseline.",
+    "for the most-frequent-label-set and the nearest-neighbour (48x48 thumbnail) baselines built from the train "
+    "split.",
 )
 @reported_as_failure
 def model_evaluation(
