@@ -85,3 +85,23 @@ def test_knowledge_adapter_choice(monkeypatch, tmp_path):
         _knowledge_adapter_for(store, "v0.21.0", choice())
 
 
+
+
+def test_run_config_wins_over_the_environment_and_bad_values_name_their_source(monkeypatch):
+    from edugraph_pipeline.defs.training.config import TrainingConfig
+
+    monkeypatch.setenv("EDUGRAPH_MODEL", "4b")
+    monkeypatch.setenv("EDUGRAPH_RUN_MODE", "train")
+    monkeypatch.setenv("EDUGRAPH_BASE_MODEL", "/models/from-env")
+    monkeypatch.delenv("EDUGRAPH_DEVICE", raising=False)
+    from_env = TrainingConfig().resolve()
+    assert (from_env.profile.name, from_env.run_mode, from_env.device) == ("4b", "train", "auto")
+    assert from_env.profile.base_model == "/models/from-env"
+    chosen = TrainingConfig(profile="TINY", run_mode="test", base_model="/models/mine", device="cpu").resolve()
+    assert chosen.as_record() == {"profile": "tiny", "run_mode": "test", "device": "cpu"}
+    assert chosen.profile.base_model == "/models/mine"
+    with pytest.raises(dg.Failure, match=r"config field 'profile'='70b': expected one of tiny, 2b, 4b, 8b"):
+        TrainingConfig(profile="70b").resolve()
+    monkeypatch.setenv("EDUGRAPH_RUN_MODE", "fast")
+    with pytest.raises(dg.Failure, match=r"EDUGRAPH_RUN_MODE='fast': expected one of test, train"):
+        TrainingConfig().resolve()

@@ -109,3 +109,26 @@ def test_sensor_requests_each_release_once_for_the_newest_ontology(tmp_path):
     context = dg.build_sensor_context(instance=instance, resources={"content_source": unreachable})
     skipped = content_release_sensor(context)
     assert isinstance(skipped, dg.SkipReason) and "unreachable" in skipped.skip_message
+
+
+def test_sample_knobs_are_run_config(data_dir):
+    """sample_count / sample_seed in the run config win over the resource's (the environment's) values, are recorded
+    in the lineage, and a count below one fails naming the field."""
+    source = ContentSource(source="sample", sample_count=30, sample_seed=2)
+    result = dg.materialize(
+        [worksheet_dataset], partition_key=TAG, instance=instance_with_partitions(TAG),
+        resources={"artifact_store": ArtifactStoreResource(data_dir=str(data_dir)), "content_source": source},
+        run_config={"ops": {"worksheet_dataset": {"config": {"sample_count": 12, "sample_seed": 5}}}},
+    )
+    metadata = result.asset_materializations_for_node("worksheet_dataset")[0].metadata
+    assert metadata["rows_train"].value + metadata["rows_validation"].value == 12
+    assert metadata["content_version"].value.startswith("sample-g") and "-seed5-n12-" in metadata["content_version"].value
+    lineage = json.loads((ArtifactStore(data_dir).asset_dir("worksheet_dataset", TAG) / "lineage.json").read_text())
+    assert (lineage["sample_count"], lineage["split_seed"]) == (12, 5)
+    refused = dg.materialize(
+        [worksheet_dataset], partition_key=TAG, instance=instance_with_partitions(TAG), raise_on_error=False,
+        resources={"artifact_store": ArtifactStoreResource(data_dir=str(data_dir)), "content_source": source},
+        run_config={"ops": {"worksheet_dataset": {"config": {"sample_count": 0}}}},
+    )
+    [failure] = refused.get_step_failure_events()
+    assert "config field 'sample_count'=0: expected at least 1 image" in failure.step_failure_data.error.message
