@@ -24,7 +24,12 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("EDUGRAPH_DATA_DIR", "./out", "Root folder of every artifact (datasets, adapters, models)."),
+    Setting(
+        "EDUGRAPH_DATA_DIR",
+        "./out",
+        "Root of every artifact (datasets, adapters, models): a folder, or `gs://<bucket>/<prefix>` (mirrored locally "
+        "under `EDUGRAPH_CACHE_DIR`; docs/deployment.md).",
+    ),
     Setting(
         "EDUGRAPH_ONTOLOGY_REPO",
         UPSTREAM_ONTOLOGY_REPO,
