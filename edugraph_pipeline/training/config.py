@@ -125,7 +125,7 @@ PROFILES: dict[str, ModelProfile] = {
         save_steps=200,
         quantize_4bit=False,
         knowledge_max_steps=600,  # ~1-2 min on 2 CPU cores
-        worksheet_max_steps=1800,  # a cap; 200 sample images give 1,380 steps: ~12 min alone on 2 CPU cores (0.53 s/step)
+        worksheet_max_steps=1800,  # a cap; 200 sample images give 1,380 steps: ~13 min alone on 2 CPU cores (0.56 s/step)
     ),
     "2b": ModelProfile(
         name="2b",
