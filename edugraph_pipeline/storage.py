@@ -102,6 +102,13 @@ def default_cache_dir(location: str) -> Path:
     return base / location.split("://", 1)[1].strip("/")
 
 
+def write_lineage(folder: Path, asset: str, partition: str | None, lineage: dict) -> dict:
+    """Write `lineage.json` of an artifact being published (in its staging folder); returns the record."""
+    record = lineage_record(asset, partition, lineage)
+    (folder / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+    return record
+
+
 def lineage_record(asset: str, partition: str | None, lineage: dict) -> dict:
     """What `lineage.json` holds: the caller's lineage under the store's own fields."""
     return {"asset": asset, "partition": partition, "created_at": datetime.now(timezone.utc).isoformat(), **lineage}
@@ -171,8 +178,7 @@ class ArtifactStore:
                 self._on_step("staged")
                 yield staging
                 self._on_step("content-written")
-                record = lineage_record(asset, partition, lineage)
-                (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+                write_lineage(staging, asset, partition, lineage)
                 self._on_step("lineage-written")
                 with _locked(versions / COMMIT_LOCK):
                     self._commit(final, staging)

@@ -40,7 +40,6 @@ from pathlib import Path, PurePosixPath
 
 from edugraph_pipeline.storage import (
     COMMIT_LOCK,
-    LINEAGE_FILE,
     VERSIONS,
     ArtifactStore,
     _current_version,
@@ -49,8 +48,8 @@ from edugraph_pipeline.storage import (
     _remove_stale,
     default_cache_dir,
     file_sha256,
-    lineage_record,
     new_version_id,
+    write_lineage,
 )
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -262,8 +261,7 @@ class GcsArtifactStore(ArtifactStore):
                 self._on_step("staged")
                 yield staging
                 self._on_step("content-written")
-                record = lineage_record(asset, partition, lineage)
-                (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+                record = write_lineage(staging, asset, partition, lineage)
                 self._on_step("lineage-written")
                 if remote.adopted is None:
                     version_id = new_version_id()  # taken now: the id's age is the upload's age (see STALE_UPLOAD)
