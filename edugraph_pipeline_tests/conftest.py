@@ -38,6 +38,14 @@ def load_shared_release(tag: str) -> Ontology:
     return parse_release(shared_release_files(tag), version=tag, commit="shared")
 
 
+@pytest.fixture
+def shared_releases() -> Path:
+    """`../shared/ontology-releases`, for tests that build remotes from single releases (skip or fail if absent)."""
+    if not SHARED_RELEASES.is_dir():
+        skip_or_fail(f"reference data {SHARED_RELEASES} is absent (see ../shared/README.md)")
+    return SHARED_RELEASES
+
+
 @pytest.fixture(scope="session")
 def ontology_remote(tmp_path_factory) -> Path:
     """A local git repository with all 52 upstream releases as tags (read-only for tests: copy to modify)."""

@@ -20,7 +20,7 @@ def evaluate_sensor(instance, remote, cursor=None):
     return ontology_release_sensor(context), context
 
 
-def test_sensor_requests_each_release_once_and_follows_new_tags(tmp_path, instance):
+def test_sensor_requests_each_release_once_and_follows_new_tags(tmp_path, instance, shared_releases):
     repo = init_repo(tmp_path / "remote")
     commit_release(repo, "v0.20.5", shared_release_files("v0.20.5"))
     commit_release(repo, "v0.21.0", shared_release_files("v0.21.0"), annotated=True)

@@ -69,7 +69,7 @@ def test_backfill_over_every_release(pipeline_resources, instance):
 
 
 @pytest.fixture
-def broken_remote(tmp_path):
+def broken_remote(tmp_path, shared_releases):
     """A remote whose v1.0.0 is good; tests then move the tag onto broken content."""
     repo = init_repo(tmp_path / "broken-remote")
     commit_release(repo, "v1.0.0", shared_release_files("v0.21.0"))
