@@ -193,6 +193,18 @@ def cache_dir() -> Path:
     return default_cache_dir(location) if url_scheme(location) else Path(location) / ".cache"
 
 
+def other_tool(name: str) -> str:
+    """A variable another tool owns (``STORAGE_EMULATOR_HOST``, ``XDG_CACHE_HOME``, ``HF_HUB_OFFLINE``, ``PORT``,
+    Dagster Pipes' bootstrap variables): read here, so this module stays the one reader of the environment."""
+    return os.environ.get(name, "")
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment a child process (git, llama.cpp, the training step) starts with: this process's, plus
+    `overrides`."""
+    return {**os.environ, **overrides}
+
+
 def describe_settings() -> str:
     """The README's configuration table, as Markdown."""
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
