@@ -10,7 +10,8 @@ from huggingface_hub import HfApi
 
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG, content_release_sensor
-from edugraph_pipeline.worksheets.content import ContentSourceError, read_content
+from edugraph_pipeline.worksheets.content_release import ContentSourceError
+from edugraph_pipeline.worksheets.content_sources import read_content
 from edugraph_pipeline.worksheets.dataset import SPLIT_KEPT, build_dataset, split_overlap
 from edugraph_pipeline_tests.conftest import TOKEN
 from edugraph_pipeline_tests.worksheets import test_worksheet_asset as asset_tests

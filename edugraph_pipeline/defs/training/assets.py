@@ -30,7 +30,7 @@ from edugraph_pipeline.defs.training.config import (
 )
 from edugraph_pipeline.defs.training.launchers import TrainingLauncher
 from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY, retried_on_preemption_only
-from edugraph_pipeline.defs.training.metadata import adapter_metadata, step_figures
+from edugraph_pipeline.defs.training.training_metadata import adapter_metadata, step_figures
 from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore
 from edugraph_pipeline.training.config import TINY, stage_config
 from edugraph_pipeline.training.job import TINY_BASE, TrainingJob
