@@ -64,7 +64,7 @@ def for_base_model(base_model: str | None) -> Architecture:
     """The architecture of a profile's base: a published Hub id, a local folder with a config.json, or None (the
     tiny model the pipeline builds)."""
     if base_model is None:
-        from edugraph_pipeline.training.tiny_model import tiny_config
+        from edugraph_pipeline.training.tiny_model.model import tiny_config
 
         return from_config(tiny_config().to_dict())
     if base_model in PUBLISHED_CONFIGS:
