@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig
 
     from edugraph_pipeline.training.chat_template import training_chat_template
-    from edugraph_pipeline.training.config import profile, stage_config
     from edugraph_pipeline.training.device import Placement
+    from edugraph_pipeline.training.profiles import profile, stage_config
     from edugraph_pipeline.training.sft import load_processor
     from edugraph_pipeline_tests.hub_models import build_hub_model
 

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 from edugraph_pipeline.training.chat_template import training_chat_template
-from edugraph_pipeline.training.config import TINY, StageConfig
 from edugraph_pipeline.training.data import (
     FeatureCollator,
     FeatureDataset,
@@ -37,6 +36,7 @@ from edugraph_pipeline.training.data import (
 )
 from edugraph_pipeline.training.device import Placement, placement_for
 from edugraph_pipeline.training.merge import ADAPTER_DIR, KNOWLEDGE_COPY_DIR, METRICS_FILE, load_with_adapters
+from edugraph_pipeline.training.profiles import TINY, StageConfig
 from edugraph_pipeline.training.revision import folder_revision, is_local, pinned_folder
 
 log = logging.getLogger(__name__)

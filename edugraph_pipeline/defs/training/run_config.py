@@ -1,9 +1,10 @@
 """Per-run knobs of the training assets, editable in the launchpad and recorded in the run's config.
 
-A field left empty takes its environment variable (the deployment's default, `edugraph settings`), read when the
-run starts, never when the code location loads; the value a run resolved is what its lineage, metadata and job
-identity record. Empty strings rather than nulls, so that the launchpad's "Scaffold all default config" lists
-every knob.
+A field left empty takes its environment variable (the deployment's default, `edugraph settings`), resolved here
+and only here (`TrainingConfig.resolve`, `WorksheetTrainingConfig.stage_1_choice`, through `settings.chosen`) when
+the run starts, never when the code location loads; the value a run resolved is what its lineage, metadata and job
+identity record, and what the training code gets as arguments. Empty strings rather than nulls, so that the
+launchpad's "Scaffold all default config" lists every knob.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
-from edugraph_pipeline.settings import setting
-from edugraph_pipeline.training.config import (
+from edugraph_pipeline import settings
+from edugraph_pipeline.training.profiles import (
     BASE_MODEL_ENV,
     DEVICE_ENV,
     DEVICES,
@@ -22,9 +23,8 @@ from edugraph_pipeline.training.config import (
     PROFILES,
     RUN_MODE_ENV,
     RUN_MODES,
-    TINY,
     ModelProfile,
-    with_base_model,
+    profile,
 )
 
 KNOWLEDGE_ADAPTER_ENV = "EDUGRAPH_KNOWLEDGE_ADAPTER"
@@ -44,42 +44,37 @@ class TrainingChoice:
         return {"profile": self.profile.name, "run_mode": self.run_mode, "device": self.device}
 
 
-def _given_or_env(value: str, env: str) -> str:
-    return value.strip() or setting(env).strip()
+def _choose(field: str, given: str, env: str, allowed: tuple[str, ...]) -> str:
+    value, where = settings.chosen(field, given, env)
+    value = value.lower()
+    if value not in allowed:
+        raise dg.Failure(f"{where}={value!r}: expected one of {', '.join(allowed)}")
+    return value
 
 
-def _choose(field: str, value: str, env: str, default: str, allowed: tuple[str, ...]) -> str:
-    chosen = _given_or_env(value, env).lower() or default
-    if chosen not in allowed:
-        source = f"config field {field!r}" if value.strip() else env
-        raise dg.Failure(f"{source}={chosen!r}: expected one of {', '.join(allowed)}")
-    return chosen
+def _empty_takes(env: str) -> str:
+    default = settings.default(env)
+    return f"Empty: {env}" + (f" (default {default})." if default else ".")
 
 
 class TrainingConfig(dg.Config):
-    profile: str = Field(
-        default="", description=f"Model profile: {', '.join(PROFILES)}. Empty: {MODEL_ENV} (default {TINY})."
-    )
+    profile: str = Field(default="", description=f"Model profile: {', '.join(PROFILES)}. {_empty_takes(MODEL_ENV)}")
     run_mode: str = Field(
         default="",
-        description=f"train, or test (a small subset, one epoch: checks the path, not quality). Empty: {RUN_MODE_ENV} "
-        "(default train).",
+        description=f"train, or test (a small subset, one epoch: checks the path, not quality). {_empty_takes(RUN_MODE_ENV)}",
     )
     base_model: str = Field(
         default="",
-        description=f"Hub repo id or local folder replacing the profile's base model. Empty: {BASE_MODEL_ENV}.",
+        description=f"Hub repo id or local folder replacing the profile's base model. {_empty_takes(BASE_MODEL_ENV)}",
     )
-    device: str = Field(
-        default="", description=f"Training device: {', '.join(DEVICES)}. Empty: {DEVICE_ENV} (default auto)."
-    )
+    device: str = Field(default="", description=f"Training device: {', '.join(DEVICES)}. {_empty_takes(DEVICE_ENV)}")
 
     def resolve(self) -> TrainingChoice:
-        name = _choose("profile", self.profile, MODEL_ENV, TINY, tuple(PROFILES))
-        base = _given_or_env(self.base_model, BASE_MODEL_ENV)
+        base, _ = settings.chosen("base_model", self.base_model, BASE_MODEL_ENV)
         return TrainingChoice(
-            profile=with_base_model(PROFILES[name], base or None),
-            run_mode=_choose("run_mode", self.run_mode, RUN_MODE_ENV, "train", RUN_MODES),
-            device=_choose("device", self.device, DEVICE_ENV, "auto", DEVICES),
+            profile=profile(_choose("profile", self.profile, MODEL_ENV, tuple(PROFILES)), base or None),
+            run_mode=_choose("run_mode", self.run_mode, RUN_MODE_ENV, RUN_MODES),
+            device=_choose("device", self.device, DEVICE_ENV, DEVICES),
         )
 
 
@@ -92,7 +87,7 @@ class WorksheetTrainingConfig(TrainingConfig):
 
     def stage_1_choice(self) -> str:
         """`asset`, `none`, or a path."""
-        value = _given_or_env(self.knowledge_adapter, KNOWLEDGE_ADAPTER_ENV)
+        value, _ = settings.chosen("knowledge_adapter", self.knowledge_adapter, KNOWLEDGE_ADAPTER_ENV)
         if not value or value.lower() == FROM_ASSET:
             return FROM_ASSET
         return NO_STAGE_1 if value.lower() == NO_STAGE_1 else value
