@@ -1,7 +1,7 @@
 """The production shape on a GPU, in one call (issue 10): `bench/gpu_check.sh` runs this.
 
 Builds the full-depth Qwen3-VL-4B-Instruct shape (36 text + 24 vision layers, published widths, random bf16
-weights, the Hub's processor files and chat template: `edugraph_pipeline_tests.hub_models`) and measures, at the
+weights, the Hub's processor files and chat template: `edugraph_pipeline_tests.kit.hub_models`) and measures, at the
 4b profile's batch, gradient accumulation, LoRA rank and pixel budget, through the training code's own loaders
 (`sft._load_model`, `sft.lora_config`, `data.encode_chat` on the generation-marked template, `masked_lm_loss`):
 
@@ -62,7 +62,7 @@ def flops_per_token(config, seq_len: float, patches_per_token: float, weight_fac
 
 def small_ontology():
     from edugraph_pipeline.ontology.model import Concept, Ontology
-    from edugraph_pipeline.training.synthetic import WORKSHEET_CLASSES
+    from edugraph_pipeline_tests.kit.synthetic import WORKSHEET_CLASSES
 
     names = {(dim, name) for labels in WORKSHEET_CLASSES.values() if labels for dim, ns in labels.items() for name in ns}
     concepts = {name: Concept(name, f"http://edugraph.io/edu/{name}", dim) for dim, name in sorted(names)}
@@ -72,7 +72,7 @@ def small_ontology():
 def features(processor, template, n: int, size: tuple[int, int]) -> list[dict]:
     from edugraph_pipeline.prompts import classification_messages
     from edugraph_pipeline.training.data import encode_chat
-    from edugraph_pipeline.training.synthetic import WORKSHEET_CLASSES, class_answer, draw_worksheet
+    from edugraph_pipeline_tests.kit.synthetic import WORKSHEET_CLASSES, class_answer, draw_worksheet
 
     rng = random.Random(0)
     names = [name for name in WORKSHEET_CLASSES if name != "photo"]
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from edugraph_pipeline.training.device import Placement
     from edugraph_pipeline.training.profiles import profile, stage_config
     from edugraph_pipeline.training.sft import load_processor
-    from edugraph_pipeline_tests.hub_models import build_hub_model
+    from edugraph_pipeline_tests.kit.hub_models import build_hub_model
 
     device = "cpu" if args.tiny else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
@@ -214,7 +214,7 @@ def measure_classify(folder: Path, device: str, n: int, page: tuple[int, int]) -
 
     from edugraph_pipeline.inference.classifier import Classifier, answer_spec
     from edugraph_pipeline.inference.transformers_backend import TransformersBackend
-    from edugraph_pipeline.training.synthetic import draw_worksheet
+    from edugraph_pipeline_tests.kit.synthetic import draw_worksheet
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype).to(device).eval()

@@ -33,9 +33,9 @@ from edugraph_pipeline.evaluation.baselines import MOST_FREQUENT, NEAREST_NEIGHB
 from edugraph_pipeline.evaluation.metrics import evaluate_predictions, most_frequent_answer  # noqa: E402
 from edugraph_pipeline.ontology.model import DIMENSIONS  # noqa: E402
 from edugraph_pipeline.ontology.parsing import parse_release  # noqa: E402
-from edugraph_pipeline.worksheets.content import SAMPLE, read_content  # noqa: E402
+from edugraph_pipeline.worksheets.content_sources import SAMPLE, read_content  # noqa: E402
 from edugraph_pipeline.worksheets.dataset import build_dataset  # noqa: E402
-from edugraph_pipeline_tests.remotes import SHARED_DIR, SHARED_RELEASES, shared_release_files  # noqa: E402
+from edugraph_pipeline_tests.kit.remotes import SHARED_DIR, SHARED_RELEASES, shared_release_files  # noqa: E402
 
 DEFAULT_RELEASE = SHARED_DIR / "edugraph-exercises" / "edugraph-exercises-A.tar.gz"
 ONTOLOGY_TAG = "v0.21.0"  # the release the shared content was generated with

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from real_exercises import DEFAULT_RELEASE, ONTOLOGY_TAG, Clock, tiny_base, worksheet_dataset  # noqa: E402
 
 from edugraph_pipeline.ontology.parsing import parse_release  # noqa: E402
-from edugraph_pipeline_tests.remotes import SHARED_RELEASES, shared_release_files  # noqa: E402
+from edugraph_pipeline_tests.kit.remotes import SHARED_RELEASES, shared_release_files  # noqa: E402
 
 
 def load_model(folder: str):

@@ -160,7 +160,7 @@ def test_publish_gguf_to_the_local_hub(hub, tmp_path):
 
 
 def test_asset_fails_clearly_without_the_build(tmp_path, monkeypatch):
-    from edugraph_pipeline.defs.gguf.assets import gguf_model
+    from edugraph_pipeline.defs.model.gguf import gguf_model
     from edugraph_pipeline.defs.resources import ArtifactStoreResource
     from edugraph_pipeline.storage import ArtifactStore
 
@@ -181,7 +181,7 @@ def test_asset_fails_clearly_without_the_build(tmp_path, monkeypatch):
 
 @pytest.mark.filterwarnings("ignore:Use .content=<...>. to upload raw bytes:DeprecationWarning")
 def test_gguf_publication_asset_needs_a_passed_gate_and_current_files(hub, tmp_path):
-    from edugraph_pipeline.defs.gguf.assets import gguf_publication
+    from edugraph_pipeline.defs.publication.gguf import gguf_publication
     from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
     from edugraph_pipeline.storage import ArtifactStore, folder_sha256
 

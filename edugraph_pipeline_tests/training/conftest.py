@@ -49,7 +49,7 @@ def tiny_base(raw_tiny_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_datasets(tmp_path_factory) -> dict[str, Path]:
-    from edugraph_pipeline.training.synthetic import make_knowledge_dataset, make_worksheet_dataset
+    from edugraph_pipeline_tests.kit.synthetic import make_knowledge_dataset, make_worksheet_dataset
 
     root = tmp_path_factory.mktemp("datasets")
     make_knowledge_dataset(root / "knowledge", n=8)

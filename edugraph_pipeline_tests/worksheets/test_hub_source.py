@@ -13,7 +13,8 @@ from huggingface_hub import HfApi
 
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG, content_release_sensor
-from edugraph_pipeline.worksheets.content import ContentSourceError, read_content
+from edugraph_pipeline.worksheets.content_release import ContentSourceError
+from edugraph_pipeline.worksheets.content_sources import read_content
 from edugraph_pipeline.worksheets.dataset import SPLIT_KEPT, build_dataset, split_overlap
 from edugraph_pipeline.worksheets.hub_source import (
     MAX_SNAPSHOT_BYTES,
@@ -267,7 +268,7 @@ def test_a_file_larger_than_the_hub_listed_is_refused_and_caches_nothing(hub, pu
 
 
 def test_a_file_path_leaving_the_release_is_refused(hub, published, tmp_path):
-    from edugraph_pipeline_tests.hub_server import Entry
+    from edugraph_pipeline_tests.kit.hub_server import Entry
 
     commit = hub.repo(REPO, "dataset").commits[published["refs"]["v1.0.0"]]
     commit.files["train/../../../../escaped.png"] = Entry(b"png", None, 3)

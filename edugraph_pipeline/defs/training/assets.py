@@ -23,7 +23,6 @@ from edugraph_pipeline.defs.partitions import newest_release_dep
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.defs.training.launchers import TrainingLauncher
 from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY, retried_on_preemption_only
-from edugraph_pipeline.defs.training.metadata import adapter_metadata, step_figures
 from edugraph_pipeline.defs.training.run_config import (
     FROM_ASSET,
     NO_STAGE_1,
@@ -31,6 +30,7 @@ from edugraph_pipeline.defs.training.run_config import (
     TrainingConfig,
     WorksheetTrainingConfig,
 )
+from edugraph_pipeline.defs.training.training_metadata import adapter_metadata, step_figures
 from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore
 from edugraph_pipeline.training.job import TINY_BASE, TrainingJob
 from edugraph_pipeline.training.profiles import TINY, stage_config

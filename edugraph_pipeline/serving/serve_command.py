@@ -61,7 +61,8 @@ def port_from_environment() -> int:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from edugraph_pipeline.inference.cli import _quiet_transformers, default_model_folder
+    from edugraph_pipeline.inference.loading import default_model_folder
+    from edugraph_pipeline.inference.loading import quiet_transformers as _quiet_transformers
     from edugraph_pipeline.serving.app import create_app
     from edugraph_pipeline.serving.model import open_model
 

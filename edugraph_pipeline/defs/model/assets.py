@@ -6,7 +6,7 @@ import dagster as dg
 
 from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
-from edugraph_pipeline.defs.models.metadata import report_metadata
+from edugraph_pipeline.defs.model.evaluation_metadata import report_metadata
 from edugraph_pipeline.defs.partitions import newest_release_dep
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.layout import MODEL_VERSION, current_model_folder, load_ontology, model_version, release_of
@@ -110,7 +110,7 @@ class EvaluationConfig(dg.Config):
 def model_evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, artifact_store: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    from edugraph_pipeline.evaluation.metrics import gate_thresholds
+    from edugraph_pipeline.evaluation.gate import gate_thresholds
     from edugraph_pipeline.evaluation.run import evaluate_model
     from edugraph_pipeline.inference.classifier import Classifier
 
