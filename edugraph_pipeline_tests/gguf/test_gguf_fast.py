@@ -179,6 +179,29 @@ def test_asset_fails_clearly_without_the_build(tmp_path, monkeypatch):
     assert not (tmp_path / "out" / "gguf_model").exists() or not any((tmp_path / "out" / "gguf_model").iterdir())
 
 
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [({}, "EDUGRAPH_GGUF_QUANT: unknown GGUF quantization 'Q3_XYZ'"),
+     ({"quant": "q2_zz"}, "config field 'quant': unknown GGUF quantization 'Q2_ZZ'")],
+)
+def test_a_bad_quantization_fails_naming_where_it_came_from(tmp_path, monkeypatch, config, expected):
+    from edugraph_pipeline.defs.model.gguf import gguf_model
+    from edugraph_pipeline.defs.resources import ArtifactStoreResource
+    from edugraph_pipeline.storage import ArtifactStore
+
+    with ArtifactStore(tmp_path / "out").publish("merged_model", None, {"ontology_version": "v0.21.0"}) as staging:
+        model_like_folder(staging)
+    monkeypatch.setenv("EDUGRAPH_GGUF_QUANT", "q3_xyz")  # read when the run starts, not when the asset is defined
+    result = dg.materialize(
+        [gguf_model],
+        resources={"artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "out"))},
+        run_config={"ops": {"gguf_model": {"config": config}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert expected in result.get_step_failure_events()[0].step_failure_data.error.message
+
+
 @pytest.mark.filterwarnings("ignore:Use .content=<...>. to upload raw bytes:DeprecationWarning")
 def test_gguf_publication_asset_needs_a_passed_gate_and_current_files(hub, tmp_path):
     from edugraph_pipeline.defs.publication.gguf import gguf_publication
