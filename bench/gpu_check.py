@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edugraph_pipeline.training.architecture import from_config
     from edugraph_pipeline.training.chat_template import training_chat_template
-    from edugraph_pipeline.training.config import profile, stage_config
+    from edugraph_pipeline.training.profiles import profile, stage_config
     from edugraph_pipeline.training.sft import load_processor
     from edugraph_pipeline_tests.kit.hub_models import build_hub_model
 

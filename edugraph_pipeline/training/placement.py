@@ -46,8 +46,8 @@ from edugraph_pipeline.training.architecture import (
     lora_targets,
     parameter_counts,
 )
-from edugraph_pipeline.training.config import StageConfig
 from edugraph_pipeline.training.flops import SampleShape
+from edugraph_pipeline.training.profiles import StageConfig
 
 GIB = 2**30
 BF16, FP32 = 2, 4

@@ -6,8 +6,8 @@ placement rule itself (`placement.plan`) on reference cards' memory as ``nvidia-
 
 from __future__ import annotations
 
-from edugraph_pipeline.training.config import PROFILES, ModelProfile, stage_config
 from edugraph_pipeline.training.placement import GIB, GpuMemory, MemoryPlanError, plan, workload
+from edugraph_pipeline.training.profiles import PROFILES, ModelProfile, stage_config
 from edugraph_pipeline.training.published_models import for_base_model
 from edugraph_pipeline.training.qwen3_5_profiles import QWEN3_5_PROFILES
 

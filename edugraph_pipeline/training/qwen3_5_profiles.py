@@ -12,7 +12,7 @@ Gated DeltaNet kernel is slow without the `flash-linear-attention` kernels.
 
 from __future__ import annotations
 
-from edugraph_pipeline.training.config import LoraSettings, ModelProfile
+from edugraph_pipeline.training.profiles import LoraSettings, ModelProfile
 
 QWEN3_5_PROFILES: dict[str, ModelProfile] = {
     "qwen3.5-4b": ModelProfile(

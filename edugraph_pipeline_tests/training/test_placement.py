@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from edugraph_pipeline.training.config import PROFILES, stage_config
 from edugraph_pipeline.training.placement import (
     GIB,
     OPTIMISATION_HEADROOM,
@@ -19,6 +18,7 @@ from edugraph_pipeline.training.placement import (
     workload,
 )
 from edugraph_pipeline.training.placement_table import REFERENCE_GPUS, all_profiles, markdown_table, stage_plan
+from edugraph_pipeline.training.profiles import PROFILES, stage_config
 from edugraph_pipeline.training.published_models import for_base_model
 from edugraph_pipeline.training.qwen3_5_profiles import QWEN3_5_PROFILES
 
