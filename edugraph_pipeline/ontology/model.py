@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from edugraph_pipeline.ontology import logic
@@ -157,8 +158,13 @@ class Ontology:
 
     # -- logical compatibility ---------------------------------------------------------------------------------
 
-    def _logic(self, relation: str) -> dict[str, tuple[str, ...]]:
-        return {c.name: c.relations[relation] for c in self.concepts.values() if relation in c.relations}
+    @cached_property
+    def _implies(self) -> dict[str, tuple[str, ...]]:
+        return {c.name: c.relations["implies"] for c in self.concepts.values() if "implies" in c.relations}
+
+    @cached_property
+    def _contradicts(self) -> dict[str, tuple[str, ...]]:
+        return {c.name: c.relations["contradicts"] for c in self.concepts.values() if "contradicts" in c.relations}
 
     def _known(self, labels: Iterable[str]) -> list[str]:
         names = [concept_name(label) for label in labels]
@@ -170,16 +176,16 @@ class Ontology:
     def implied(self, label: str) -> tuple[str, ...]:
         """Everything `label` implies, directly or through other implications (itself excluded), nearest first."""
         [name] = self._known([label])
-        return tuple(logic.implication_chains(name, self._logic("implies")))[1:]
+        return tuple(logic.implication_chains(name, self._implies))[1:]
 
     def implication_chain(self, label: str, implied: str) -> tuple[str, ...] | None:
         """The shortest chain of implications from `label` to `implied` (both included), or None."""
         [name, target] = self._known([label, implied])
-        return logic.implication_chains(name, self._logic("implies")).get(target)
+        return logic.implication_chains(name, self._implies).get(target)
 
     def incompatible_pairs(self, labels: Iterable[str]) -> list[Incompatibility]:
         """Each pair of `labels` that cannot apply together, with the reason (`Incompatibility.reason`)."""
-        return logic.incompatible_pairs(self._known(labels), self._logic("implies"), self._logic("contradicts"))
+        return logic.incompatible_pairs(self._known(labels), self._implies, self._contradicts)
 
     def is_compatible(self, labels: Iterable[str]) -> bool:
         return not self.incompatible_pairs(labels)
@@ -187,7 +193,7 @@ class Ontology:
     def incompatible_with(self, label: str) -> tuple[str, ...]:
         """Every other concept that can never apply together with `label`, sorted."""
         [name] = self._known([label])
-        return logic.incompatible_partners(name, self._logic("implies"), self._logic("contradicts"))
+        return logic.incompatible_partners(name, self._implies, self._contradicts)
 
     # -- figures and serialisation -----------------------------------------------------------------------------
 

@@ -138,6 +138,7 @@ def knowledge_dataset(context: dg.AssetExecutionContext, artifact_store: Artifac
             "ontology_version": tag,
             "source_commit": ontology.commit,
             "content_sha256": content_hash,
+            "ontology_sha256": lineage["ontology_sha256"],
             "preview": dg.MetadataValue.md(_preview(rows)),
         },
         data_version=dg.DataVersion(content_hash),
