@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edugraph_pipeline import layout
-from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.storage import ArtifactStore, layout
 
 
 class PublicationRefused(RuntimeError):

@@ -33,9 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from edugraph_pipeline.layout import GGUF_MANIFEST_FILE as MANIFEST  # what the llama.cpp backend reads
-from edugraph_pipeline.layout import ONTOLOGY_FILE
 from edugraph_pipeline.llama_cpp_build import LlamaCpp
+from edugraph_pipeline.storage.layout import GGUF_MANIFEST_FILE as MANIFEST  # what the llama.cpp backend reads
+from edugraph_pipeline.storage.layout import ONTOLOGY_FILE
 
 DEFAULT_QUANT = "Q4_K_M"
 QUANT_ENV = "EDUGRAPH_GGUF_QUANT"

@@ -12,9 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.inference.classifier import BACKENDS
-from edugraph_pipeline.storage import ArtifactStore, open_store
+from edugraph_pipeline.storage import ArtifactStore, layout, open_store
 
 
 def data_store(root: str | os.PathLike | None = None) -> ArtifactStore:

@@ -28,8 +28,8 @@ from typing import Any
 
 from edugraph_pipeline.inference.backend import AnswerSpec, ModelFolderError
 from edugraph_pipeline.inference.constraint import ANSWER_PREFIX, AnswerVocabulary, JsonObjectTracker
-from edugraph_pipeline.layout import GGUF_MANIFEST_FILE as MANIFEST
 from edugraph_pipeline.prompts import classification_messages
+from edugraph_pipeline.storage.layout import GGUF_MANIFEST_FILE as MANIFEST
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 THREADS_ENV = "EDUGRAPH_GGUF_THREADS"
