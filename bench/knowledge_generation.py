@@ -21,7 +21,7 @@ from rdflib import RDF, RDFS  # noqa: E402
 
 from edugraph_pipeline.knowledge.qa import generate_pairs  # noqa: E402
 from edugraph_pipeline.ontology.parsing import parse_release  # noqa: E402
-from edugraph_pipeline_tests.remotes import SHARED_RELEASES, release_tags, shared_release_files  # noqa: E402
+from edugraph_pipeline_tests.kit.remotes import SHARED_RELEASES, release_tags, shared_release_files  # noqa: E402
 
 EDU = rdflib.Namespace("http://edugraph.io/edu#")
 

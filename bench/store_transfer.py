@@ -10,7 +10,7 @@ Runs ontology_release -> knowledge_dataset -> worksheet_dataset for one release 
   back only manifests.
 Then the training stage: `base_model` (the tiny pretraining, local launcher) and `knowledge_adapter` (test mode)
 through the GCP launcher, its VM the Compute stand-in of the tests (the captured startup script's container
-command run locally; `edugraph_pipeline_tests/launchers/gcp_fakes.py`), on the same machine as the datasets:
+command run locally; `edugraph_pipeline_tests/kit/gcp.py`), on the same machine as the datasets:
 - local store: the launcher uploads the step's inputs (dataset, base model) to the bucket and downloads the
   adapter back (the round trip);
 - gcs store: the step reads its inputs from the store's versions and writes the adapter into the store itself:
@@ -42,8 +42,8 @@ from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
 from edugraph_pipeline.defs.training.launchers import GcpLauncher, LocalLauncher  # noqa: E402
 from edugraph_pipeline.defs.worksheets.resources import ContentSource  # noqa: E402
 from edugraph_pipeline.storage import ArtifactStore, open_store  # noqa: E402
-from edugraph_pipeline_tests.launchers.gcp_fakes import FakeCompute, StorageEmulator  # noqa: E402
-from edugraph_pipeline_tests.remotes import SHARED_RELEASES, build_ontology_remote  # noqa: E402
+from edugraph_pipeline_tests.kit.gcp import FakeCompute, StorageEmulator  # noqa: E402
+from edugraph_pipeline_tests.kit.remotes import SHARED_RELEASES, build_ontology_remote  # noqa: E402
 
 STAGES = ("ontology_release", "knowledge_dataset", "worksheet_dataset")
 TRAINING = ("base_model", "knowledge_adapter")

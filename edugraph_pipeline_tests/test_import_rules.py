@@ -1,6 +1,6 @@
 """The layout rules, read from the source: Dagster code lives under `defs/`, the domain packages import no Dagster
 (the training step only `dagster_pipes`), nothing imports Dagster's private modules, and no two packages import
-each other."""
+each other, and the product imports nothing of the tests."""
 
 from __future__ import annotations
 
@@ -79,3 +79,14 @@ def test_no_two_packages_import_each_other():
                     graph[package].add(pieces[1])
     cycles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if a < b and a in graph.get(b, set()))
     assert not cycles, cycles
+
+
+def test_the_product_imports_nothing_of_the_tests():
+    """The test kit (`edugraph_pipeline_tests.kit`) serves the tests and `bench/`; the product never imports it."""
+    offending = [
+        f"{path.relative_to(PACKAGE.parent)} imports {module}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for module in imports_of(path)
+        if module.split(".")[0] == "edugraph_pipeline_tests"
+    ]
+    assert not offending, "\n".join(offending)

@@ -4,7 +4,7 @@ from collections import Counter
 from edugraph_pipeline.knowledge.qa import QUESTION_KINDS, count_by_kind, generate_pairs
 from edugraph_pipeline.ontology.model import DIMENSIONS
 from edugraph_pipeline_tests.conftest import load_shared_release, requires_shared
-from edugraph_pipeline_tests.remotes import release_tags
+from edugraph_pipeline_tests.kit.remotes import release_tags
 
 
 @requires_shared

@@ -10,7 +10,7 @@ from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.storage import VERSIONS
-from edugraph_pipeline_tests.remotes import commit_release, init_repo, release_tags, shared_release_files
+from edugraph_pipeline_tests.kit.remotes import commit_release, init_repo, release_tags, shared_release_files
 
 ASSETS = [ontology_release, knowledge_dataset]
 

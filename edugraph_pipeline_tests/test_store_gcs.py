@@ -17,7 +17,7 @@ import pytest
 
 from edugraph_pipeline.storage import LINEAGE_FILE, ArtifactStore, open_store
 from edugraph_pipeline.storage.gcs import MANIFEST_SUFFIX, PUBLISH_STEPS, GcsArtifactStore, GcsStoreError
-from edugraph_pipeline_tests.launchers.gcp_fakes import StorageEmulator
+from edugraph_pipeline_tests.kit.gcp import StorageEmulator
 
 BUCKET = "edugraph-store-test"
 URL = f"gs://{BUCKET}/pipeline"

@@ -14,7 +14,7 @@ from pathlib import Path
 from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
 from edugraph_pipeline.ontology.model import DIMENSIONS
 from edugraph_pipeline.storage import open_store
-from edugraph_pipeline_tests.launchers.gcp_fakes import StorageEmulator
+from edugraph_pipeline_tests.kit.gcp import StorageEmulator
 
 BUCKET = "edugraph-classify-test"
 URL = f"gs://{BUCKET}/pipeline"

@@ -12,6 +12,7 @@ import pytest
 from dagster_pipes import decode_param
 
 from edugraph_pipeline.defs.training.launchers import REMOTE_MODULE, GcpLauncher
+from edugraph_pipeline_tests.kit.gcp import FakeCompute, StorageEmulator, parse_docker_run
 from edugraph_pipeline_tests.launchers.conftest import (
     FAKE_HF_TOKEN,
     all_log_text,
@@ -20,7 +21,6 @@ from edugraph_pipeline_tests.launchers.conftest import (
     materialize_with,
     user_messages,
 )
-from edugraph_pipeline_tests.launchers.gcp_fakes import FakeCompute, StorageEmulator, parse_docker_run
 
 BUCKET = "edugraph-test-bucket"
 SECRET_NAME = "projects/edugraph-test/secrets/hf-token/versions/latest"

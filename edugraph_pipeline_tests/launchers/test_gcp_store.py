@@ -2,7 +2,7 @@
 committed version (checked against the manifest) and writes the adapter straight into the publication's version
 prefix; the launcher uploads no input and downloads no output, the asset's publication commits the manifest, a
 fresh machine reads the artifact, and a failed step leaves the previous artifact current. GCS emulator + the
-Compute / Vertex stand-ins that run the captured machine's command locally (`gcp_fakes`, `vertex_fakes`)."""
+Compute / Vertex stand-ins that run the captured machine's command locally (`kit.gcp`, `kit.vertex`)."""
 
 import json
 import shutil

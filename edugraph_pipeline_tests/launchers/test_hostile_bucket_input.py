@@ -20,7 +20,7 @@ from edugraph_pipeline.training.checkpoint_sync import (
     CheckpointStore,
     synced_checkpoints,
 )
-from edugraph_pipeline_tests.launchers.gcp_fakes import StorageEmulator
+from edugraph_pipeline_tests.kit.gcp import StorageEmulator
 
 BUCKET = "edugraph-hostile"
 ROOT = "pipeline/work/job/checkpoints"

@@ -49,9 +49,12 @@ def test_docker_from_env(monkeypatch):
     monkeypatch.delenv("EDUGRAPH_DOCKER_NETWORK", raising=False)
     launcher = launcher_from_settings()
     assert isinstance(launcher, DockerLauncher)
-    assert env_bound(launcher) == {"image": "EDUGRAPH_TRAINING_IMAGE"}
-    assert resolved(launcher, "image", "gpus", "network") == {
-        "image": "registry.example/edugraph-trainer:7", "gpus": False, "network": None}
+    assert env_bound(launcher) == {"image": "EDUGRAPH_TRAINING_IMAGE", "gpus": "EDUGRAPH_DOCKER_GPUS"}
+    assert resolved(launcher, "image", "all_gpus", "network") == {
+        "image": "registry.example/edugraph-trainer:7", "all_gpus": False, "network": None}
+    monkeypatch.setenv("EDUGRAPH_DOCKER_GPUS", "maybe")
+    with pytest.raises(ValueError, match="EDUGRAPH_DOCKER_GPUS='maybe': expected one of"):
+        launcher_from_settings()
 
 
 def test_gcp_from_env(monkeypatch):
@@ -74,11 +77,11 @@ def test_gcp_from_env(monkeypatch):
         "project": "EDUGRAPH_GCP_PROJECT", "bucket": "EDUGRAPH_GCS_BUCKET", "accelerator_type": "EDUGRAPH_GCP_ACCELERATOR",
         "machine_type": "EDUGRAPH_GCP_MACHINE_TYPE", "accelerator_count": "EDUGRAPH_GCP_ACCELERATOR_COUNT",
     }
-    assert resolved(launcher, "project", "bucket", "accelerator_type", "machine_type", "accelerator_count", "spot",
-                    "max_preemptions", "on_demand_after", "service_account", "zone") == {
+    assert resolved(launcher, "project", "bucket", "accelerator_type", "machine_type", "accelerator_count",
+                    "spot_machines", "max_preemptions", "on_demand_after", "service_account", "zone") == {
         "project": "p", "bucket": "b", "accelerator_type": "nvidia-tesla-a100", "machine_type": "a2-highgpu-1g",
-        "accelerator_count": 2, "spot": True, "max_preemptions": 5, "on_demand_after": None, "service_account": None,
-        "zone": "us-central1-a", "zone_list": ["us-central1-a"],
+        "accelerator_count": 2, "spot_machines": True, "max_preemptions": 5, "on_demand_after": None,
+        "service_account": None, "zone": "us-central1-a", "zone_list": ["us-central1-a"],
     }
     monkeypatch.setenv("EDUGRAPH_GCP_ACCELERATOR_COUNT", "two")
     with pytest.raises(ValueError, match="EDUGRAPH_GCP_ACCELERATOR_COUNT='two': expected an integer"):
@@ -104,11 +107,11 @@ def test_launcher_defaults_are_the_settings_defaults():
             table["EDUGRAPH_GCS_PREFIX"], table["EDUGRAPH_GCP_MACHINE_TYPE"], table["EDUGRAPH_GCP_ACCELERATOR"],
             table["EDUGRAPH_GCP_ACCELERATOR_COUNT"], table["EDUGRAPH_GCP_BOOT_DISK_GB"],
             table["EDUGRAPH_GCP_MAX_PREEMPTIONS"], table["EDUGRAPH_GCP_MAX_RUN_HOURS"])
-        assert launcher.spot is (table["EDUGRAPH_GCP_SPOT"] == "true")
+        assert launcher.spot == table["EDUGRAPH_GCP_SPOT"] and launcher.spot_machines is True
     assert (gcp.zone, gcp.vm_image, gcp.network) == (
         table["EDUGRAPH_GCP_ZONE"], table["EDUGRAPH_GCP_VM_IMAGE"], table["EDUGRAPH_GCP_NETWORK"])
     assert vertex.region == table["EDUGRAPH_VERTEX_REGION"]
-    assert DockerLauncher().gpus is (table["EDUGRAPH_DOCKER_GPUS"] == "true")
+    assert DockerLauncher().gpus == table["EDUGRAPH_DOCKER_GPUS"] and DockerLauncher().all_gpus is True
 
 
 def test_unknown_launcher(monkeypatch):
@@ -155,5 +158,6 @@ def test_cloud_launchers_from_env(monkeypatch):
     monkeypatch.setenv("EDUGRAPH_GCP_SPOT", "false")
     launcher = launcher_from_settings()
     assert isinstance(launcher, VertexLauncher)
-    assert resolved(launcher, "project", "bucket", "region", "spot") == {
-        "project": "p", "bucket": "b", "region": "europe-west4", "spot": False}
+    assert env_bound(launcher)["spot"] == "EDUGRAPH_GCP_SPOT"
+    assert resolved(launcher, "project", "bucket", "region", "spot_machines") == {
+        "project": "p", "bucket": "b", "region": "europe-west4", "spot_machines": False}

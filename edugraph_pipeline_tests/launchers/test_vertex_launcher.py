@@ -13,6 +13,8 @@ import pytest
 
 from edugraph_pipeline.defs.training.launchers import REMOTE_MODULE, LocalLauncher, VertexLauncher
 from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_CEILING
+from edugraph_pipeline_tests.kit.gcp import StorageEmulator
+from edugraph_pipeline_tests.kit.vertex import FakeVertex
 from edugraph_pipeline_tests.launchers.conftest import (
     RESUMABLE_STEP,
     failure_text,
@@ -21,9 +23,7 @@ from edugraph_pipeline_tests.launchers.conftest import (
     stand_in_job,
     user_messages,
 )
-from edugraph_pipeline_tests.launchers.gcp_fakes import StorageEmulator
 from edugraph_pipeline_tests.launchers.test_gcp_preemption import metadata_of, regression_dataset, retries
-from edugraph_pipeline_tests.launchers.vertex_fakes import FakeVertex
 
 BUCKET = "edugraph-vertex-bucket"
 FAST_RETRIES = dg.RetryPolicy(max_retries=PREEMPTION_RETRY_CEILING)

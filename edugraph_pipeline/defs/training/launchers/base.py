@@ -22,7 +22,7 @@ LAUNCHER_ENV = "EDUGRAPH_TRAINING_LAUNCHER"
 
 # Environment variables holding secrets: passed to the step, never logged; their values are masked in any text
 # the launchers forward (container logs, serial console, error messages).
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+SECRET_ENV = ("HF_TOKEN", settings.LEGACY_HUB_TOKEN_VARIABLE)
 # Variables forwarded to the Docker step when set here (the secrets as container environment only).
 PASSTHROUGH_ENV = (
     *SECRET_ENV,
@@ -39,7 +39,7 @@ LOG_TAIL_LINES = 60
 
 def secret_values() -> list[str]:
     """The values of the secret variables (`SECRET_ENV`) as the settings read them."""
-    return [settings.setting("HF_TOKEN"), settings.other_tool("HUGGING_FACE_HUB_TOKEN")]
+    return [settings.setting("HF_TOKEN"), settings.other_tool(settings.LEGACY_HUB_TOKEN_VARIABLE)]
 
 
 def redacted(text: str) -> str:

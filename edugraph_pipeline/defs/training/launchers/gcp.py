@@ -9,6 +9,7 @@ import time
 
 from pydantic import Field
 
+from edugraph_pipeline import settings
 from edugraph_pipeline.cloud import vm
 from edugraph_pipeline.cloud.gcs import emulator_host
 from edugraph_pipeline.cloud.work import (
@@ -29,7 +30,6 @@ from edugraph_pipeline.defs.training.launchers.base import (
     redacted,
 )
 from edugraph_pipeline.defs.training.launchers.cloud import Attempt, CloudLauncher
-from edugraph_pipeline.defs.training.launchers.defaults import default
 from edugraph_pipeline.defs.training.launchers.retry import (
     MAX_PREEMPTIONS_ENV,
 )
@@ -58,14 +58,14 @@ class GcpLauncher(CloudLauncher):
     metadata_prefix = "gcp"
     machine_kind = "VM"
 
-    zone: str = Field(default=default("EDUGRAPH_GCP_ZONE"), description="Zone of the VM when `zones` is empty.")
+    zone: str = Field(default=settings.default("EDUGRAPH_GCP_ZONE"), description="Zone of the VM when `zones` is empty.")
     zones: str = Field(
-        default=default("EDUGRAPH_GCP_ZONES"),
+        default=settings.default("EDUGRAPH_GCP_ZONES"),
         description="Comma-separated zones to try in order (first preferred; empty: `zone` only). A zone without "
         "capacity or quota (ZONE_RESOURCE_POOL_EXHAUSTED, QUOTA_EXCEEDED) moves the VM to the next.",
     )
-    vm_image: str = default("EDUGRAPH_GCP_VM_IMAGE")
-    network: str = default("EDUGRAPH_GCP_NETWORK")
+    vm_image: str = settings.default("EDUGRAPH_GCP_VM_IMAGE")
+    network: str = settings.default("EDUGRAPH_GCP_NETWORK")
     subnetwork: str | None = None
     external_ip: bool = True
     hf_token_secret: str | None = Field(

@@ -15,11 +15,11 @@ import time
 
 from pydantic import Field
 
+from edugraph_pipeline import settings
 from edugraph_pipeline.cloud import vertex
 from edugraph_pipeline.cloud.work import FAILED, PREEMPTED, STEP_LOG, SUCCEEDED, MachineRecord, read_status, text_tail
 from edugraph_pipeline.defs.training.launchers.base import LOG_TAIL_LINES, StepFailed, redacted
 from edugraph_pipeline.defs.training.launchers.cloud import Attempt, CloudLauncher
-from edugraph_pipeline.defs.training.launchers.defaults import default
 
 
 class VertexLauncher(CloudLauncher):
@@ -28,7 +28,7 @@ class VertexLauncher(CloudLauncher):
     metadata_prefix = "vertex"
     machine_kind = "job"
 
-    region: str = Field(default=default("EDUGRAPH_VERTEX_REGION"), description="Region of the CustomJob.")
+    region: str = Field(default=settings.default("EDUGRAPH_VERTEX_REGION"), description="Region of the CustomJob.")
     poll_interval_s: float = 30.0
     endpoint: str | None = Field(default=None, description="Vertex API root (tests: a local stand-in, http://...).")
 

@@ -4,10 +4,11 @@ import hashlib
 import json
 
 import dagster as dg
+from pydantic import Field
 
+from edugraph_pipeline import settings
 from edugraph_pipeline.defs.failures import reported_as_failure
-from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
-from edugraph_pipeline.evaluation.gate import passed_evaluation
+from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.storage import layout
 from edugraph_pipeline.storage.layout import current_model_folder, model_version, release_of
 
@@ -15,11 +16,25 @@ GGUF_ASSET = layout.GGUF_MODEL
 
 
 class GgufConfig(dg.Config):
-    quant: str = ""  # llama-quantize type; empty: EDUGRAPH_GGUF_QUANT, else Q4_K_M (Q8_0, Q5_K_M, ... too)
-    keep_f16: bool = False  # also keep the unquantized F16 text model in the artifact
-    smoke: bool = True  # load and run the files (text, image through the binding, llama-mtmd-cli)
-    build: bool = False  # build llama.cpp (scripts/build-llama-cpp.sh, ~15 min) when it is missing
-    llama_cpp_dir: str = ""  # empty: EDUGRAPH_LLAMA_CPP_DIR, else ~/.cache/edugraph/llama.cpp/<version>
+    """Per-run knobs of `gguf_model`; an empty field takes its setting when the run starts (`settings.chosen`)."""
+
+    quant: str = Field(
+        default="",
+        description="llama-quantize type (Q4_K_M, Q8_0, Q5_K_M, ...). Empty: EDUGRAPH_GGUF_QUANT (default "
+        f"{settings.default('EDUGRAPH_GGUF_QUANT')}).",
+    )
+    keep_f16: bool = Field(default=False, description="Also keep the unquantized F16 text model in the artifact.")
+    smoke: bool = Field(
+        default=True, description="Load and run the files (text, image through the binding, llama-mtmd-cli)."
+    )
+    build: bool = Field(
+        default=False, description="Build llama.cpp (scripts/build-llama-cpp.sh, ~15 min) when it is missing."
+    )
+    llama_cpp_dir: str = Field(
+        default="",
+        description="The llama.cpp build. Empty: EDUGRAPH_LLAMA_CPP_DIR, else the cache folder of "
+        "EDUGRAPH_LLAMA_CPP_VERSION (~/.cache/edugraph/llama.cpp/<version>).",
+    )
 
 
 @dg.asset(
@@ -42,11 +57,12 @@ def gguf_model(context: dg.AssetExecutionContext, config: GgufConfig, artifact_s
     source = current_model_folder(store)
     merged = store.lineage(layout.MERGED_MODEL)
     tag = release_of(store, layout.MERGED_MODEL)
+    quant, where = settings.chosen("quant", config.quant, "EDUGRAPH_GGUF_QUANT")
     try:
-        quant = normalise_quant(config.quant or None)
+        quant = normalise_quant(quant)
     except ValueError as error:
-        raise dg.Failure(str(error)) from error
-    llama = LlamaCpp.locate(config.llama_cpp_dir or None)
+        raise dg.Failure(f"{where}: {error}") from error
+    llama = LlamaCpp.locate(config.llama_cpp_dir.strip() or None)  # None: the configured build
     if not llama.available():
         if not config.build:
             raise dg.Failure(str(_missing(llama, LlamaCppMissing)))
@@ -98,58 +114,3 @@ def _missing(llama, error_type):
     except error_type as error:
         return f"{error} (or run with config build: true)"
     return "llama.cpp is incomplete"
-
-
-@dg.asset(
-    deps=[dg.AssetKey(GGUF_ASSET), dg.AssetKey("model_evaluation")],
-    group_name="publication",
-    code_version="1",
-    kinds={"huggingface", "gguf"},
-    output_required=False,
-    description="The GGUF files on the Hugging Face Hub (<EDUGRAPH_HF_REPO>-GGUF) with a model card; only when the "
-    "merged model's evaluation gate passed and the GGUF files are of the current merged model.",
-)
-@reported_as_failure
-def gguf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher):
-    from edugraph_pipeline.gguf.convert import MANIFEST
-    from edugraph_pipeline.gguf.publish import gguf_repo_id, publish_gguf
-    from edugraph_pipeline.publishing import PublicationError
-
-    if not hub.repo_id:
-        context.log.warning("EDUGRAPH_HF_REPO is not set: nothing is published")
-        return
-    store = artifact_store.store()
-    folder = store.asset_dir(GGUF_ASSET)
-    if not (folder / MANIFEST).is_file():
-        raise dg.Failure(f"{folder} holds no GGUF files: materialize gguf_model first")
-    gguf = store.lineage(GGUF_ASSET)
-    merged = store.lineage(layout.MERGED_MODEL)
-    current = model_version(current_model_folder(store))
-    if gguf.get("merged_model_version") != current:
-        raise dg.Failure(
-            f"gguf_model was converted from the merged model of {gguf.get('merged_model_created_at')}, not from the "
-            f"current one of {merged.get('created_at')}: materialize gguf_model again"
-        )
-    tag = merged["ontology_version"]
-    passed_evaluation(store, current)
-    repo_id = gguf_repo_id(hub.repo_id)
-    try:
-        result = publish_gguf(
-            store.current(GGUF_ASSET), repo_id, hub.token, hub.endpoint or None, base_repo=hub.repo_id, private=hub.private,
-            commit_message=f"EduGraph labeller GGUF {gguf.get('quant')} for ontology {tag}",
-        )
-    except PublicationError as error:
-        raise dg.Failure(f"publishing {repo_id} failed: {error}") from error
-    context.log.info(f"{repo_id}: {'new commit' if result.created_commit else 'unchanged'} {result.commit_id}")
-    yield dg.MaterializeResult(
-        metadata={
-            "repo_id": repo_id,
-            "url": dg.MetadataValue.url(result.url),
-            "commit_id": result.commit_id,
-            "created_commit": result.created_commit,
-            "files": len(result.files),
-            "quant": gguf.get("quant") or "",
-            "ontology_version": tag,
-        },
-        data_version=dg.DataVersion(result.commit_id),
-    )

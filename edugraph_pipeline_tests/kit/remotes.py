@@ -1,6 +1,6 @@
 """Local git repositories that stand in for upstream release remotes.
 
-`python -m edugraph_pipeline_tests.remotes SHARED_RELEASES TARGET` builds the ontology remote from
+`python -m edugraph_pipeline_tests.kit.remotes SHARED_RELEASES TARGET` builds the ontology remote from
 `../shared/ontology-releases` (one commit and tag per release, dated as upstream), for offline use.
 """
 
@@ -15,7 +15,7 @@ import git
 
 from edugraph_pipeline.releases import SEMVER_TAG, semver_key
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 SHARED_RELEASES = SHARED_DIR / "ontology-releases"
 

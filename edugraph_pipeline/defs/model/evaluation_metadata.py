@@ -4,7 +4,6 @@ the longer tables and pictures (per label, F1 chart, confusion) one click away."
 import dagster as dg
 
 from edugraph_pipeline.charts import INLINE_MARKDOWN_LIMIT
-from edugraph_pipeline.evaluation.metrics import EvaluationReport
 from edugraph_pipeline.evaluation.render import (
     render_confusion_chart,
     render_examples,
@@ -12,6 +11,7 @@ from edugraph_pipeline.evaluation.render import (
     render_per_label_table,
     render_summary_table,
 )
+from edugraph_pipeline.evaluation.report import EvaluationReport
 from edugraph_pipeline.ontology.model import DIMENSIONS
 
 DIGITS = 3  # what people read: 0.873, not 0.8734939759036144

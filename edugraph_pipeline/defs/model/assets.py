@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from edugraph_pipeline.defs.failures import reported_as_failure
-from edugraph_pipeline.defs.models.metadata import report_metadata
+from edugraph_pipeline.defs.model.evaluation_metadata import report_metadata
 from edugraph_pipeline.defs.partitions import newest_release_dep
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.storage import ArtifactStore, layout
@@ -16,7 +16,7 @@ from edugraph_pipeline.storage.layout import (
     model_version,
     release_of,
 )
-from edugraph_pipeline.training.config import TINY
+from edugraph_pipeline.training.profiles import TINY
 
 GATE_CHECK = "evaluation_gate"
 
@@ -115,7 +115,7 @@ class EvaluationConfig(dg.Config):
 def model_evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, artifact_store: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    from edugraph_pipeline.evaluation.metrics import gate_thresholds
+    from edugraph_pipeline.evaluation.gate import gate_thresholds
     from edugraph_pipeline.evaluation.run import evaluate_model
     from edugraph_pipeline.inference.classifier import Classifier
 
