@@ -33,7 +33,7 @@ def trainer_image(docker_client, tmp_path_factory) -> str:
 def make_launcher(image: str, data: Path, *, mount_data_dir: bool = True) -> DockerLauncher:
     return DockerLauncher(
         image=image,
-        gpus="false",
+        gpus=False,
         network="none",
         data_dir=str(data) if mount_data_dir else None,
         hf_home="",

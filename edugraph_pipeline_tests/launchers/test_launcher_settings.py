@@ -49,9 +49,9 @@ def test_docker_from_env(monkeypatch):
     monkeypatch.delenv("EDUGRAPH_DOCKER_NETWORK", raising=False)
     launcher = launcher_from_settings()
     assert isinstance(launcher, DockerLauncher)
-    assert env_bound(launcher) == {"image": "EDUGRAPH_TRAINING_IMAGE", "gpus": "EDUGRAPH_DOCKER_GPUS"}
-    assert resolved(launcher, "image", "all_gpus", "network") == {
-        "image": "registry.example/edugraph-trainer:7", "all_gpus": False, "network": None}
+    assert env_bound(launcher) == {"image": "EDUGRAPH_TRAINING_IMAGE"}  # gpus: a bool, read when loading
+    assert resolved(launcher, "image", "gpus", "network") == {
+        "image": "registry.example/edugraph-trainer:7", "gpus": False, "network": None}
     monkeypatch.setenv("EDUGRAPH_DOCKER_GPUS", "maybe")
     with pytest.raises(ValueError, match="EDUGRAPH_DOCKER_GPUS='maybe': expected one of"):
         launcher_from_settings()
@@ -78,9 +78,9 @@ def test_gcp_from_env(monkeypatch):
         "machine_type": "EDUGRAPH_GCP_MACHINE_TYPE", "accelerator_count": "EDUGRAPH_GCP_ACCELERATOR_COUNT",
     }
     assert resolved(launcher, "project", "bucket", "accelerator_type", "machine_type", "accelerator_count",
-                    "spot_machines", "max_preemptions", "on_demand_after", "service_account", "zone") == {
+                    "spot", "max_preemptions", "on_demand_after", "service_account", "zone") == {
         "project": "p", "bucket": "b", "accelerator_type": "nvidia-tesla-a100", "machine_type": "a2-highgpu-1g",
-        "accelerator_count": 2, "spot_machines": True, "max_preemptions": 5, "on_demand_after": None,
+        "accelerator_count": 2, "spot": True, "max_preemptions": 5, "on_demand_after": None,
         "service_account": None, "zone": "us-central1-a", "zone_list": ["us-central1-a"],
     }
     monkeypatch.setenv("EDUGRAPH_GCP_ACCELERATOR_COUNT", "two")
@@ -107,11 +107,11 @@ def test_launcher_defaults_are_the_settings_defaults():
             table["EDUGRAPH_GCS_PREFIX"], table["EDUGRAPH_GCP_MACHINE_TYPE"], table["EDUGRAPH_GCP_ACCELERATOR"],
             table["EDUGRAPH_GCP_ACCELERATOR_COUNT"], table["EDUGRAPH_GCP_BOOT_DISK_GB"],
             table["EDUGRAPH_GCP_MAX_PREEMPTIONS"], table["EDUGRAPH_GCP_MAX_RUN_HOURS"])
-        assert launcher.spot == table["EDUGRAPH_GCP_SPOT"] and launcher.spot_machines is True
+        assert launcher.spot is (table["EDUGRAPH_GCP_SPOT"] == "true")
     assert (gcp.zone, gcp.vm_image, gcp.network) == (
         table["EDUGRAPH_GCP_ZONE"], table["EDUGRAPH_GCP_VM_IMAGE"], table["EDUGRAPH_GCP_NETWORK"])
     assert vertex.region == table["EDUGRAPH_VERTEX_REGION"]
-    assert DockerLauncher().gpus == table["EDUGRAPH_DOCKER_GPUS"] and DockerLauncher().all_gpus is True
+    assert DockerLauncher().gpus is (table["EDUGRAPH_DOCKER_GPUS"] == "true")
 
 
 def test_unknown_launcher(monkeypatch):
@@ -158,6 +158,6 @@ def test_cloud_launchers_from_env(monkeypatch):
     monkeypatch.setenv("EDUGRAPH_GCP_SPOT", "false")
     launcher = launcher_from_settings()
     assert isinstance(launcher, VertexLauncher)
-    assert env_bound(launcher)["spot"] == "EDUGRAPH_GCP_SPOT"
-    assert resolved(launcher, "project", "bucket", "region", "spot_machines") == {
-        "project": "p", "bucket": "b", "region": "europe-west4", "spot_machines": False}
+    assert "spot" not in env_bound(launcher)  # a bool: read (and checked) when the code location loads
+    assert resolved(launcher, "project", "bucket", "region", "spot") == {
+        "project": "p", "bucket": "b", "region": "europe-west4", "spot": False}

@@ -25,7 +25,7 @@ from edugraph_pipeline.defs.training.launchers.base import (
     staging_plan,
 )
 from edugraph_pipeline.defs.training.launchers.cloud import CloudLauncher
-from edugraph_pipeline.defs.training.launchers.defaults import DEFAULT_IMAGE, bound, number
+from edugraph_pipeline.defs.training.launchers.defaults import DEFAULT_IMAGE, bound, flag, number
 from edugraph_pipeline.defs.training.launchers.docker import DockerLauncher
 from edugraph_pipeline.defs.training.launchers.gcp import GcpLauncher
 from edugraph_pipeline.defs.training.launchers.retry import (
@@ -60,7 +60,7 @@ def _cloud_fields(kind: str) -> dict:
         "service_account": bound("EDUGRAPH_GCP_SERVICE_ACCOUNT", optional=True),
         "max_preemptions": bound(MAX_PREEMPTIONS_ENV, kind=int),
         "on_demand_after": bound(ON_DEMAND_AFTER_ENV, kind=int, optional=True),
-        "spot": bound("EDUGRAPH_GCP_SPOT"),
+        "spot": flag("EDUGRAPH_GCP_SPOT"),
         "max_run_hours": number("EDUGRAPH_GCP_MAX_RUN_HOURS"),
     }
 
@@ -74,7 +74,7 @@ def launcher_from_settings() -> TrainingLauncher:
     if kind == "docker":
         return DockerLauncher(
             image=bound("EDUGRAPH_TRAINING_IMAGE"),
-            gpus=bound("EDUGRAPH_DOCKER_GPUS"),
+            gpus=flag("EDUGRAPH_DOCKER_GPUS"),
             network=bound("EDUGRAPH_DOCKER_NETWORK", optional=True),
             user=bound("EDUGRAPH_DOCKER_USER", optional=True),
         )

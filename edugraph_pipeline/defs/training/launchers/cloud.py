@@ -34,7 +34,12 @@ from edugraph_pipeline.defs.training.launchers.base import (
     TrainingLauncher,
     staging_plan,
 )
-from edugraph_pipeline.defs.training.launchers.defaults import DEFAULT_IMAGE, default_int, default_number
+from edugraph_pipeline.defs.training.launchers.defaults import (
+    DEFAULT_IMAGE,
+    default_flag,
+    default_int,
+    default_number,
+)
 from edugraph_pipeline.defs.training.launchers.retry import (
     MAX_PREEMPTIONS_ENV,
     checked_max_preemptions,
@@ -82,8 +87,7 @@ class CloudLauncher(TrainingLauncher):
     accelerator_count: int = default_int("EDUGRAPH_GCP_ACCELERATOR_COUNT")
     boot_disk_gb: int = default_int("EDUGRAPH_GCP_BOOT_DISK_GB")
     service_account: str | None = Field(default=None, description="Service account of the machine (None: the default).")
-    spot: str = Field(default=settings.default("EDUGRAPH_GCP_SPOT"),
-                      description="Spot machines (deleted on preemption): true or false, as EDUGRAPH_GCP_SPOT.")
+    spot: bool = Field(default=default_flag("EDUGRAPH_GCP_SPOT"), description="Spot machines (deleted on preemption).")
     max_run_hours: float = Field(default=default_number("EDUGRAPH_GCP_MAX_RUN_HOURS"),
                                  description="The machine is deleted (the job cancelled) after this long.")
     max_preemptions: int = Field(default=default_int("EDUGRAPH_GCP_MAX_PREEMPTIONS"),
@@ -115,10 +119,6 @@ class CloudLauncher(TrainingLauncher):
         finish_attempt(context, storage, attempt, store, self.metadata_prefix)
         return dg.PipesClientCompletedInvocation(session)
 
-    @property
-    def spot_machines(self) -> bool:
-        return settings.flag("EDUGRAPH_GCP_SPOT", self.spot)
-
     def wrapper_command(self) -> list[str]:
         """What the machine runs: the in-machine wrapper around the step (`training/remote.py`)."""
         return [self.python, "-m", REMOTE_MODULE, "--message-interval", f"{self.message_interval_s:g}", "--",
@@ -138,8 +138,8 @@ class CloudLauncher(TrainingLauncher):
         bucket = storage.bucket(self.bucket)
         ledger = Ledger(bucket, layout)
         interrupted = ledger.interruptions()
-        use_spot = self.spot_machines and not (on_demand is not None and interrupted >= on_demand)
-        if self.spot_machines and not use_spot:
+        use_spot = self.spot and not (on_demand is not None and interrupted >= on_demand)
+        if self.spot and not use_spot:
             context.log.info(f"{interrupted} preemptions so far (on-demand after {on_demand}): this {self.machine_kind} "
                              "is on-demand")
         staging = cloud_staging(job, layout, store)

@@ -2,9 +2,9 @@
 default); `bound` gives a field its environment variable as a `dg.EnvVar` where the variable is set: checked now,
 resolved by Dagster when a run starts, and shown as ``env: NAME`` in the launchpad and the run's config.
 
-Dagster's `EnvVar` carries strings and integers, so a true/false field (`spot`, `gpus`) is a string, read with
-`settings.flag(name, value)` where it is used (the one boolean parser), and the one fractional field
-(`max_run_hours`) is read, checked, when the code location loads (`number`).
+Dagster's `EnvVar` carries strings and integers only, so the true/false fields (`spot`, `gpus`) and the one
+fractional field (`max_run_hours`) are read, checked, when the code location loads (`flag`, `number`: through
+settings.py's parsers).
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ def default_number(name: str) -> float:
     return float(settings.default(name))
 
 
+def default_flag(name: str) -> bool:
+    return settings.flag(name, settings.default(name))
+
+
 def bound(name: str, *, kind: type = str, optional: bool = False):
     """`dg.EnvVar(name)` (`dg.EnvVar.int` for `kind=int`) where the variable is set, its value checked now; else
     the setting's default (None for an `optional` field whose default is empty)."""
@@ -29,12 +33,15 @@ def bound(name: str, *, kind: type = str, optional: bool = False):
         if kind is int:
             settings.integer(name)  # a malformed value fails when the code location loads, naming the variable
             return dg.EnvVar.int(name)
-        if name in _FLAGS:
-            settings.flag(name)
         return dg.EnvVar(name)
     if optional and not settings.default(name):
         return None
     return default_int(name) if kind is int else settings.default(name)
+
+
+def flag(name: str) -> bool:
+    """A true/false setting, checked (`EnvVar` has no booleans)."""
+    return settings.flag(name)
 
 
 def number(name: str) -> float:
@@ -42,5 +49,4 @@ def number(name: str) -> float:
     return settings.number(name)
 
 
-_FLAGS = ("EDUGRAPH_GCP_SPOT", "EDUGRAPH_DOCKER_GPUS")
 DEFAULT_IMAGE = settings.default("EDUGRAPH_TRAINING_IMAGE")

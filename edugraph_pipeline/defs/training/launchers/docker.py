@@ -21,7 +21,7 @@ from edugraph_pipeline.defs.training.launchers.base import (
     redacted,
     staging_plan,
 )
-from edugraph_pipeline.defs.training.launchers.defaults import DEFAULT_IMAGE
+from edugraph_pipeline.defs.training.launchers.defaults import DEFAULT_IMAGE, default_flag
 from edugraph_pipeline.storage import ArtifactStore, url_scheme
 from edugraph_pipeline.training.job import TrainingJob
 
@@ -99,8 +99,8 @@ class DockerLauncher(TrainingLauncher):
     """
 
     image: str = DEFAULT_IMAGE
-    gpus: str = Field(default=settings.default("EDUGRAPH_DOCKER_GPUS"),
-                      description="Request every GPU (DeviceRequest count=-1, capability gpu): true or false.")
+    gpus: bool = Field(default=default_flag("EDUGRAPH_DOCKER_GPUS"),
+                       description="Request every GPU (DeviceRequest count=-1, capability gpu).")
     data_dir: str | None = Field(
         default=None,
         description="Mounted read-write at the same path (default: EDUGRAPH_DATA_DIR; for a gs:// store its local "
@@ -119,10 +119,6 @@ class DockerLauncher(TrainingLauncher):
     user: str | None = Field(default=None, description="`uid:gid` to run as (None: the image's user).")
     python: str = "python"
     pull: bool = Field(default=False, description="Pull the image before running (else only when missing).")
-
-    @property
-    def all_gpus(self) -> bool:
-        return settings.flag("EDUGRAPH_DOCKER_GPUS", self.gpus)
 
     def _mounts(self, workdir: Path, store: ArtifactStore | None) -> tuple[dict[str, dict], dict[str, str]]:
         data = Path(self.data_dir).expanduser().resolve() if self.data_dir else _default_mount(store)
@@ -193,7 +189,7 @@ class DockerLauncher(TrainingLauncher):
             extras={"job": job.to_dict()},
         ) as session:
             context.log.info(
-                f"Running {command} in {self.image} (gpus={self.all_gpus}, mounts={sorted(v['bind'] for v in volumes.values())}, "
+                f"Running {command} in {self.image} (gpus={self.gpus}, mounts={sorted(v['bind'] for v in volumes.values())}, "
                 f"env names={sorted(env)})"
             )
             container = client.containers.create(
@@ -202,7 +198,7 @@ class DockerLauncher(TrainingLauncher):
                 environment={**env, **session.get_bootstrap_env_vars()},
                 volumes=volumes,
                 working_dir=str(workdir.resolve()),
-                device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if self.all_gpus else None,
+                device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if self.gpus else None,
                 network_mode=self.network,
                 shm_size=self.shm_size,
                 user=self.user,
