@@ -17,8 +17,8 @@ from edugraph_pipeline.training.architecture import (
     lora_targets,
     parameter_counts,
 )
+from edugraph_pipeline.training.lora_targets import LANGUAGE_MODEL_LINEAR
 from edugraph_pipeline.training.published_models import PUBLISHED_CONFIGS, for_base_model
-from edugraph_pipeline.training.sft import LANGUAGE_MODEL_LINEAR
 
 
 def cut(config: dict, text_layers: int, vision_layers: int) -> dict:

@@ -20,7 +20,6 @@ from edugraph_pipeline.training.placement import (
 from edugraph_pipeline.training.placement_table import REFERENCE_GPUS, all_profiles, markdown_table, stage_plan
 from edugraph_pipeline.training.profiles import PROFILES, stage_config
 from edugraph_pipeline.training.published_models import for_base_model
-from edugraph_pipeline.training.qwen3_5_profiles import QWEN3_5_PROFILES
 
 L4, A100_40, A100_80, H100, H200 = (REFERENCE_GPUS[name] for name in REFERENCE_GPUS)
 
@@ -88,12 +87,12 @@ def test_on_an_h200_every_profile_trains_bf16_and_every_qwen3_vl_profile_drops_c
                 assert chosen.micro_batch > prof.batch_size, name
     # the 27B's pure-torch Gated DeltaNet keeps ~0.45 MB per token and layer: one sample without checkpointing
     # fits, a second does not (docs/qwen3_5.md)
-    assert stage_plan(QWEN3_5_PROFILES["qwen3.5-27b"], H200).micro_batch == 1
+    assert stage_plan(PROFILES["qwen3.5-27b"], H200).micro_batch == 1
 
 
 def test_a_27b_on_an_l4_is_refused_with_the_numbers():
     with pytest.raises(MemoryPlanError) as refused:
-        stage_plan(QWEN3_5_PROFILES["qwen3.5-27b"], L4)
+        stage_plan(PROFILES["qwen3.5-27b"], L4)
     message = str(refused.value)
     assert "does not fit NVIDIA L4 (22.5 GiB)" in message
     assert "QLoRA (NF4) with gradient checkpointing and a micro-batch of 1 needs about 30." in message
