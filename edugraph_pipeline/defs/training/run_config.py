@@ -51,7 +51,7 @@ class TrainingChoice:
 
     def as_record(self) -> dict:
         return {"profile": self.profile.name, "run_mode": self.run_mode, "device": self.device,
-                "lora_targets": self.lora_targets, "placement": self.placement}
+                "lora_targets": self.lora_targets, "placement_override": self.placement}
 
 
 def _choose(field: str, given: str, env: str, allowed: tuple[str, ...]) -> str:
