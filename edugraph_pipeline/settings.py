@@ -104,9 +104,25 @@ SETTINGS: tuple[Setting, ...] = (
         "gcp/vertex launchers: after this many preemptions the next machine is on-demand (unset: always spot).",
     ),
     Setting("EDUGRAPH_GCP_MACHINE_TYPE", "g2-standard-8", "gcp launcher: machine type."),
-    Setting("EDUGRAPH_GCP_ACCELERATOR", "nvidia-l4", "gcp launcher: GPU type."),
+    Setting(
+        "EDUGRAPH_GCP_ACCELERATOR",
+        "nvidia-l4",
+        "gcp/vertex launchers: GPU type, one with bf16 (L4, A100, H100, H200, B200: `cloud/accelerators.py`); "
+        "T4/V100/P100/P4/K80 are refused.",
+    ),
     Setting("EDUGRAPH_GCP_ACCELERATOR_COUNT", "1", "gcp launcher: GPUs per VM."),
-    Setting("EDUGRAPH_GCP_VM_IMAGE", "projects/cos-cloud/global/images/family/cos-stable", "gcp launcher: boot image."),
+    Setting(
+        "EDUGRAPH_GCP_VM_IMAGE",
+        "projects/cos-cloud/global/images/cos-125-19216-532-123",
+        "gcp launcher: boot image, a pinned Container-Optimized OS image (not a family: it moves); moved together with "
+        "`EDUGRAPH_GCP_GPU_DRIVER_VERSION` (docs/training-launchers.md, Moving the pins).",
+    ),
+    Setting(
+        "EDUGRAPH_GCP_GPU_DRIVER_VERSION",
+        "580.126.09",
+        "gcp launcher: NVIDIA driver `cos-extensions install gpu` installs on the VM image: a version (>= 580 for CUDA "
+        "13.0), a branch (`R580`) or `default`/`latest` (both move).",
+    ),
     Setting("EDUGRAPH_GCP_BOOT_DISK_GB", "100", "gcp launcher: boot disk size."),
     Setting("EDUGRAPH_GCP_SERVICE_ACCOUNT", "", "gcp launcher: VM service account (project default)."),
     Setting("EDUGRAPH_GCP_NETWORK", "global/networks/default", "gcp launcher: VPC network."),
@@ -126,6 +142,13 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Training step: `gs://<bucket>/<folder>` its checkpoints are restored from and synced to (the gcp/vertex "
         "launchers' in-machine wrapper sets it; unset: checkpoints stay on the local disk).",
+    ),
+    Setting(
+        "EDUGRAPH_BASE_SYNC",
+        "",
+        "Training step: `gs://<bucket>/<folder>` where it keeps the base model's Hub snapshot and the stage-1-merged "
+        "base for the next machine of its job (the gcp/vertex launchers' in-machine wrapper sets it; unset: each "
+        "machine downloads and merges them itself).",
     ),
     Setting("EDUGRAPH_HF_REPO", "", "Hub model repository `namespace/name` to publish to (unset: publication is skipped)."),
     Setting("EDUGRAPH_HF_KNOWLEDGE_REPO", "", "Hub dataset repository for the knowledge dataset (default `<namespace>/edugraph-knowledge`)."),
