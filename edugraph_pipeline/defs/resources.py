@@ -94,6 +94,8 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             sample_count=from_env("EDUGRAPH_SAMPLE_COUNT", settings.integer("EDUGRAPH_SAMPLE_COUNT"), kind=int),
             sample_seed=from_env("EDUGRAPH_SAMPLE_SEED", settings.integer("EDUGRAPH_SAMPLE_SEED"), kind=int),
             cache_dir=cache_dir,
+            label_field=from_env("EDUGRAPH_CONTENT_LABEL_FIELD", settings.setting("EDUGRAPH_CONTENT_LABEL_FIELD")),
+            strict=from_env("EDUGRAPH_CONTENT_STRICT", settings.setting("EDUGRAPH_CONTENT_STRICT")),
         ),
         "training_launcher": launcher_from_settings(),
         "hub": hub_publisher_from_settings(),

@@ -17,7 +17,7 @@ import datasets
 
 from edugraph_pipeline.labels import format_answer, format_unsupported
 from edugraph_pipeline.ontology.model import DIMENSIONS, Ontology, concept_name
-from edugraph_pipeline.worksheets.items import SkipLog, WorksheetItem
+from edugraph_pipeline.worksheets.items import UNSUPPORTED_TAG, SkipLog, WorksheetItem
 
 SPLITS = ("train", "validation")
 COLUMNS = ("image", "labels", "problem_id", "view", "kind", "source", "image_sha256")
@@ -55,6 +55,25 @@ class DatasetSummary:
 
     def to_json(self) -> dict:
         return {**asdict(self), "skipped_reasons": self.skipped_reasons}
+
+
+KNOWN = "known"
+UNKNOWN_LABEL = "unknown label"
+NO_DIMENSION = "label of no dimension"
+ORGANIZATIONAL = "organizational label"
+
+
+def label_status(label: str, ontology: Ontology) -> str:
+    """How the bound release takes one raw label: `KNOWN` (a concept of a dimension, eligible as a direct label),
+    `UNKNOWN_LABEL` (no such name), `NO_DIMENSION` (a name the release has, but no concept of Area, Scope or Ability:
+    a dimension itself, or the unsupported-material marker among real labels) or `ORGANIZATIONAL`."""
+    name = concept_name(label)
+    concept = ontology.concepts.get(name)
+    if concept is None:
+        return NO_DIMENSION if name in DIMENSIONS or name == UNSUPPORTED_TAG else UNKNOWN_LABEL
+    if concept.dimension not in DIMENSIONS:
+        return NO_DIMENSION
+    return KNOWN
 
 
 def resolve_labels(labels: Iterable[str], ontology: Ontology) -> tuple[dict[str, list[str]], list[str]]:
@@ -183,7 +202,7 @@ def build_dataset(
     """The `DatasetDict` of the contract and its summary; `skipped` carries skips from reading the release.
     `release_splits` (item source -> split, `ContentRelease.splits`): a release's own train/validation split,
     kept as it is when it covers every row and both sides; overlaps are reported in the summary, not moved."""
-    log = SkipLog(list(skipped.entries)) if skipped else SkipLog()
+    log = SkipLog(list(skipped.problems)) if skipped else SkipLog()
     rows, unknown = label_items(items, ontology, log)
     kept = release_split_of(rows, release_splits)
     splits = kept if kept is not None else assign_splits(rows, validation_fraction, seed)

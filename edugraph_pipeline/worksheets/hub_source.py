@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from edugraph_pipeline.publishing.hub import resolve_endpoint, scrub
-from edugraph_pipeline.releases import SEMVER_TAG, semver_key
+from edugraph_pipeline.releases import content_tag_key, is_content_tag
 
 HF_DATASET_PREFIX = "hf://datasets/"
 DEFAULT_REVISION = "main"
@@ -110,14 +110,14 @@ def _hub_error(dataset: HubDataset, revision: str, error: Exception) -> HubSourc
 
 
 def list_release_refs(source: str) -> list[tuple[str, str]]:
-    """(tag, commit) of every vX.Y.Z tag of the dataset repo, in semver order (newest last)."""
+    """(tag, commit) of every content tag (vX.Y.Z, vX.Y.Z-NN) of the dataset repo, in release order (newest last)."""
     dataset = parse_source(source)
     try:
         refs = _api().list_repo_refs(dataset.repo_id, repo_type="dataset")
     except Exception as error:  # huggingface_hub raises HTTP, connection and offline errors alike
         raise _hub_error(dataset, "refs", error) from error
-    tags = [(ref.name, ref.target_commit) for ref in refs.tags if SEMVER_TAG.match(ref.name)]
-    return sorted(tags, key=lambda pair: semver_key(pair[0]))
+    tags = [(ref.name, ref.target_commit) for ref in refs.tags if is_content_tag(ref.name)]
+    return sorted(tags, key=lambda pair: content_tag_key(pair[0]))
 
 
 def _repo_cache(cache_dir: Path, repo_id: str) -> Path:
