@@ -136,6 +136,12 @@ def list_releases(source: str) -> list[str]:
     return [ref.request for ref in list_release_refs(source)]
 
 
+def pinned_revision(source: str) -> str | None:
+    """The revision a source is pinned to (`hf://datasets/<repo>@<revision>`), or None."""
+    source = source.strip()
+    return hub_source.parse_source(source).revision if hub_source.is_hub_source(source) else None
+
+
 def release_name(release: str) -> str:
     """The tag or archive name of a release as a run names it (`tag@commit` of a Hub release: the tag)."""
     return hub_source.split_release_id(release)[0]

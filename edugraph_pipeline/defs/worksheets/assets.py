@@ -37,7 +37,8 @@ from edugraph_pipeline.worksheets.dataset import (
     split_overlap,
     unknown_labels_in,
 )
-from edugraph_pipeline.worksheets.release_series import release_name
+from edugraph_pipeline.worksheets.hub_source import HubSourceError
+from edugraph_pipeline.worksheets.release_series import pinned_revision, release_name
 
 ASSET = layout.WORKSHEET_DATASET
 CHECK_LABELS_KNOWN = "labels_exist_in_ontology"
@@ -167,7 +168,11 @@ def worksheet_dataset(
     store = artifact_store.store()
     ontology = load_ontology(store, tag)
     release = context.run.tags.get(CONTENT_RELEASE_TAG) if context.run else None
-    refusal = binding_refusal(release_name(release) if release else None, tag)
+    try:
+        asked_for = release_name(release) if release else pinned_revision(content_source.source)
+    except HubSourceError as error:
+        raise dg.Failure(f"content source {content_source.display_source}: {error}") from error
+    refusal = binding_refusal(asked_for, tag)
     if refusal:
         raise dg.Failure(refusal)
     work_root = store.work_root
