@@ -17,7 +17,7 @@ An answer is a set of (dimension, label) pairs; the refusal is the one pair ("Er
 * per dimension: the same restricted to that dimension's pairs (``exact_set_match`` there: the dimension's set).
 * slices: ``question`` / ``solution`` views (upstream's solution flag), and training frequency of the gold or
   predicted label: ``unseen`` in train, ``1-4``, ``5+`` (precision counts predicted pairs of the slice, recall gold
-  pairs).
+  pairs; the refusal is no label and is left out of these).
 """
 
 from __future__ import annotations
@@ -139,11 +139,12 @@ def _set_scores(items: Sequence[Judged], keep: Callable[[Pair], bool] | None = N
 def _frequency_scores(items: Sequence[Judged], train_counts: Counter) -> dict[str, SliceScores]:
     counts = {name: Counter() for name in ("tp", "fp", "fn")}
     for item in items:
-        for pair in item.gold & item.final:
+        gold, final = item.gold - {REFUSAL}, item.final - {REFUSAL}  # labels only: the refusal is no label
+        for pair in gold & final:
             counts["tp"][frequency_slice(train_counts[pair])] += 1
-        for pair in item.final - item.gold:
+        for pair in final - gold:
             counts["fp"][frequency_slice(train_counts[pair])] += 1
-        for pair in item.gold - item.final:
+        for pair in gold - final:
             counts["fn"][frequency_slice(train_counts[pair])] += 1
     scores = {}
     for name in FREQUENCY_SLICES:
