@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
+from edugraph_pipeline import settings
 from edugraph_pipeline.serving.batching import BatchSettings
 from edugraph_pipeline.serving.uploads import UploadLimits
 
@@ -48,6 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"per-request timeout: upload and answer ({limits.request_timeout_s:g} s)")
 
 
+def port_from_environment() -> int:
+    """``$PORT`` (what Cloud Run sets), else `DEFAULT_PORT`; anything but a port number is refused, naming it."""
+    value = settings.other_tool("PORT").strip()
+    if not value:
+        return DEFAULT_PORT
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"PORT={value!r}: expected a port number (1-65535)")
+    return int(value)
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -66,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.max_batch < 1 or args.batch_window_ms < 0:
             raise ValueError("--max-batch must be at least 1 and --batch-window-ms not negative")
+        port = args.port if args.port is not None else port_from_environment()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -87,7 +98,6 @@ def run(args: argparse.Namespace) -> int:
         batching=BatchSettings(args.max_batch, args.batch_window_ms / 1000),
         on_load_failure=stop_on_failure,
     )
-    port = args.port if args.port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="info", access_log=False))
     server.run()
