@@ -241,7 +241,8 @@ def main() -> None:
     cohorts = assign_cohorts(list(validation["problem_id"]))
     groups = {FINAL: cohorts.rows(FINAL), SELECTION: cohorts.rows(SELECTION), WHOLE_SPLIT: list(range(len(validation)))}
     tables = comparable_tables(expected, texts, ontology, groups, views=list(validation["view"]),
-                               train_labels=train["labels"])
+                               train_labels=train["labels"], eligible=ontology.is_eligible,
+                               compatible=ontology.is_compatible)
     print(f"\nComparable to upstream's ({cohorts.note}):")
     for cohort, title in ((FINAL, "final cohort"), (SELECTION, "selection cohort"), (WHOLE_SPLIT, "whole split")):
         if cohort in tables:

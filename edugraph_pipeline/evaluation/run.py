@@ -165,7 +165,8 @@ def evaluate_model(
     passed, reasons = evaluate_gate(report, resolved)
     groups = {FINAL: final_rows, SELECTION: cohorts.rows(SELECTION), WHOLE_SPLIT: list(range(len(rows)))}
     comparable = comparable_tables(expected, {MODEL: raw, **answers}, ontology, groups, views=views,
-                                   train_labels=dataset["train"]["labels"])
+                                   train_labels=dataset["train"]["labels"], eligible=ontology.is_eligible,
+                                   compatible=ontology.is_compatible)
     judged = comparable[WHOLE_SPLIT][MODEL].examples if rows else []
     examples = example_records(
         expected, raw, ontology, problem_ids=problem_ids, views=views, kinds=_column(rows, "kind", lambda i: ""),

@@ -192,3 +192,27 @@ def test_git_content_tags_with_revisions_and_an_old_tags_release(tmp_path, ontol
         "v0.21.0-02", "tags", 8, 0)
     newest = read_content(source, tmp_path / "work", ontology, cache_dir=tmp_path / "cache")
     assert newest.revision == "v0.21.0-10" and newest.skipped.reasons() == {MALFORMED_ROW: 1}
+
+
+def test_an_organizational_label_breaks_the_contract_and_is_dropped_when_lenient(tmp_path, real_tag_sets):
+    """Under the 2026 ontology (tagged v0.26.0, where eligibility applies) `LengthMeasurement` has constituent parts:
+    an organizational descriptor, no valid direct label. Valid under v0.21.0, where there is no eligibility."""
+    from edugraph_pipeline.worksheets.dataset import ORGANIZATIONAL, build_dataset, label_status
+    from edugraph_pipeline_tests.ontology_2026 import load_ontology_2026
+    from edugraph_pipeline_tests.worksheets.worksheet_helpers import load_release
+
+    ontology = load_ontology_2026()
+    assert label_status("LengthMeasurement", ontology) == ORGANIZATIONAL
+    assert label_status("LengthMeasurement", load_release("v0.21.0")) == "known"
+    rows = [{"file_name": f"m/p{i}_mode-Q.png", "tags": ["LengthMeasurement", "NumbersSmaller10"] if i == 1 else
+             ["Addition", "NumbersSmaller10"], "generator": "m"} for i in range(3)]
+    write_imagefolder_release(tmp_path, rows)
+    release = read_content(str(tmp_path), tmp_path / "work", ontology)
+    problems = contract_problems(release, ontology)
+    assert [(p.where, p.split, p.reason, p.detail) for p in problems] == [
+        ("train/metadata.jsonl:3", "train", ORGANIZATIONAL, "'LengthMeasurement' under ontology v0.26.0"),
+        ("train/metadata.jsonl:4", "train", ORGANIZATIONAL, "'LengthMeasurement' under ontology v0.26.0"),
+    ]
+    _, summary = build_dataset(release.items, ontology, release_splits=release.splits)
+    assert summary.organizational_labels == {"LengthMeasurement": 2} and summary.unknown_labels == {}
+    assert sum(summary.rows.values()) == 6  # the rows stay, without the organizational label

@@ -268,6 +268,7 @@ def worksheet_dataset(
             "label_counts": dg.MetadataValue.md(label_count_table(summary)),
             "unknown_labels": dg.MetadataValue.json(summary.unknown_labels),
             "num_unknown_labels": sum(summary.unknown_labels.values()),
+            "organizational_labels": dg.MetadataValue.json(summary.organizational_labels),
             "num_skipped": len(summary.skipped),
             "skipped_reasons": dg.MetadataValue.json(summary.skipped_reasons),
             "skipped_items": dg.MetadataValue.md(skipped_table(summary)),
