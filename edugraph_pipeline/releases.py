@@ -12,16 +12,17 @@ revision of the dataset, not a semver pre-release).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import git
 from filelock import FileLock
+
+from edugraph_pipeline import settings
+from edugraph_pipeline.redaction import redact_url  # also imported from here by the release readers' callers
 
 SEMVER_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 CONTENT_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(?:-(\d+))?$")
@@ -82,23 +83,12 @@ def bound_ontology_version(tag: str) -> str | None:
     return "v{}.{}.{}".format(*(int(part) for part in match.groups()[:3]))
 
 
-def redact_url(url: str) -> str:
-    """The remote without any credentials, safe for logs and metadata."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
-    return url
-
-
 def list_release_tags(remote: str, *, content: bool = False) -> list[ReleaseTag]:
     """Release tags of a remote in release order, each with the commit it points to: ontology tags (vX.Y.Z), or
     with `content`, content tags (vX.Y.Z and vX.Y.Z-NN)."""
     pattern, key = (CONTENT_TAG, content_tag_key) if content else (SEMVER_TAG, semver_key)
     try:
-        output = git.cmd.Git().execute(["git", "ls-remote", "--tags", remote], env={**os.environ, **_GIT_ENV})
+        output = git.cmd.Git().execute(["git", "ls-remote", "--tags", remote], env=settings.child_environment(**_GIT_ENV))
     except git.GitCommandError as error:
         raise ReleaseSourceError(f"cannot list tags of {redact_url(remote)}: {_git_reason(error)}") from error
     commits: dict[str, str] = {}

@@ -13,11 +13,11 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.partitions import ONTOLOGY_PARTITIONS_NAME, ontology_partitions
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.releases import ReleaseSourceError, semver_key
+from edugraph_pipeline.storage import layout
 from edugraph_pipeline.worksheets.content_release import ContentSourceError
 from edugraph_pipeline.worksheets.hub_source import split_release_id
 from edugraph_pipeline.worksheets.release_series import ContentReleaseRef
