@@ -27,11 +27,17 @@ from edugraph_pipeline.ontology.model import DIMENSIONS, Ontology
 ANSWER_PREFIX = '{"'
 
 
+def answer_labels(ontology: Ontology, dimension: str) -> list[str]:
+    """The names an answer may list under `dimension`, sorted: the bound release's labels of that dimension (the
+    one vocabulary of decoding, repair and closed response schemas)."""
+    return sorted(c.name for c in ontology.by_dimension(dimension))
+
+
 def answer_texts(ontology: Ontology) -> list[str]:
-    """Valid answers that together show every concept name in every context it can take in an answer."""
+    """Valid answers that together show every answer label in every context it can take in an answer."""
     texts = [format_unsupported(), format_answer({})]
     for dimension in DIMENSIONS:
-        names = [c.name for c in ontology.by_dimension(dimension)]
+        names = answer_labels(ontology, dimension)
         if names:
             texts.append(format_answer({dimension: names}))  # each name after '", "' and before '", "' / '"]'
         texts.extend(format_answer({dimension: [name]}) for name in names)  # first and last in its list
