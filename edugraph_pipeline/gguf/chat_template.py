@@ -8,7 +8,7 @@ published chat template. Ours does the same, in any server that renders the GGUF
   message, or the v3 one (`prompts.V3_SYSTEM_PROMPT`) when ``chat_template_kwargs`` carries
   ``"answer_format": "v3"``;
 * adds the production user prompt (`prompts.USER_PROMPT`) to a user message that holds no text (an image only),
-  whether its content is a list of parts (transformers) or a string with llama.cpp's media marker.
+  whether its content is a list of parts (transformers) or a string with llama-server's media markers.
 
 A conversation that has both (what `edugraph classify` renders) passes through unchanged, so the GGUF backend's
 prompt is byte for byte the one the model was trained on (`test_gguf_fast` renders both).
@@ -23,7 +23,9 @@ from edugraph_pipeline.prompts import LEGACY, SYSTEM_PROMPTS, USER_PROMPT, V3
 
 PRELUDE_MARK = "{#- edugraph: production prompts as defaults -#}"
 TEMPLATE_FILE = "chat_template.jinja"
-LLAMA_CPP_MEDIA_MARKER = "<__media__>"  # what llama-server puts in place of an image in string content
+# llama-server puts a marker in place of each image of string content: "<__media_<random>__>" (random per process
+# unless LLAMA_MEDIA_MARKER pins one; older builds: "<__media__>"). Text is what is left around the markers.
+MEDIA_MARKER_START, MEDIA_MARKER_END = "<__media", "__>"
 
 
 def _literal(text: str) -> str:
@@ -36,7 +38,7 @@ def _literal(text: str) -> str:
 def prelude() -> str:
     return "".join((
         PRELUDE_MARK,
-        "{%- set edugraph = namespace(messages=[], has_text=false) -%}",
+        "{%- set edugraph = namespace(messages=[], has_text=false, text='') -%}",
         f"{{%- set edugraph_system = {_literal(SYSTEM_PROMPTS[LEGACY])} -%}}",
         f"{{%- if answer_format is defined and answer_format == '{V3}' -%}}"
         f"{{%- set edugraph_system = {_literal(SYSTEM_PROMPTS[V3])} -%}}{{%- endif -%}}",
@@ -47,8 +49,14 @@ def prelude() -> str:
         "{%- for message in messages -%}",
         "{%- set edugraph.has_text = false -%}",
         "{%- if message.content is string -%}",
-        f"{{%- if message.content | replace('{LLAMA_CPP_MEDIA_MARKER}', '') | trim -%}}"
-        "{%- set edugraph.has_text = true -%}{%- endif -%}",
+        # llama-server's media markers are "<__media_<random>__>": keep only the text around them
+        "{%- set edugraph.text = '' -%}",
+        f"{{%- for piece in message.content.split('{MEDIA_MARKER_START}') -%}}",
+        "{%- if loop.first -%}{%- set edugraph.text = edugraph.text + piece -%}",
+        f"{{%- else -%}}{{%- set edugraph.text = edugraph.text + piece.split('{MEDIA_MARKER_END}', 1)[-1] -%}}"
+        "{%- endif -%}",
+        "{%- endfor -%}",
+        "{%- if edugraph.text | trim -%}{%- set edugraph.has_text = true -%}{%- endif -%}",
         "{%- elif message.content is not none -%}",
         "{%- for part in message.content -%}",
         "{%- if part.type == 'text' and part.text | trim -%}{%- set edugraph.has_text = true -%}{%- endif -%}",

@@ -60,7 +60,9 @@ def render_text(answer: Mapping[str, Any], answer_format: str) -> str:
 
 
 def _label_list(names: list[str]) -> dict:
-    return {"type": "array", "items": {"type": "string", "enum": names}, "uniqueItems": True}
+    # maxItems is implied by uniqueItems over the enum; stated, it bounds a grammar built from the schema
+    # (llama.cpp's ignores uniqueItems and would let a list run on until max_tokens).
+    return {"type": "array", "items": {"type": "string", "enum": names}, "uniqueItems": True, "maxItems": len(names)}
 
 
 def closed_schema(ontology: Ontology, answer_format: str) -> dict:
