@@ -159,8 +159,8 @@ def run_finetune(args, dataset, base: str, ontology, work: Path) -> None:
 
     from edugraph_pipeline.evaluation.run import evaluate_model
     from edugraph_pipeline.inference.classifier import Classifier
-    from edugraph_pipeline.training.config import profile
     from edugraph_pipeline.training.data import FeatureCollator, encode_worksheets, masked_lm_loss
+    from edugraph_pipeline.training.profiles import profile
 
     model, processor, template = load_model(base)
     tiny = profile("tiny")

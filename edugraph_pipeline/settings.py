@@ -1,6 +1,11 @@
-"""Every configuration knob of the pipeline, read from the environment (or a `.env` file).
+"""Every configuration knob of the pipeline, read from the environment (or a `.env` file): the one module that
+reads the environment.
 
-The table in README.md documents the same names; `describe_settings()` renders it so the two cannot drift.
+Each `Setting` holds its variable's default, so no other module restates it. Other modules get values through the
+functions here (`setting`, `flag`, `integer`, `number`, `chosen` for a run config field that falls back to its
+variable, `other_tool` for variables other tools own) and pass them on as arguments; Dagster resources bind
+`dg.EnvVar(name)` where `is_set(name)`. The table in README.md documents the same names; `describe_settings()`
+renders it so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -10,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 UPSTREAM_ONTOLOGY_REPO = "https://github.com/christian-bick/edugraph-ontology.git"
+# The llama-cpp-python sdist whose vendored llama.cpp is built (its converter knows Qwen3VL and --mmproj);
+# scripts/build-llama-cpp.sh pins the same version.
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+# huggingface_hub's older name for the token variable, still honoured when HF_TOKEN is unset.
+LEGACY_HUB_TOKEN_VARIABLE = "HUGGING_FACE_HUB_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -115,13 +125,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EDUGRAPH_HF_KNOWLEDGE_REPO", "", "Hub dataset repository for the knowledge dataset (default `<namespace>/edugraph-knowledge`)."),
     Setting("EDUGRAPH_HF_WORKSHEETS_REPO", "", "Hub dataset repository for the worksheet dataset (default `<namespace>/edugraph-worksheets`)."),
     Setting("EDUGRAPH_HF_PRIVATE", "false", "Create the Hub repositories as private."),
-    Setting("HF_TOKEN", "", "Hugging Face write token (never logged or stored in metadata).", secret=True),
+    Setting(
+        "HF_TOKEN",
+        "",
+        "Hugging Face write token (never logged or stored in metadata; when unset, huggingface_hub's older "
+        "`HUGGING_FACE_HUB_TOKEN` is used).",
+        secret=True,
+    ),
     Setting("HF_ENDPOINT", "https://huggingface.co", "Hub endpoint (the standard huggingface_hub variable)."),
     Setting("EDUGRAPH_GGUF_QUANT", "Q4_K_M", "Quantization of `gguf_model` (`Q4_K_M`, `Q8_0`, ...)."),
     Setting(
         "EDUGRAPH_LLAMA_CPP_DIR",
         "",
         "llama.cpp build used for GGUF (default `~/.cache/edugraph/llama.cpp/<version>`; `scripts/build-llama-cpp.sh`).",
+    ),
+    Setting(
+        "EDUGRAPH_LLAMA_CPP_VERSION",
+        LLAMA_CPP_PYTHON_VERSION,
+        "llama-cpp-python sdist whose llama.cpp is built and used (names the default build folder).",
     ),
     Setting("EDUGRAPH_GGUF_THREADS", "", "llama.cpp threads for GGUF inference (default: half the CPUs)."),
     Setting(
@@ -144,26 +165,48 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def setting(name: str) -> str:
+def _named(name: str) -> Setting:
     for item in SETTINGS:
         if item.name == name:
-            return item.read()
+            return item
     raise KeyError(f"unknown setting {name!r}")
+
+
+def setting(name: str) -> str:
+    """The variable's value, or its setting's default when it is unset or empty."""
+    return _named(name).read()
+
+
+def default(name: str) -> str:
+    """The setting's default (what an unset variable means), for help texts."""
+    return _named(name).default
+
+
+def is_set(name: str) -> bool:
+    """Whether the setting's variable is set to a value (then a resource binds ``dg.EnvVar(name)``)."""
+    return bool(os.environ.get(_named(name).name, ""))
 
 
 def integer(name: str) -> int:
     return int(_typed(name, int, "an integer"))
 
 
+def optional_integer(name: str) -> int | None:
+    """`integer`, or None for a setting that is unset and has no default."""
+    return integer(name) if setting(name).strip() else None
+
+
 def number(name: str) -> float:
     return float(_typed(name, float, "a number"))
 
 
-def flag(name: str) -> bool:
-    value = setting(name).strip().lower()
-    if value not in _TRUE + _FALSE:
-        raise ValueError(f"{name}={value!r}: expected one of {', '.join(_TRUE + _FALSE)}")
-    return value in _TRUE
+def flag(name: str, value: str | None = None) -> bool:
+    """The setting as a boolean: `value` when given (a resource field bound to ``dg.EnvVar(name)``, resolved by
+    Dagster), else the environment; empty means the setting's default. The one boolean parser of the pipeline."""
+    raw = (setting(name) if value is None else value.strip() or default(name)).strip().lower()
+    if raw not in _TRUE + _FALSE:
+        raise ValueError(f"{name}={raw!r}: expected one of {', '.join(_TRUE + _FALSE)}")
+    return raw in _TRUE
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -176,6 +219,40 @@ def _typed(name: str, kind: type, expected: str):
         return kind(value)
     except ValueError:
         raise ValueError(f"{name}={value!r}: expected {expected}") from None
+
+
+def chosen(field: str, given: str, name: str) -> tuple[str, str]:
+    """A run config field that falls back to a setting: (value, where it came from). `given` when it is not empty
+    (where: ``config field '<field>'``), else the setting `name` (where: `name`). The one place a run config's
+    "empty takes its environment variable" is resolved, so messages can name the source of a bad value."""
+    given = given.strip()
+    if given:
+        return given, f"config field {field!r}"
+    return setting(name).strip(), name
+
+
+def hub_token_variable() -> str | None:
+    """The variable holding the Hugging Face token: ``HF_TOKEN``, else huggingface_hub's older
+    ``HUGGING_FACE_HUB_TOKEN``; None when neither is set."""
+    if is_set("HF_TOKEN"):
+        return "HF_TOKEN"
+    return LEGACY_HUB_TOKEN_VARIABLE if other_tool(LEGACY_HUB_TOKEN_VARIABLE) else None
+
+
+def hub_token() -> str | None:
+    """The Hugging Face token (`hub_token_variable`'s value), or None."""
+    name = hub_token_variable()
+    return os.environ.get(name) if name else None
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` as huggingface_hub reads it (1, ON, YES or TRUE)."""
+    return other_tool("HF_HUB_OFFLINE").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def user_cache_home() -> Path:
+    """``XDG_CACHE_HOME``, else ``~/.cache``: where per-user caches (the llama.cpp build, store mirrors) live."""
+    return Path(other_tool("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
 def data_location() -> str:

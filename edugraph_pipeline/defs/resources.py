@@ -1,9 +1,12 @@
 """The shared resources: where artifacts live and where they are published; `resources()` binds every resource
-of the code location (each domain's own resource classes live beside its assets)."""
+of the code location (each domain's own resource classes live beside its assets).
+
+Every field whose variable is set is bound as ``dg.EnvVar(name)`` (resolved when a run starts, shown as such in
+the launchpad and the run's config); an unset one takes its setting's default as a plain value. What is wrong is
+reported when the code location loads, naming the variable.
+"""
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 
@@ -11,7 +14,10 @@ from edugraph_pipeline import settings
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.training.launchers import launcher_from_settings
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
+from edugraph_pipeline.publishing import HubTargets, normalise_endpoint
 from edugraph_pipeline.storage import ArtifactStore, open_store
+
+HUB_REPO_VARIABLES = ("EDUGRAPH_HF_REPO", "EDUGRAPH_HF_KNOWLEDGE_REPO", "EDUGRAPH_HF_WORKSHEETS_REPO")
 
 
 class ArtifactStoreResource(dg.ConfigurableResource):
@@ -30,49 +36,46 @@ class HubPublisher(dg.ConfigurableResource):
     repo_id: str = ""  # empty: publication is off
     knowledge_repo: str = ""
     worksheets_repo: str = ""
-    endpoint: str = ""
-    private: bool = False
+    endpoint: str = ""  # HF_ENDPOINT
+    private: str = ""  # EDUGRAPH_HF_PRIVATE as written (empty: its default); `is_private` parses it
     token: str | None = None
+    code_version: str = ""  # EDUGRAPH_CODE_VERSION for the model card (empty: the git commit)
 
-
-TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # what `publishing.hub.resolve_token` reads
+    @property
+    def is_private(self) -> bool:
+        return settings.flag("EDUGRAPH_HF_PRIVATE", self.private)
 
 
 def hub_publisher_from_settings() -> HubPublisher:
     """The Hub target of the settings; a repository without a token is a configuration error, raised when the
     code location loads rather than when a run reaches publication (or, worse, silently skips it)."""
-    from edugraph_pipeline.publishing import HubTargets
-
-    targets = HubTargets.from_env()
-    configured = {
-        name: value
-        for name, value in (
-            ("EDUGRAPH_HF_REPO", targets.model_repo),
-            ("EDUGRAPH_HF_KNOWLEDGE_REPO", os.environ.get("EDUGRAPH_HF_KNOWLEDGE_REPO", "").strip()),
-            ("EDUGRAPH_HF_WORKSHEETS_REPO", os.environ.get("EDUGRAPH_HF_WORKSHEETS_REPO", "").strip()),
-        )
-        if value
-    }
-    if configured and not any(os.environ.get(name) for name in TOKEN_VARIABLES):
+    configured = {name: settings.setting(name).strip() for name in HUB_REPO_VARIABLES if settings.setting(name).strip()}
+    token_variable = settings.hub_token_variable()
+    if configured and token_variable is None:
         named = ", ".join(f"{name}={value}" for name, value in configured.items())
         raise ValueError(
             f"{named} is set but HF_TOKEN is not: set HF_TOKEN to a Hugging Face write token, or unset "
             f"{' and '.join(configured)} to publish nothing"
         )
+    settings.flag("EDUGRAPH_HF_PRIVATE")  # a malformed value fails now, naming the variable
+    normalise_endpoint(settings.setting("HF_ENDPOINT"))
+    # The dataset repositories default to the model repository's namespace: derived now, from today's values.
+    targets = HubTargets.of(*(settings.setting(name) for name in HUB_REPO_VARIABLES))
     return HubPublisher(
-        repo_id=targets.model_repo or "",
-        knowledge_repo=targets.knowledge_repo or "",
-        worksheets_repo=targets.worksheets_repo or "",
-        endpoint=targets.endpoint,
-        private=targets.private,
-        token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None,
+        repo_id=from_env("EDUGRAPH_HF_REPO", targets.model_repo or ""),
+        knowledge_repo=from_env("EDUGRAPH_HF_KNOWLEDGE_REPO", targets.knowledge_repo or ""),
+        worksheets_repo=from_env("EDUGRAPH_HF_WORKSHEETS_REPO", targets.worksheets_repo or ""),
+        endpoint=from_env("HF_ENDPOINT", settings.setting("HF_ENDPOINT")),
+        private=from_env("EDUGRAPH_HF_PRIVATE", settings.default("EDUGRAPH_HF_PRIVATE")),
+        token=dg.EnvVar(token_variable) if token_variable else None,
+        code_version=from_env("EDUGRAPH_CODE_VERSION", ""),
     )
 
 
 def from_env(name: str, default, *, kind: type = str):
     """`dg.EnvVar(name)` when the variable is set (checked here, resolved when a run starts, shown as such in the
     launchpad and the run's config), else the setting's default. A malformed value fails now, naming it."""
-    if name not in os.environ:
+    if not settings.is_set(name):
         return default
     if kind is int:
         settings.integer(name)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from edugraph_pipeline import settings
@@ -78,6 +77,16 @@ def resolve_limits(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def port_from_environment() -> int:
+    """``$PORT`` (what Cloud Run sets), else `DEFAULT_PORT`; anything but a port number is refused, naming it."""
+    value = settings.other_tool("PORT").strip()
+    if not value:
+        return DEFAULT_PORT
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"PORT={value!r}: expected a port number (1-65535)")
+    return int(value)
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -97,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.max_batch < 1 or args.batch_window_ms < 0:
             raise ValueError("--max-batch must be at least 1 and --batch-window-ms not negative")
+        port = args.port if args.port is not None else port_from_environment()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -119,7 +129,6 @@ def run(args: argparse.Namespace) -> int:
         on_load_failure=stop_on_failure,
         answer_format=args.answer_format,
     )
-    port = args.port if args.port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="info", access_log=False))
     server.run()

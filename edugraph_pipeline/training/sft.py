@@ -27,7 +27,6 @@ from pathlib import Path
 
 from edugraph_pipeline.layout import ADAPTER_FOLDER, KNOWLEDGE_ADAPTER_COPY_FOLDER, STAGE_METRICS_FILE
 from edugraph_pipeline.training.chat_template import training_chat_template
-from edugraph_pipeline.training.config import TINY, StageConfig
 from edugraph_pipeline.training.data import (
     FeatureCollator,
     FeatureDataset,
@@ -38,6 +37,7 @@ from edugraph_pipeline.training.data import (
 )
 from edugraph_pipeline.training.device import Placement, placement_for
 from edugraph_pipeline.training.merge import load_with_adapters
+from edugraph_pipeline.training.profiles import TINY, StageConfig
 from edugraph_pipeline.training.revision import folder_revision, is_local, pinned_folder
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ def tiny_datasets(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def stage_cfg(tiny_base, tiny_datasets, tmp_path):
     """A factory of tiny StageConfigs (test mode, a couple of steps)."""
-    from edugraph_pipeline.training.config import profile, stage_config
+    from edugraph_pipeline.training.profiles import profile, stage_config
 
     def make(stage: str, **changes):
         cfg = stage_config(

@@ -126,7 +126,7 @@ def test_stage_two_trains_the_answer_tokens_rows_of_the_tied_head(tiny_base):
     from transformers import AutoModelForImageTextToText
 
     from edugraph_pipeline.labels import format_answer
-    from edugraph_pipeline.training.config import profile, stage_config
+    from edugraph_pipeline.training.profiles import profile, stage_config
     from edugraph_pipeline.training.sft import answer_token_ids, lora_config
 
     tokenizer = build_tokenizer()

@@ -11,7 +11,7 @@ from edugraph_pipeline.defs.partitions import newest_release_dep
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.layout import MODEL_VERSION, current_model_folder, load_ontology, model_version, release_of
 from edugraph_pipeline.storage import ArtifactStore
-from edugraph_pipeline.training.config import TINY
+from edugraph_pipeline.training.profiles import TINY
 
 GATE_CHECK = "evaluation_gate"
 

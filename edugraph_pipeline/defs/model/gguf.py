@@ -4,8 +4,9 @@ import hashlib
 import json
 
 import dagster as dg
+from pydantic import Field
 
-from edugraph_pipeline import layout
+from edugraph_pipeline import layout, settings
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.layout import current_model_folder, model_version, release_of
@@ -14,11 +15,25 @@ GGUF_ASSET = layout.GGUF_MODEL
 
 
 class GgufConfig(dg.Config):
-    quant: str = ""  # llama-quantize type; empty: EDUGRAPH_GGUF_QUANT, else Q4_K_M (Q8_0, Q5_K_M, ... too)
-    keep_f16: bool = False  # also keep the unquantized F16 text model in the artifact
-    smoke: bool = True  # load and run the files (text, image through the binding, llama-mtmd-cli)
-    build: bool = False  # build llama.cpp (scripts/build-llama-cpp.sh, ~15 min) when it is missing
-    llama_cpp_dir: str = ""  # empty: EDUGRAPH_LLAMA_CPP_DIR, else ~/.cache/edugraph/llama.cpp/<version>
+    """Per-run knobs of `gguf_model`; an empty field takes its setting when the run starts (`settings.chosen`)."""
+
+    quant: str = Field(
+        default="",
+        description="llama-quantize type (Q4_K_M, Q8_0, Q5_K_M, ...). Empty: EDUGRAPH_GGUF_QUANT (default "
+        f"{settings.default('EDUGRAPH_GGUF_QUANT')}).",
+    )
+    keep_f16: bool = Field(default=False, description="Also keep the unquantized F16 text model in the artifact.")
+    smoke: bool = Field(
+        default=True, description="Load and run the files (text, image through the binding, llama-mtmd-cli)."
+    )
+    build: bool = Field(
+        default=False, description="Build llama.cpp (scripts/build-llama-cpp.sh, ~15 min) when it is missing."
+    )
+    llama_cpp_dir: str = Field(
+        default="",
+        description="The llama.cpp build. Empty: EDUGRAPH_LLAMA_CPP_DIR, else the cache folder of "
+        "EDUGRAPH_LLAMA_CPP_VERSION (~/.cache/edugraph/llama.cpp/<version>).",
+    )
 
 
 @dg.asset(
@@ -41,11 +56,12 @@ def gguf_model(context: dg.AssetExecutionContext, config: GgufConfig, artifact_s
     source = current_model_folder(store)
     merged = store.lineage(layout.MERGED_MODEL)
     tag = release_of(store, layout.MERGED_MODEL)
+    quant, where = settings.chosen("quant", config.quant, "EDUGRAPH_GGUF_QUANT")
     try:
-        quant = normalise_quant(config.quant or None)
+        quant = normalise_quant(quant)
     except ValueError as error:
-        raise dg.Failure(str(error)) from error
-    llama = LlamaCpp.locate(config.llama_cpp_dir or None)
+        raise dg.Failure(f"{where}: {error}") from error
+    llama = LlamaCpp.locate(config.llama_cpp_dir.strip() or None)  # None: the configured build
     if not llama.available():
         if not config.build:
             raise dg.Failure(str(_missing(llama, LlamaCppMissing)))

@@ -44,7 +44,8 @@ def gguf_publication(context: dg.AssetExecutionContext, artifact_store: Artifact
     repo_id = gguf_repo_id(hub.repo_id)
     try:
         result = publish_gguf(
-            store.current(layout.GGUF_MODEL), repo_id, hub.token, hub.endpoint or None, base_repo=hub.repo_id, private=hub.private,
+            store.current(layout.GGUF_MODEL), repo_id, hub.token, hub.endpoint, base_repo=hub.repo_id,
+            private=hub.is_private,
             commit_message=f"EduGraph labeller GGUF {gguf.get('quant')} for ontology {tag}",
         )
     except PublicationError as error:

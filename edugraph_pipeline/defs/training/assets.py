@@ -6,7 +6,7 @@ artifact's staging folder as its output dir; checkpoints go to a stable work fol
 (``<data_dir>/.work/<asset>/latest/<job hash>``) so that a killed run resumes where it stopped.
 
 The per-run knobs (profile, run mode, base model, device, stage-1 choice) are the assets' run config
-(`defs/training/config.py`), each defaulting to its environment variable.
+(`defs/training/run_config.py`), each defaulting to its environment variable.
 """
 
 
@@ -21,19 +21,19 @@ from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import newest_release_dep
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
-from edugraph_pipeline.defs.training.config import (
+from edugraph_pipeline.defs.training.launchers import TrainingLauncher
+from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY, retried_on_preemption_only
+from edugraph_pipeline.defs.training.run_config import (
     FROM_ASSET,
     NO_STAGE_1,
     TrainingChoice,
     TrainingConfig,
     WorksheetTrainingConfig,
 )
-from edugraph_pipeline.defs.training.launchers import TrainingLauncher
-from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY, retried_on_preemption_only
 from edugraph_pipeline.defs.training.training_metadata import adapter_metadata, step_figures
 from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore
-from edugraph_pipeline.training.config import TINY, stage_config
 from edugraph_pipeline.training.job import TINY_BASE, TrainingJob
+from edugraph_pipeline.training.profiles import TINY, stage_config
 
 GPU_POOL = "gpu-training"  # dagster.yaml limits this pool to one step at a time
 TRAINING_KINDS = {"pytorch", "huggingface"}

@@ -5,7 +5,13 @@ template), `processor` (image/video processors, tokenizer and template), `model`
 `pictures` (generated captioned pictures) and `pretraining` (the brief full-parameter training on them).
 """
 
-from edugraph_pipeline.training.tiny_model.model import TinySpec, build_tiny_model, count_parameters, folder_size
+from edugraph_pipeline.training.tiny_model.model import (
+    TinySpec,
+    build_tiny_model,
+    count_parameters,
+    folder_size,
+    tiny_config,
+)
 from edugraph_pipeline.training.tiny_model.pictures import generate_picture
 from edugraph_pipeline.training.tiny_model.pretraining import (
     PretrainConfig,
@@ -24,4 +30,5 @@ __all__ = [
     "folder_size",
     "generate_picture",
     "pretrain_tiny_model",
+    "tiny_config",
 ]

@@ -1,4 +1,4 @@
-"""Publish folders to the Hugging Face Hub: the merged model (a model repo) and the datasets (dataset repos).
+"""Publish a folder to a Hugging Face Hub repository in one atomic, idempotent commit (`publish_folder`).
 
 `publish_folder` makes the repository's ``main`` branch hold exactly the folder's files (plus any `extra_files`):
 
@@ -12,44 +12,36 @@
   to `max_attempts`; each attempt starts again from the remote state, so an attempt whose commit landed but whose
   answer was lost does not commit twice;
 * the token never appears in logs, exceptions or the result: errors are re-raised as `PublicationError` with every
-  occurrence of the token (and any ``Bearer ...`` value) scrubbed, without the original exception chained.
+  occurrence of the token (and any ``Bearer ...`` value) redacted (`redaction.redact`), without the original
+  exception chained.
 
-`publish_dataset_folder` turns a `datasets.save_to_disk` folder into what `push_to_hub` would create (Parquet shards
-under ``data/`` and a dataset card whose ``configs`` name them) and publishes that with `publish_folder`.
-`datasets` 5.2's `push_to_hub` takes no endpoint argument (it reads ``HF_ENDPOINT`` at import), hence the detour.
-
-Environment (read when an argument is left out): ``HF_TOKEN`` (token), ``HF_ENDPOINT`` (default
-``https://huggingface.co``). ``HF_HUB_DISABLE_XET=1`` makes huggingface_hub use the classic LFS protocol instead of
-Xet (needed for servers that only speak LFS, such as the test stand-in).
+The endpoint and the token are arguments (the Hub resource binds ``HF_ENDPOINT`` and ``HF_TOKEN``); this module
+reads no environment. ``HF_HUB_DISABLE_XET=1`` makes huggingface_hub use the classic LFS protocol instead of Xet
+(needed for servers that only speak LFS, such as the test stand-in).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
-import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edugraph_pipeline.publishing.targets import is_repo_id
+from edugraph_pipeline.redaction import redact
 from edugraph_pipeline.storage import file_sha256
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 KEEP_REMOTE = frozenset({".gitattributes"})
 # Never published from a folder (mirrors huggingface_hub's DEFAULT_IGNORE_PATTERNS plus local noise).
 IGNORED_PARTS = frozenset({".git", ".cache", "__pycache__", ".ipynb_checkpoints"})
 IGNORED_NAMES = frozenset({".DS_Store"})
 TRANSIENT_STATUS = frozenset({408, 409, 412, 423, 429, 500, 502, 503, 504})
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",]+")
-_HF_TOKEN_SHAPE = re.compile(r"\bhf_[A-Za-z0-9]{16,}\b")
 
 
 class PublicationError(RuntimeError):
@@ -85,55 +77,19 @@ class PublishResult:
         return data
 
 
-@dataclass(frozen=True)
-class HubTargets:
-    """Where the pipeline publishes, from the environment (`from_env`). `model_repo` None: publishing is off."""
-
-    model_repo: str | None
-    knowledge_repo: str | None
-    worksheets_repo: str | None
-    endpoint: str
-    private: bool
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> HubTargets:
-        env = os.environ if environ is None else environ
-        model_repo = env.get("EDUGRAPH_HF_REPO", "").strip() or None
-        namespace = model_repo.split("/")[0] if model_repo and "/" in model_repo else None
-
-        def dataset_repo(name: str, default: str) -> str | None:
-            configured = env.get(name, "").strip()
-            if configured:
-                return configured
-            return f"{namespace}/{default}" if namespace else None
-
-        return cls(
-            model_repo=model_repo,
-            knowledge_repo=dataset_repo("EDUGRAPH_HF_KNOWLEDGE_REPO", "edugraph-knowledge"),
-            worksheets_repo=dataset_repo("EDUGRAPH_HF_WORKSHEETS_REPO", "edugraph-worksheets"),
-            endpoint=resolve_endpoint(env.get("HF_ENDPOINT") or None),
-            private=env.get("EDUGRAPH_HF_PRIVATE", "").strip().lower() in ("1", "true", "yes", "on"),
-        )
-
-
 # ------------------------------------------------------------------------------------------------------ helpers
-def scrub(text: str, token: str | None) -> str:
-    """`text` without the token (and without any ``Bearer ...`` value or hf_-shaped token)."""
-    if token:
-        text = text.replace(token, "<redacted>")
-    text = _BEARER.sub(r"\1<redacted>", text)
-    return _HF_TOKEN_SHAPE.sub("<redacted>", text)
+def normalise_endpoint(endpoint: str) -> str:
+    """The Hub endpoint without a trailing slash; an empty or non-http(s) one is refused, naming it."""
+    value = (endpoint or "").strip().rstrip("/")
+    if not value.startswith(("https://", "http://")):
+        raise ValueError(f"Hub endpoint {endpoint!r}: expected an http(s) URL (HF_ENDPOINT)")
+    return value
 
 
-def resolve_endpoint(endpoint: str | None) -> str:
-    return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def resolve_token(token: str | None) -> str:
-    token = token or os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+def require_token(token: str | None) -> str:
     if not token:
         raise PublicationError(
-            "no Hugging Face token: pass token= or set HF_TOKEN", repo_id="", attempts=0, transient=False
+            "no Hugging Face token: set HF_TOKEN (or pass token=)", repo_id="", attempts=0, transient=False
         )
     return token
 
@@ -193,7 +149,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    """`exc` and its causes in one line each (scrubbing happens in the caller)."""
+    """`exc` and its causes in one line each (redaction happens in the caller)."""
     parts, seen = [], set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen and len(parts) < 4:
@@ -255,7 +211,7 @@ def publish_folder(
     *,
     repo_type: str = "model",
     token: str | None = None,
-    endpoint: str | None = None,
+    endpoint: str,
     commit_message: str,
     commit_description: str | None = None,
     private: bool = False,
@@ -272,14 +228,14 @@ def publish_folder(
     folder = Path(folder)
     if repo_type not in ("model", "dataset", "space"):
         raise ValueError(f"repo_type must be model, dataset or space, not {repo_type!r}")
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
+    if not is_repo_id(repo_id):
         raise ValueError(f"repo_id must look like 'namespace/name', not {repo_id!r}")
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder")
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
-    endpoint = resolve_endpoint(endpoint)
-    token = resolve_token(token)
+    endpoint = normalise_endpoint(endpoint)
+    token = require_token(token)
 
     local: dict[str, Path | bytes] = dict(folder_files(folder))
     for path, content in (extra_files or {}).items():
@@ -322,7 +278,7 @@ def publish_folder(
             )
         except Exception as exc:  # noqa: BLE001 - classified, scrubbed and re-raised below
             transient = _is_transient(exc)
-            message = scrub(_describe(exc), token)
+            message = redact(_describe(exc), [token])
             failure = (message, transient, _status_of(exc))
             if not transient or attempt == max_attempts:
                 break
@@ -365,143 +321,3 @@ def _commit(api, repo_id, repo_type, local, upload, delete, parent, commit_messa
         repo_type=repo_type,
         parent_commit=parent,
     )
-
-
-# ------------------------------------------------------------------------------------------------------ datasets
-def dataset_card(
-    repo_id: str,
-    splits: Mapping[str, list[str]],
-    *,
-    pretty_name: str | None = None,
-    description: str = "",
-    lineage: Mapping[str, Any] | None = None,
-    license: str = "apache-2.0",
-    tags: tuple[str, ...] = ("edugraph", "education", "math"),
-    num_rows: Mapping[str, int] | None = None,
-    features: Mapping[str, str] | None = None,
-) -> str:
-    """A dataset card (README.md) whose ``configs`` point `datasets.load_dataset(repo_id)` at the Parquet shards."""
-    import json
-
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    data_files = [{"split": split, "path": f"data/{split}-*"} for split in splits]
-    card_data = DatasetCardData(
-        license=license,
-        language=["en"],
-        pretty_name=pretty_name or repo_id.split("/")[-1],
-        tags=list(tags),
-        configs=[{"config_name": "default", "data_files": data_files}],
-        edugraph=json.loads(json.dumps(dict(lineage or {}), sort_keys=True, default=str)) or None,
-    )
-    split_rows = "\n".join(
-        f"| `{split}` | {(num_rows or {}).get(split, '—')} | {len(shards)} |" for split, shards in splits.items()
-    )
-    feature_rows = "\n".join(f"| `{name}` | `{kind}` |" for name, kind in (features or {}).items())
-    lineage_rows = "\n".join(
-        f"| {key} | `{json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value}` |"
-        for key, value in sorted((lineage or {}).items())
-        if value not in (None, "")
-    )
-    body = f"""# {pretty_name or repo_id.split('/')[-1]}
-
-{description or 'A dataset produced by the EduGraph pipeline.'}
-
-## Splits
-
-| Split | Rows | Parquet shards |
-| --- | --- | --- |
-{split_rows}
-"""
-    if feature_rows:
-        body += f"\n## Features\n\n| Column | Type |\n| --- | --- |\n{feature_rows}\n"
-    if lineage_rows:
-        body += f"\n## Lineage\n\n| Input | Version |\n| --- | --- |\n{lineage_rows}\n"
-    body += f"""
-## Usage
-
-```python
-from datasets import load_dataset
-
-dataset = load_dataset("{repo_id}")
-```
-"""
-    card = DatasetCard.from_template(card_data, template_str="---\n{{ card_data }}\n---\n\n{{ body }}", body=body)
-    text = str(card)
-    return text if text.endswith("\n") else text + "\n"
-
-
-def publish_dataset_folder(
-    dataset_dir: str | os.PathLike,
-    repo_id: str,
-    *,
-    token: str | None = None,
-    endpoint: str | None = None,
-    commit_message: str,
-    private: bool = False,
-    max_attempts: int = 3,
-    pretty_name: str | None = None,
-    description: str = "",
-    lineage: Mapping[str, Any] | None = None,
-    max_shard_bytes: int = 500 * 1024 * 1024,
-    retry_wait: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
-    staging_dir: str | os.PathLike | None = None,
-) -> PublishResult:
-    """Publish a `save_to_disk` folder (a `Dataset` - as split ``train`` - or a `DatasetDict`) as a Hub dataset:
-    ``data/{split}-{i:05d}-of-{n:05d}.parquet`` plus a dataset card, in one commit (none if unchanged)."""
-    from datasets import Dataset, DatasetDict, load_from_disk
-
-    loaded = load_from_disk(str(dataset_dir))
-    splits_ds: dict[str, Dataset] = dict(loaded) if isinstance(loaded, DatasetDict) else {"train": loaded}
-    own_staging = staging_dir is None
-    staging = Path(tempfile.mkdtemp(prefix="edugraph-hub-dataset-")) if own_staging else Path(staging_dir)
-    try:
-        data = staging / "data"
-        if data.exists():
-            shutil.rmtree(data)
-        data.mkdir(parents=True)
-        shards: dict[str, list[str]] = {}
-        features: dict[str, str] = {}
-        for split, ds in splits_ds.items():
-            n = max(1, math.ceil((ds.data.nbytes or 0) / max_shard_bytes))
-            shards[split] = []
-            for index in range(n):
-                name = f"data/{split}-{index:05d}-of-{n:05d}.parquet"
-                ds.shard(num_shards=n, index=index, contiguous=True).to_parquet(str(staging / name))
-                shards[split].append(name)
-            for column, feature in ds.features.items():
-                features.setdefault(column, _feature_name(feature))
-        card = dataset_card(
-            repo_id,
-            shards,
-            pretty_name=pretty_name,
-            description=description,
-            lineage={
-                **{f"fingerprint_{split}": ds._fingerprint for split, ds in splits_ds.items()},
-                **dict(lineage or {}),
-            },
-            num_rows={split: ds.num_rows for split, ds in splits_ds.items()},
-            features=features,
-        )
-        (staging / "README.md").write_text(card, encoding="utf-8")
-        return publish_folder(
-            staging,
-            repo_id,
-            repo_type="dataset",
-            token=token,
-            endpoint=endpoint,
-            commit_message=commit_message,
-            private=private,
-            max_attempts=max_attempts,
-            retry_wait=retry_wait,
-            sleep=sleep,
-        )
-    finally:
-        if own_staging:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _feature_name(feature: Any) -> str:
-    dtype = getattr(feature, "dtype", None)
-    return str(dtype) if isinstance(dtype, str) and dtype != "list" else type(feature).__name__

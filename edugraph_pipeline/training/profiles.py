@@ -1,19 +1,18 @@
 """Model profiles and training hyperparameters, as plain JSON-serialisable dataclasses.
 
-``EDUGRAPH_MODEL`` picks a profile (``tiny`` default, ``2b``, ``4b``, ``8b``); ``EDUGRAPH_BASE_MODEL`` overrides the
-base model (hub repo id or local folder); ``EDUGRAPH_RUN_MODE`` is ``test`` (small subset, one epoch) or ``train``;
-``EDUGRAPH_DEVICE`` (``auto``, ``cpu``, ``cuda``) says where training may run (`training_device`; `device.py` applies
-it). These environment variables are the defaults of the training assets' run config (`defs/training/config.py`);
-the functions reading them serve callers outside Dagster (bench scripts, tests). A `TrainingJob` carries a
-`StageConfig` to the training step as a dict (``to_dict``/``from_dict``) through Dagster Pipes.
+A profile (``tiny``, ``2b``, ``4b``, ``8b``) fixes the base model and the LoRA hyperparameters of both stages;
+`stage_config` turns a profile, a run mode (``test``: small subset, one epoch; ``train``) and a device into the
+`StageConfig` of one stage. Every choice is an argument: which profile, base model, run mode and device a run
+uses is decided once, by the training assets' run config (`defs/training/run_config.py`, where an empty field
+takes its ``EDUGRAPH_*`` setting). A `TrainingJob` carries a `StageConfig` to the training step as a dict
+(``to_dict``/``from_dict``) through Dagster Pipes.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from edugraph_pipeline.settings import setting
-
+# The settings that choose these values (named in messages; read only by `defs/training/run_config.py`).
 MODEL_ENV = "EDUGRAPH_MODEL"
 BASE_MODEL_ENV = "EDUGRAPH_BASE_MODEL"
 RUN_MODE_ENV = "EDUGRAPH_RUN_MODE"
@@ -157,35 +156,16 @@ PROFILES: dict[str, ModelProfile] = {
 }
 
 
-def model_name() -> str:
-    name = setting(MODEL_ENV).strip().lower() or TINY
-    if name not in PROFILES:
-        raise ValueError(f"{MODEL_ENV}={name!r}: expected one of {sorted(PROFILES)}")
-    return name
-
-
-def run_mode() -> str:
-    mode = setting(RUN_MODE_ENV).strip().lower() or "train"
-    if mode not in RUN_MODES:
-        raise ValueError(f"{RUN_MODE_ENV}={mode!r}: expected one of {RUN_MODES}")
-    return mode
-
-
-def training_device() -> str:
-    device = setting(DEVICE_ENV).strip().lower() or "auto"
-    if device not in DEVICES:
-        raise ValueError(f"{DEVICE_ENV}={device!r}: expected one of {DEVICES}")
-    return device
-
-
 def with_base_model(chosen: ModelProfile, base_model: str | None) -> ModelProfile:
     """`chosen` with its base model replaced (a Hub id or local folder), or as it is for None."""
     return replace(chosen, base_model=base_model) if base_model else chosen
 
 
-def profile(name: str | None = None) -> ModelProfile:
-    """The profile named (default: ``EDUGRAPH_MODEL``), with ``EDUGRAPH_BASE_MODEL`` overriding its base."""
-    return with_base_model(PROFILES[name or model_name()], setting(BASE_MODEL_ENV).strip() or None)
+def profile(name: str, base_model: str | None = None) -> ModelProfile:
+    """The profile named, with `base_model` (a Hub id or local folder) replacing its base when given."""
+    if name not in PROFILES:
+        raise ValueError(f"{MODEL_ENV}={name!r}: expected one of {', '.join(PROFILES)}")
+    return with_base_model(PROFILES[name], base_model)
 
 
 def stage_config(
@@ -196,22 +176,24 @@ def stage_config(
     output_dir: str,
     base_revision: str | None = None,
     knowledge_adapter: str | None = None,
-    prof: ModelProfile | None = None,
-    mode: str | None = None,
-    device: str | None = None,
+    prof: ModelProfile,
+    mode: str,
+    device: str = StageConfig.device,
 ) -> StageConfig:
-    """The config of one stage for a profile and a run mode (``test``: small subset, one epoch)."""
-    prof = prof or profile()
-    mode = mode or run_mode()
+    """The config of one stage for a profile, a run mode (``test``: small subset, one epoch) and a device."""
     if stage not in ("knowledge", "worksheet"):
         raise ValueError(f"unknown stage {stage!r}")
+    if mode not in RUN_MODES:
+        raise ValueError(f"{RUN_MODE_ENV}={mode!r}: expected one of {', '.join(RUN_MODES)}")
+    if device not in DEVICES:
+        raise ValueError(f"{DEVICE_ENV}={device!r}: expected one of {', '.join(DEVICES)}")
     lora = prof.knowledge if stage == "knowledge" else prof.worksheet
     cfg = StageConfig(
         stage=stage,
         base_model=base_model,
         base_revision=base_revision,
         profile=prof.name,
-        device=device or training_device(),
+        device=device,
         dataset_path=dataset_path,
         output_dir=output_dir,
         lora=lora,
