@@ -49,6 +49,8 @@ class ClassifyResult:
     unknown: list[str] = field(default_factory=list)
     remapped: dict[str, str] = field(default_factory=dict)
     moved: dict[str, str] = field(default_factory=dict)
+    ineligible: list[str] = field(default_factory=list)  # organizational labels of the bound release, dropped
+    incompatible: dict[str, str] = field(default_factory=dict)  # label dropped -> the conflict it was in
     error: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -76,6 +78,8 @@ class ClassifyResult:
             unknown=list(parsed.unknown),
             remapped=dict(parsed.remapped),
             moved=dict(parsed.moved),
+            ineligible=list(parsed.ineligible),
+            incompatible=dict(parsed.incompatible),
             prompt_tokens=generation.prompt_tokens if generation else 0,
             completion_tokens=generation.completion_tokens if generation else 0,
             finish_reason=generation.finish_reason if generation else "",

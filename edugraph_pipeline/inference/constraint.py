@@ -6,7 +6,7 @@ exception, and `answers.parse_answer` repairs and normalises whatever still come
 * the answer is started with the forced prefix ``{"`` (appended to the generation prompt; it is exactly the
   first token of every training answer, so the prompt tokens are those the model was trained on);
 * a static vocabulary mask (`AnswerVocabulary`): only tokens that occur in the tokenisation of some valid answer
-  of the bound ontology (structure, every concept name, the refusal) and the end-of-turn tokens may be
+  of the bound ontology (structure, every eligible label, the refusal) and the end-of-turn tokens may be
   generated: no prose, no other scripts, no code fences;
 * generation of an answer stops as soon as its JSON object is closed (`JsonObjectTracker`), even without
   end-of-turn.
@@ -28,9 +28,10 @@ ANSWER_PREFIX = '{"'
 
 
 def answer_labels(ontology: Ontology, dimension: str) -> list[str]:
-    """The names an answer may list under `dimension`, sorted: the bound release's labels of that dimension (the
-    one vocabulary of decoding, repair and closed response schemas)."""
-    return sorted(c.name for c in ontology.by_dimension(dimension))
+    """The names an answer may list under `dimension`, sorted: the bound release's eligible labels of that
+    dimension (organizational descriptors excluded; all of a release without composition apart from
+    specialization). The one vocabulary of decoding, repair and closed response schemas."""
+    return ontology.eligible_labels(dimension)
 
 
 def answer_texts(ontology: Ontology) -> list[str]:

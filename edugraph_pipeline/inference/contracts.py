@@ -221,11 +221,6 @@ def _check_label_list(value: Any, ontology: Ontology, dimension: str, path: str)
     if value.get("minItems", 0) > 0:
         raise SchemaRefused(f"{path}.minItems: answers may list no {dimension} label (nothing applies)")
     vocabulary = answer_labels(ontology, dimension)
-    if "maxItems" in value and value["maxItems"] < len(vocabulary):
-        raise SchemaRefused(
-            f"{path}.maxItems: {value['maxItems']} is fewer than the {len(vocabulary)} {dimension} labels an answer "
-            "may list; the classifier does not cut answers short"
-        )
     items = value.get("items", {})
     if not isinstance(items, dict):
         raise SchemaRefused(f"{path}.items: expected a schema object")
@@ -234,6 +229,11 @@ def _check_label_list(value: Any, ontology: Ontology, dimension: str, path: str)
         raise SchemaRefused(f"{path}.items.type: labels are strings, not {items['type']!r}")
     if "enum" in items:
         _check_vocabulary(items["enum"], vocabulary, ontology, dimension, f"{path}.items.enum")
+    if "maxItems" in value and value["maxItems"] < len(vocabulary):
+        raise SchemaRefused(
+            f"{path}.maxItems: {value['maxItems']} is fewer than the {len(vocabulary)} {dimension} labels an answer "
+            "may list; the classifier does not cut answers short"
+        )
 
 
 def _check_vocabulary(enum: Any, vocabulary: list[str], ontology: Ontology, dimension: str, path: str) -> None:

@@ -178,6 +178,7 @@ def completion(result, request: ChatRequest, model: ServedModel) -> dict:
     """The chat.completion object of one classified image."""
     repairs = {key: value for key, value in (
         ("unknown", result.unknown), ("remapped", result.remapped), ("moved", result.moved),
+        ("ineligible", result.ineligible), ("incompatible", result.incompatible),
     ) if value}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
