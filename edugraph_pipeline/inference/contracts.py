@@ -47,11 +47,10 @@ def check_format(answer_format: str) -> str:
 def render_answer(answer: Mapping[str, Any], answer_format: str) -> dict:
     """A classify answer (legacy, valid) in `answer_format`: itself, or its labels under the v3 keys."""
     check_format(answer_format)
-    if answer_format == LEGACY:
-        return dict(answer)
     if dict(answer) == UNSUPPORTED_MATERIAL:
-        return {V3_KEYS[dimension]: [] for dimension in DIMENSIONS}
-    return {V3_KEYS[dimension]: sorted(set(answer.get(dimension, ()))) for dimension in DIMENSIONS}
+        return dict(UNSUPPORTED_MATERIAL) if answer_format == LEGACY else {V3_KEYS[d]: [] for d in DIMENSIONS}
+    keys = V3_KEYS if answer_format == V3 else {dimension: dimension for dimension in DIMENSIONS}
+    return {keys[dimension]: sorted(set(answer.get(dimension, ()))) for dimension in DIMENSIONS}
 
 
 def render_text(answer: Mapping[str, Any], answer_format: str) -> str:
@@ -263,3 +262,46 @@ def _check_vocabulary(enum: Any, vocabulary: list[str], ontology: Ontology, dime
             f"{path}: leaves out {len(missing)} eligible {dimension} label(s) of {release} that the classifier "
             f"may answer (e.g. {', '.join(missing[:5])}); use that release's closed vocabulary"
         )
+
+
+# ---- checking an answer text -----------------------------------------------------------------------------------
+
+FORM_PROBLEMS = ("order", "repeat")  # what a grammar from the schema does not enforce (llama.cpp's ignores both)
+
+
+def answer_problems(text: str, ontology: Ontology, answer_format: str) -> list[tuple[str, str]]:
+    """Why `text` is not a valid answer of `answer_format` for `ontology`, as ``(kind, message)`` pairs (none:
+    valid): JSON, exactly the contract's keys, lists of names, sorted and unique, each an eligible label of its
+    dimension in this release, and together compatible. Kinds: json, keys, type, order, repeat, label, conflict."""
+    check_format(answer_format)
+    try:
+        answer = json.loads(text)
+    except ValueError as error:
+        return [("json", f"not JSON ({error})")]
+    if not isinstance(answer, dict):
+        return [("json", "not a JSON object")]
+    if answer_format == LEGACY and answer == UNSUPPORTED_MATERIAL:
+        return []
+    keys = {dimension: V3_KEYS[dimension] if answer_format == V3 else dimension for dimension in DIMENSIONS}
+    if set(answer) != set(keys.values()):
+        return [("keys", f"keys {sorted(answer)}, expected {list(keys.values())}")]
+    problems: list[tuple[str, str]] = []
+    labels: list[str] = []
+    for dimension, key in keys.items():
+        names = answer[key]
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            problems.append(("type", f"{key}: not a list of names"))
+            continue
+        if len(set(names)) != len(names):
+            problems.append(("repeat", f"{key}: repeats {sorted({n for n in names if names.count(n) > 1})}"))
+        elif names != sorted(names):
+            problems.append(("order", f"{key}: not sorted"))
+        allowed = set(answer_labels(ontology, dimension))
+        wrong = sorted(set(names) - allowed)
+        if wrong:
+            problems.append(("label", f"{key}: {wrong} are no eligible {dimension} labels of {ontology.version}"))
+        labels.extend(name for name in dict.fromkeys(names) if name in allowed)
+    conflicts = ontology.incompatible_pairs(labels)
+    if conflicts:
+        problems.append(("conflict", "; ".join(pair.reason for pair in conflicts)))
+    return problems

@@ -24,7 +24,7 @@ ANSWER = {"Area": ["IntegerAddition", "Addition"], "Scope": ["NumbersSmaller10"]
 
 
 def test_both_contracts_carry_the_same_labels(ontology):
-    assert render_answer(ANSWER, "legacy") == ANSWER
+    assert render_answer(ANSWER, "legacy") == {**ANSWER, "Area": ["Addition", "IntegerAddition"]}
     assert render_answer(ANSWER, "v3") == {"areas": ["Addition", "IntegerAddition"], "scopes": ["NumbersSmaller10"],
                                            "abilities": []}
     assert list(json.loads(render_text(ANSWER, "v3"))) == ["areas", "scopes", "abilities"]
@@ -95,3 +95,19 @@ def test_a_legacy_schema_with_the_refusal_as_alternative(ontology):
     assert format_of_schema({"oneOf": [refusal, labels]}, ontology) == "legacy"
     with pytest.raises(SchemaRefused, match="UnsupportedMaterial"):
         format_of_schema(labels, ontology)  # the strict labels object alone refuses the refusal
+
+
+def test_answer_problems_name_what_breaks_the_contract(ontology):
+    from edugraph_pipeline.inference.contracts import answer_problems
+
+    def kinds(text, contract="v3"):
+        return [kind for kind, _ in answer_problems(text, ontology, contract)]
+
+    assert kinds(render_text(ANSWER, "v3")) == [] and kinds(render_text(ANSWER, "legacy"), "legacy") == []
+    assert kinds('{"Error": "UnsupportedMaterial"}', "legacy") == []
+    assert kinds('{"Error": "UnsupportedMaterial"}') == ["keys"]
+    assert kinds("Addition") == ["json"] and kinds("[]") == ["json"]
+    assert kinds('{"areas": ["Addition", "Addition"], "scopes": [], "abilities": []}') == ["repeat"]
+    assert kinds('{"areas": ["Subtraction", "Addition"], "scopes": [], "abilities": []}') == ["order"]
+    assert kinds('{"areas": ["Coins"], "scopes": "Coins", "abilities": []}') == ["label", "type"]
+    assert kinds('{"areas": [], "scopes": [], "abilities": [], "extra": []}') == ["keys"]

@@ -38,7 +38,7 @@ def server(gguf_folder):
     if not llama.server_bin.is_file():
         skip_or_fail(f"llama-server absent in {llama.root} (run scripts/build-llama-cpp.sh: it adds the server to an "
                      "existing build)")
-    with llama_server(gguf_folder, llama, max_new_tokens=MAX_NEW_TOKENS) as url:
+    with llama_server(gguf_folder, llama, threads=llama.thread_count, max_new_tokens=MAX_NEW_TOKENS) as url:
         yield url
 
 
