@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _gcp(_args: argparse.Namespace) -> int:
-    from edugraph_pipeline.defs.training.launchers.preflight import main as check
+    from edugraph_pipeline.cloud.preflight import main as check
 
     return check()
 

@@ -19,9 +19,9 @@ import pytest
 
 from edugraph_pipeline.inference.classify_command import classify_main
 from edugraph_pipeline.inference.contracts import closed_schema, render_answer
-from edugraph_pipeline.layout import model_version
 from edugraph_pipeline.serving.app import create_app
 from edugraph_pipeline.serving.model import open_model
+from edugraph_pipeline.storage.layout import model_version
 from edugraph_pipeline_tests.kit.serving import running, wait_ready
 from edugraph_pipeline_tests.serving.test_openai_api import data_url, upstream_request
 

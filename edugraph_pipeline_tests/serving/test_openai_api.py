@@ -18,9 +18,9 @@ import pytest
 
 from edugraph_pipeline.inference.classify_command import classify_main
 from edugraph_pipeline.inference.contracts import closed_schema, render_answer
-from edugraph_pipeline.layout import model_version
 from edugraph_pipeline.serving.app import create_app
 from edugraph_pipeline.serving.batching import BatchSettings
+from edugraph_pipeline.storage.layout import model_version
 from edugraph_pipeline_tests.kit.serving import png_bytes, running, wait_ready
 from edugraph_pipeline_tests.serving.conftest import png_of_zeros
 from edugraph_pipeline_tests.serving.test_service import LIMITS, MAX_NEW_TOKENS, count, metric_samples

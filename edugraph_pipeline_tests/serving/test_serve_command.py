@@ -15,11 +15,11 @@ import time
 import httpx
 import pytest
 
-from edugraph_pipeline.layout import model_version
 from edugraph_pipeline.serving.batching import BatchSettings
 from edugraph_pipeline.serving.serve_command import LIMIT_SETTINGS, resolve_limits
 from edugraph_pipeline.serving.uploads import UploadLimits
 from edugraph_pipeline.settings import default
+from edugraph_pipeline.storage.layout import model_version
 from edugraph_pipeline_tests.kit.serving import png_bytes, wait_ready
 from edugraph_pipeline_tests.serving.test_openai_api import data_url
 

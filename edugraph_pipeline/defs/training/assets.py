@@ -17,7 +17,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import newest_release_dep
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
@@ -31,7 +30,7 @@ from edugraph_pipeline.defs.training.run_config import (
     WorksheetTrainingConfig,
 )
 from edugraph_pipeline.defs.training.training_metadata import adapter_metadata, step_figures
-from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore
+from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore, layout
 from edugraph_pipeline.training.job import TINY_BASE, TrainingJob
 from edugraph_pipeline.training.profiles import TINY, stage_config
 
@@ -102,9 +101,11 @@ def run_training_job(
     workdir: Path,
     staging: Path,
     identity: str | None = None,
+    store: ArtifactStore | None = None,
 ) -> dict:
-    """Launch the job, then read its metrics back from the staging folder (the step wrote them there)."""
-    invocation = launcher.launch(context, job=job, workdir=workdir, identity=identity)
+    """Launch the job, then read its metrics back from the staging folder (the step wrote them there). `store` is
+    the store the job's paths lie in: a cloud launcher lets the step read and write a GCS store itself."""
+    invocation = launcher.launch(context, job=job, workdir=workdir, identity=identity, store=store)
     reported = invocation.get_materialize_result()
     result_file = staging / layout.JOB_RESULT_FILE
     if not result_file.exists():
@@ -192,7 +193,9 @@ def base_model(
     else:
         lineage = {**choice.as_record(), "job_identity": identity}
         with store.publish(layout.BASE_MODEL, None, lineage) as staging:
-            metrics = run_training_job(context, training_launcher, _placed(job, staging, workdir), workdir, staging, identity)
+            metrics = run_training_job(
+                context, training_launcher, _placed(job, staging, workdir), workdir, staging, identity, store
+            )
             record = {
                 "profile": TINY,
                 "local_folder": layout.MODEL_FOLDER,
@@ -283,7 +286,7 @@ def _train_stage_asset(
         context.log.info(
             f"{asset} {tag}: stage {stage} on {base['model_id']} ({choice.profile.name}, {choice.run_mode})"
         )
-        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging, identity)
+        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging, identity, store)
         lineage["data_version"] = metrics["data_version"]  # publish() writes the lineage after this block
         metadata = adapter_metadata(metrics, staging.resolve(), final.absolute(), {**extra, "reused": False})
     shutil.rmtree(workdir, ignore_errors=True)  # published: the checkpoints are no longer needed
