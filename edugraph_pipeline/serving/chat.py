@@ -217,7 +217,7 @@ async def read_json(request: Request, limits: UploadLimits) -> Any:
     if not raw.strip():
         raise bad("empty_body", "empty request body: send a chat completion request")
     try:
-        return json.loads(raw)
+        return await asyncio.to_thread(json.loads, raw)  # up to the body cap of JSON: off the event loop
     except (ValueError, RecursionError) as error:
         raise bad("bad_json", f"the body is not JSON ({error})") from None
 
