@@ -55,8 +55,23 @@ SETTINGS: tuple[Setting, ...] = (
         "EDUGRAPH_CONTENT_SOURCE",
         "sample",
         "Worksheet content: `sample` (the bundled generator), a folder, a folder of `*.tar.gz` releases, a "
-        "`.tar.gz` path or https URL, a git remote (`git+<url>` / `*.git`) whose vX.Y.Z tags are releases, or a Hub "
-        "dataset `hf://datasets/<namespace>/<name>[@<revision>]` (without a revision its vX.Y.Z tags are releases).",
+        "`.tar.gz` path or https URL, a git remote (`git+<url>` / `*.git`) whose vX.Y.Z[-NN] tags are releases, or a "
+        "Hub dataset `hf://datasets/<namespace>/<name>[@<revision>]` (without a revision its vX.Y.Z[-NN] tags are "
+        "releases). A vX.Y.Z-NN release is built for, and only labelled against, ontology release vX.Y.Z.",
+    ),
+    Setting(
+        "EDUGRAPH_CONTENT_LABEL_FIELD",
+        "auto",
+        "Label field of a content release's `metadata.jsonl` rows: `auto` (the one every row of the release uses), "
+        "`labels` (upstream since v0.22.2-01) or `tags` (older releases).",
+    ),
+    Setting(
+        "EDUGRAPH_CONTENT_STRICT",
+        "",
+        "`true`: a content release with any problem (a path twice in a split, a missing image, identical bytes across "
+        "splits, a malformed row, an unknown, dimensionless or organizational label) fails with a report and nothing "
+        "is published; `false`: such items are skipped and counted; unset: strict for Hub, git and archive releases, "
+        "lenient for `sample` and a plain folder.",
     ),
     Setting("EDUGRAPH_SAMPLE_COUNT", "200", "Images generated when the content source is `sample`."),
     Setting("EDUGRAPH_SAMPLE_SEED", "0", "Seed of the sample worksheet generator."),
