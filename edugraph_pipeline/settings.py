@@ -189,6 +189,22 @@ SETTINGS: tuple[Setting, ...] = (
         "llama-cpp-python sdist whose llama.cpp is built and used (names the default build folder).",
     ),
     Setting("EDUGRAPH_GGUF_THREADS", "", "llama.cpp threads for GGUF inference (default: half the CPUs)."),
+    Setting(
+        "EDUGRAPH_SERVE_ANSWER_FORMAT",
+        "legacy",
+        "`edugraph serve`: answer contract of chat completions whose request names none: `legacy` "
+        "(`{Area, Scope, Ability}`) or `v3` (`{areas, scopes, abilities}`); `--answer-format`.",
+    ),
+    Setting("EDUGRAPH_SERVE_MAX_BATCH", "8", "`edugraph serve`: images per model batch (`--max-batch`)."),
+    Setting(
+        "EDUGRAPH_SERVE_BATCH_WINDOW_MS", "10", "`edugraph serve`: how long a batch waits for more requests, ms."
+    ),
+    Setting("EDUGRAPH_SERVE_MAX_FILES", "16", "`edugraph serve`: images per `/v1/classify` request."),
+    Setting("EDUGRAPH_SERVE_MAX_REQUEST_MB", "32", "`edugraph serve`: request body cap, MiB (an image at most 16)."),
+    Setting(
+        "EDUGRAPH_SERVE_MAX_PIXELS", "16777216", "`edugraph serve`: pixels per image, checked before decoding."
+    ),
+    Setting("EDUGRAPH_SERVE_TIMEOUT", "60", "`edugraph serve`: per-request timeout in seconds (upload and answer)."),
     Setting("EDUGRAPH_CODE_VERSION", "", "Code version recorded in lineage and model cards (default: the git commit)."),
 )
 
