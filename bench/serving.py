@@ -33,9 +33,7 @@ import json
 import os
 import random
 import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -128,38 +126,14 @@ def measure(loader, bodies, levels, requests, modes, repeats) -> dict:
 @contextmanager
 def edugraph_serve(*args: str, timeout: float = 600) -> Iterator[str]:
     """`edugraph serve ARGS` as its own process on a free port, until the block ends; yields its base URL."""
-    import httpx
+    from edugraph_pipeline_tests.kit.processes import served
 
-    from edugraph_pipeline import settings
-    from edugraph_pipeline_tests.kit.llama_server import free_port
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "edugraph_pipeline", "serve", "--port", str(port), *args]
 
-    port = free_port()
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen([sys.executable, "-m", "edugraph_pipeline", "serve", "--port", str(port), *args],
-                                   stdout=log, stderr=subprocess.STDOUT, env=settings.child_environment())
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"edugraph serve exited {process.returncode}:\n{log.read()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("edugraph serve not ready")
-                time.sleep(0.3)
-            yield url
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(30)
+    with served(command, name="edugraph serve", ready_path="/readyz", timeout=timeout, stop_wait=60,
+                poll=0.3) as url:
+        yield url
 
 
 def chat_body(image_url: str, max_tokens: int, schema: dict | None) -> dict:

@@ -17,20 +17,15 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from edugraph_pipeline_tests.kit.processes import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def parse_docker_run(script: str) -> tuple[str, dict[str, str | None], list[str]]:

@@ -7,25 +7,15 @@ the slots. Its web UI is off (the build has none).
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from edugraph_pipeline import settings
 from edugraph_pipeline.inference.llama_cpp_backend import GgufFiles
 from edugraph_pipeline.llama_cpp_build import LlamaCpp
+from edugraph_pipeline_tests.kit.processes import free_port, served
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["free_port", "llama_server", "server_command"]
 
 
 def server_command(llama: LlamaCpp, folder: Path, port: int, *, threads: int, parallel: int,
@@ -49,31 +39,10 @@ def server_command(llama: LlamaCpp, folder: Path, port: int, *, threads: int, pa
 def llama_server(folder: Path, llama: LlamaCpp, *, threads: int = 1, parallel: int = 1, max_new_tokens: int = 24,
                  timeout: float = 180) -> Iterator[str]:
     """Run ``llama-server`` on `folder` (a gguf_model folder) until the block ends; yield its base URL."""
-    port = free_port()
-    command = server_command(llama, Path(folder), port, threads=threads, parallel=parallel,
-                             max_new_tokens=max_new_tokens)
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=settings.child_environment())
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"llama-server exited {process.returncode}:\n{log.read()[-4000:]}")
-                try:
-                    if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"llama-server not healthy after {timeout} s")
-                time.sleep(0.2)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(30)
+
+    def command(port: int) -> list[str]:
+        return server_command(llama, Path(folder), port, threads=threads, parallel=parallel,
+                              max_new_tokens=max_new_tokens)
+
+    with served(command, name="llama-server", ready_path="/health", timeout=timeout) as url:
+        yield url

@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ from edugraph_pipeline.serving.serve_command import LIMIT_SETTINGS, resolve_limi
 from edugraph_pipeline.serving.uploads import UploadLimits
 from edugraph_pipeline.settings import default
 from edugraph_pipeline.storage.layout import model_version
+from edugraph_pipeline_tests.kit.processes import free_port
 from edugraph_pipeline_tests.kit.serving import png_bytes, wait_ready
 from edugraph_pipeline_tests.serving.test_openai_api import data_url
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve(*args: str, **environment: str) -> tuple[subprocess.Popen, str]:
