@@ -1,0 +1,114 @@
+"""A training step killed with SIGKILL (no exception handler, no `finally`, no atexit: what a preempted or OOM-killed
+machine does) resumes from its last checkpoint on disk and ends where an uninterrupted run ends.
+
+Each run is a real subprocess on the tiny profile in test mode on the CPU: the uninterrupted one and the resumed one
+are ``python -m edugraph_pipeline.training.entrypoint --job JOB``; the killed one is the same job through
+`held_step.py`, which holds still after its first checkpoint so the kill lands at step 2 and not during the next
+save.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MAX_STEPS, SAVE_STEPS = 4, 2
+TIMEOUT_S = 300
+
+
+def _job_file(stage_cfg, folder: Path) -> Path:
+    from edugraph_pipeline.training.job import TrainingJob
+
+    cfg = stage_cfg("worksheet", max_steps=MAX_STEPS, save_steps=SAVE_STEPS)
+    job = TrainingJob(stage="worksheet", mode="test", config=cfg, log_every=1)
+    placed = job.placed(output_dir=str(folder / "out"), work_dir=str(folder / "work"))
+    Path(placed.output_dir).mkdir(parents=True)
+    job_file = folder / "job.json"
+    job_file.write_text(json.dumps(placed.to_dict()), encoding="utf-8")
+    return job_file
+
+
+def _entrypoint(job_file: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "edugraph_pipeline.training.entrypoint", "--job", str(job_file)],
+        capture_output=True, text=True, timeout=TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+def _kill_after_first_checkpoint(job_file: Path) -> list[str]:
+    """Start the held step, read its log until its first checkpoint is saved, SIGKILL its process group."""
+    step = subprocess.Popen(
+        [sys.executable, "-m", "edugraph_pipeline_tests.training.held_step", str(job_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        for line in step.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("held after checkpoint-") or time.monotonic() > deadline:
+                break
+        assert lines and lines[-1] == f"held after checkpoint-{SAVE_STEPS}", "\n".join(lines[-40:])
+        os.killpg(step.pid, signal.SIGKILL)  # the step and any child it started
+        assert step.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if step.poll() is None:
+            os.killpg(step.pid, signal.SIGKILL)
+            step.wait(timeout=30)
+        step.stdout.close()
+    return lines
+
+
+def _adapter_tensors(out: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "adapter" / "adapter_model.safetensors"))
+
+
+def test_a_sigkilled_step_resumes_from_its_checkpoint(stage_cfg, tmp_path):
+    import torch
+
+    from edugraph_pipeline.training.sft import CHECKPOINT_DIR
+
+    whole = _job_file(stage_cfg, tmp_path / "uninterrupted")
+    _entrypoint(whole)
+    uninterrupted = json.loads((tmp_path / "uninterrupted" / "out" / "job_result.json").read_text())
+    assert (uninterrupted["steps"], uninterrupted["resumed_from_step"]) == (MAX_STEPS, None)
+
+    folder = tmp_path / "killed"
+    job_file = _job_file(stage_cfg, folder)
+    lines = _kill_after_first_checkpoint(job_file)
+    assert f"checkpoint saved at step {SAVE_STEPS}" in lines
+    # Killed mid-run: one complete checkpoint, no result of any kind.
+    checkpoints = folder / "work" / CHECKPOINT_DIR
+    assert sorted(p.name for p in checkpoints.iterdir()) == [f"checkpoint-{SAVE_STEPS}"]
+    state = json.loads((checkpoints / f"checkpoint-{SAVE_STEPS}" / "trainer_state.json").read_text())
+    assert state["global_step"] == SAVE_STEPS
+    assert sorted(p.name for p in (folder / "out").iterdir()) == []
+
+    resumed = _entrypoint(job_file)  # the same job again, as a retry would start it
+    assert f"training started: {MAX_STEPS} steps (from step {SAVE_STEPS})" in resumed.stdout
+    assert f"resuming from {checkpoints / f'checkpoint-{SAVE_STEPS}'} (step {SAVE_STEPS})" in resumed.stderr
+    result = json.loads((folder / "out" / "job_result.json").read_text())
+    assert (result["resumed_from_step"], result["steps"], result["steps_this_run"]) == (SAVE_STEPS, MAX_STEPS, 2)
+    assert [step for step, _ in result["loss_history"]] == list(range(SAVE_STEPS + 1, MAX_STEPS + 1))
+    final = json.loads((checkpoints / f"checkpoint-{MAX_STEPS}" / "trainer_state.json").read_text())
+    assert final["global_step"] == MAX_STEPS
+
+    # The resumed run ends where the uninterrupted one ends: same losses after the kill, same adapter.
+    losses = dict(map(tuple, uninterrupted["loss_history"]))
+    for step, loss in result["loss_history"]:
+        assert loss == pytest.approx(losses[step], rel=1e-4), step
+    expected, got = _adapter_tensors(tmp_path / "uninterrupted" / "out"), _adapter_tensors(folder / "out")
+    assert sorted(got) == sorted(expected)
+    for name, tensor in expected.items():
+        assert torch.allclose(got[name], tensor, atol=1e-6), name
