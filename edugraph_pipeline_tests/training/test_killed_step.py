@@ -14,10 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
-
-import pytest
 
 MAX_STEPS, SAVE_STEPS = 4, 2
 TIMEOUT_S = 300
@@ -50,17 +48,20 @@ def _kill_after_first_checkpoint(job_file: Path) -> list[str]:
         [sys.executable, "-m", "edugraph_pipeline_tests.training.held_step", str(job_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
+    # a step that hangs is killed all the same: its output ends and the test fails on what it printed
+    watchdog = threading.Timer(TIMEOUT_S, os.killpg, (step.pid, signal.SIGKILL))
+    watchdog.start()
     lines: list[str] = []
     try:
-        deadline = time.monotonic() + TIMEOUT_S
         for line in step.stdout:
             lines.append(line.rstrip("\n"))
-            if line.startswith("held after checkpoint-") or time.monotonic() > deadline:
+            if line.startswith("held after checkpoint-"):
                 break
         assert lines and lines[-1] == f"held after checkpoint-{SAVE_STEPS}", "\n".join(lines[-40:])
         os.killpg(step.pid, signal.SIGKILL)  # the step and any child it started
         assert step.wait(timeout=30) == -signal.SIGKILL
     finally:
+        watchdog.cancel()
         if step.poll() is None:
             os.killpg(step.pid, signal.SIGKILL)
             step.wait(timeout=30)
@@ -68,15 +69,7 @@ def _kill_after_first_checkpoint(job_file: Path) -> list[str]:
     return lines
 
 
-def _adapter_tensors(out: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(out / "adapter" / "adapter_model.safetensors"))
-
-
 def test_a_sigkilled_step_resumes_from_its_checkpoint(stage_cfg, tmp_path):
-    import torch
-
     from edugraph_pipeline.training.sft import CHECKPOINT_DIR
 
     whole = _job_file(stage_cfg, tmp_path / "uninterrupted")
@@ -87,6 +80,7 @@ def test_a_sigkilled_step_resumes_from_its_checkpoint(stage_cfg, tmp_path):
     folder = tmp_path / "killed"
     job_file = _job_file(stage_cfg, folder)
     lines = _kill_after_first_checkpoint(job_file)
+    assert f"training started: {MAX_STEPS} steps (from step 0)" in lines
     assert f"checkpoint saved at step {SAVE_STEPS}" in lines
     # Killed mid-run: one complete checkpoint, no result of any kind.
     checkpoints = folder / "work" / CHECKPOINT_DIR
@@ -100,15 +94,12 @@ def test_a_sigkilled_step_resumes_from_its_checkpoint(stage_cfg, tmp_path):
     assert f"resuming from {checkpoints / f'checkpoint-{SAVE_STEPS}'} (step {SAVE_STEPS})" in resumed.stderr
     result = json.loads((folder / "out" / "job_result.json").read_text())
     assert (result["resumed_from_step"], result["steps"], result["steps_this_run"]) == (SAVE_STEPS, MAX_STEPS, 2)
-    assert [step for step, _ in result["loss_history"]] == list(range(SAVE_STEPS + 1, MAX_STEPS + 1))
+    # the history of steps 1-2 comes back with the checkpoint's trainer state, steps 3-4 are this run's
+    assert [step for step, _ in result["loss_history"]] == list(range(1, MAX_STEPS + 1))
     final = json.loads((checkpoints / f"checkpoint-{MAX_STEPS}" / "trainer_state.json").read_text())
     assert final["global_step"] == MAX_STEPS
 
-    # The resumed run ends where the uninterrupted one ends: same losses after the kill, same adapter.
-    losses = dict(map(tuple, uninterrupted["loss_history"]))
-    for step, loss in result["loss_history"]:
-        assert loss == pytest.approx(losses[step], rel=1e-4), step
-    expected, got = _adapter_tensors(tmp_path / "uninterrupted" / "out"), _adapter_tensors(folder / "out")
-    assert sorted(got) == sorted(expected)
-    for name, tensor in expected.items():
-        assert torch.allclose(got[name], tensor, atol=1e-6), name
+    # The resumed run ends where the uninterrupted one ends: the same loss at every step and the same adapter, byte
+    # for byte (data_version hashes its safetensors): weights, optimizer, scheduler and RNG all came back.
+    assert result["loss_history"] == uninterrupted["loss_history"]
+    assert result["data_version"] == uninterrupted["data_version"]
