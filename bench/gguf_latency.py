@@ -65,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from edugraph_pipeline.gguf.convert import export_gguf
     from edugraph_pipeline.inference.classifier import Classifier
-    from edugraph_pipeline.inference.llama_cpp_backend import default_threads
     from edugraph_pipeline.llama_cpp_build import LlamaCpp
     from edugraph_pipeline.training.tiny_model import build_tiny_model, generate_picture
 
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    llama_threads = args.threads or default_threads()
+    llama_threads = args.threads or llama.thread_count  # EDUGRAPH_GGUF_THREADS, else half the CPUs
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.model:

@@ -1,9 +1,15 @@
-"""Time knowledge-infusion (KI) generation: v0.21.0 alone, and all 52 releases.
+"""Time knowledge-infusion (KI) generation: v0.21.0 alone, and all 52 releases; or print the figures per release.
 
     python bench/knowledge_generation.py [--repeat 3]
+    python bench/knowledge_generation.py --figures [--json OUT.json] [--code DIR]
 
-Prints parse and generation seconds, rows and rows/s, and the ratio against upstream's approach measured in
-the same run (rdflib parse of the release + definition-only generation, as upstream's script did).
+Timing: parse and generation seconds, rows and rows/s, and the ratio against upstream's approach measured in the
+same run (rdflib parse of the release + definition-only generation, as upstream's script did).
+
+`--figures`: per release (the 52 old ones and `../shared/ontology-2026`) the concept counts, the reading, KI rows
+in all and per kind, and where the code has them the eligible labels per dimension and the facts per relation.
+`--code DIR` runs the same against another tree of the package (`git archive main edugraph_pipeline | tar -x -C
+DIR`), so that two versions' figures can be compared.
 """
 
 from __future__ import annotations
@@ -14,14 +20,21 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+if "--code" in sys.argv:  # before the package is imported: the tree whose figures are wanted comes first
+    sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--code") + 1]).resolve()))
+
+import json  # noqa: E402
 
 import rdflib  # noqa: E402
 from rdflib import RDF, RDFS  # noqa: E402
 
-from edugraph_pipeline.knowledge.qa import generate_pairs  # noqa: E402
+from edugraph_pipeline.knowledge.qa import count_by_kind, generate_pairs  # noqa: E402
 from edugraph_pipeline.ontology.parsing import parse_release  # noqa: E402
-from edugraph_pipeline_tests.remotes import SHARED_RELEASES, release_tags, shared_release_files  # noqa: E402
+from edugraph_pipeline_tests.kit.remotes import SHARED_DIR, SHARED_RELEASES, release_tags, shared_release_files  # noqa: E402
+
+ONTOLOGY_2026 = SHARED_DIR / "ontology-2026"
 
 EDU = rdflib.Namespace("http://edugraph.io/edu#")
 
@@ -71,12 +84,46 @@ def measure(tags: list[str], repeat: int) -> dict:
     }
 
 
+def figures(files: dict[str, bytes], tag: str) -> dict:
+    ontology = parse_release(files, version=tag, commit="bench")
+    pairs = generate_pairs(ontology)
+    result = {
+        "concepts": ontology.counts(),
+        "reading": getattr(ontology, "reading", "partOf-hierarchy (code before issue 22)"),
+        "rows": len(pairs),
+        "rows_by_kind": {kind: count for kind, count in count_by_kind(pairs).items() if count},
+    }
+    if hasattr(ontology, "eligible_labels"):
+        result["eligible"] = {dimension: len(ontology.eligible_labels(dimension)) for dimension in ontology.counts()}
+        result["relations"] = ontology.relation_counts()
+    return result
+
+
+def print_figures(out: str | None) -> None:
+    releases = {tag: shared_release_files(tag) for tag in release_tags()}
+    if ONTOLOGY_2026.is_dir():  # not a tag; tagged v0.26.0 by the tests (edugraph_pipeline_tests/ontology_2026.py)
+        releases["ontology-2026"] = {path.name: path.read_bytes() for path in sorted(ONTOLOGY_2026.glob("*.ttl"))}
+    table = {tag: figures(files, tag) for tag, files in releases.items()}
+    for tag, row in table.items():
+        concepts = "/".join(str(count) for count in row["concepts"].values())
+        extra = f" eligible {row['eligible']} relations {row['relations']}" if row.get("eligible") else ""
+        print(f"{tag:>14} {concepts:>11} concepts, {row['rows']:>5} rows {row['rows_by_kind']} [{row['reading']}]{extra}")
+    if out:
+        Path(out).write_text(json.dumps(table, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--figures", action="store_true", help="print concept, row and relation figures per release")
+    parser.add_argument("--json", help="with --figures: also write them to this file")
+    parser.add_argument("--code", help="with --figures: the package tree to measure (default: this checkout)")
     args = parser.parse_args()
     if not SHARED_RELEASES.is_dir():
         sys.exit(f"{SHARED_RELEASES} is absent: the benchmark needs the 52 reference releases")
+    if args.figures:
+        print_figures(args.json)
+        return
     for label, tags in (("v0.21.0", ["v0.21.0"]), ("all 52 releases", release_tags())):
         m = measure(tags, args.repeat)
         total = m["parse_s"] + m["generate_s"]

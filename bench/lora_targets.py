@@ -58,11 +58,11 @@ def train_tiny(steps: int, root: Path) -> list[dict]:
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
-    from edugraph_pipeline.training.config import profile, stage_config
+    from edugraph_pipeline.training.profiles import profile, stage_config
     from edugraph_pipeline.training.quickeval import generate_answer
     from edugraph_pipeline.training.sft import load_processor, train_worksheet_adapter
-    from edugraph_pipeline.training.synthetic import make_worksheet_dataset
     from edugraph_pipeline.training.tiny_model import PretrainConfig, build_tiny_model, pretrain_tiny_model
+    from edugraph_pipeline_tests.kit.synthetic import make_worksheet_dataset
 
     base = root / "base"
     pretrain_tiny_model(build_tiny_model(root / "raw"), base, PretrainConfig(steps=200, n_images=300))
@@ -98,7 +98,7 @@ def shape_counts(size: str, r: int) -> list[dict]:
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen3VLForConditionalGeneration
 
-    from edugraph_pipeline_tests.hub_models import hub_config
+    from edugraph_pipeline_tests.kit.hub_models import hub_config
 
     rows = []
     for name in TARGETS:
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", default="4b", choices=["2b", "4b", "8b"])
     parser.add_argument("--skip-training", action="store_true", help="only the shape's parameter counts")
     args = parser.parse_args(argv)
-    from edugraph_pipeline.training.config import PROFILES
+    from edugraph_pipeline.training.profiles import PROFILES
 
     report = {"shape": shape_counts(args.shape, PROFILES[args.shape].worksheet.r)}
     if not args.skip_training:

@@ -33,9 +33,9 @@ from edugraph_pipeline.evaluation.baselines import MOST_FREQUENT, NEAREST_NEIGHB
 from edugraph_pipeline.evaluation.metrics import evaluate_predictions, most_frequent_answer  # noqa: E402
 from edugraph_pipeline.ontology.model import DIMENSIONS  # noqa: E402
 from edugraph_pipeline.ontology.parsing import parse_release  # noqa: E402
-from edugraph_pipeline.worksheets.content import SAMPLE, read_content  # noqa: E402
+from edugraph_pipeline.worksheets.content_sources import SAMPLE, read_content  # noqa: E402
 from edugraph_pipeline.worksheets.dataset import build_dataset  # noqa: E402
-from edugraph_pipeline_tests.remotes import SHARED_DIR, SHARED_RELEASES, shared_release_files  # noqa: E402
+from edugraph_pipeline_tests.kit.remotes import SHARED_DIR, SHARED_RELEASES, shared_release_files  # noqa: E402
 
 DEFAULT_RELEASE = SHARED_DIR / "edugraph-exercises" / "edugraph-exercises-A.tar.gz"
 ONTOLOGY_TAG = "v0.21.0"  # the release the shared content was generated with
@@ -88,7 +88,7 @@ def worksheet_dataset(source: str, ontology, scratch: Path, clock: Clock, name: 
 
 def recipe(args):
     """The tiny profile with the command line's stage-2 overrides (none given: the profile as it is)."""
-    from edugraph_pipeline.training.config import profile
+    from edugraph_pipeline.training.profiles import profile
 
     prof = profile(MODEL)
     lora = prof.worksheet
@@ -123,7 +123,7 @@ def knowledge_adapter(prof, base: str, ontology, work: Path, clock: Clock) -> st
     import datasets
 
     from edugraph_pipeline.knowledge.qa import generate_pairs
-    from edugraph_pipeline.training.config import stage_config
+    from edugraph_pipeline.training.profiles import stage_config
     from edugraph_pipeline.training.sft import train_stage
 
     folder = work / "knowledge"
@@ -142,8 +142,8 @@ def train_and_evaluate(name: str, prof, base: str, dataset, evaluation_set, onto
     train split gives the baselines and whose validation split is scored)."""
     from edugraph_pipeline.evaluation.run import evaluate_model
     from edugraph_pipeline.inference.classifier import Classifier
-    from edugraph_pipeline.training.config import stage_config
     from edugraph_pipeline.training.merge import merge_into_folder
+    from edugraph_pipeline.training.profiles import stage_config
     from edugraph_pipeline.training.sft import train_stage
 
     folder = work / name

@@ -73,7 +73,7 @@ def measure(loader, bodies, levels, requests, modes, repeats) -> dict:
     import httpx
 
     from edugraph_pipeline.serving.app import create_app
-    from edugraph_pipeline_tests.serving.helpers import running, wait_ready
+    from edugraph_pipeline_tests.kit.serving import running, wait_ready
 
     with ExitStack() as stack:
         urls = {}
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from edugraph_pipeline.serving.batching import BatchSettings
     from edugraph_pipeline.serving.model import open_model
     from edugraph_pipeline.training.tiny_model import build_tiny_model, generate_picture
-    from edugraph_pipeline_tests.serving.helpers import png_bytes
+    from edugraph_pipeline_tests.kit.serving import png_bytes
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()

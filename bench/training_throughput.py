@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from edugraph_pipeline.training.config import profile, stage_config
-    from edugraph_pipeline.training.synthetic import make_worksheet_dataset
+    from edugraph_pipeline.training.profiles import profile, stage_config
     from edugraph_pipeline.training.tiny_model import build_tiny_model, count_parameters, folder_size
+    from edugraph_pipeline_tests.kit.synthetic import make_worksheet_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from real_exercises import DEFAULT_RELEASE, ONTOLOGY_TAG, Clock, tiny_base, worksheet_dataset  # noqa: E402
 
 from edugraph_pipeline.ontology.parsing import parse_release  # noqa: E402
-from edugraph_pipeline_tests.remotes import SHARED_RELEASES, shared_release_files  # noqa: E402
+from edugraph_pipeline_tests.kit.remotes import SHARED_RELEASES, shared_release_files  # noqa: E402
 
 
 def load_model(folder: str):
@@ -159,8 +159,8 @@ def run_finetune(args, dataset, base: str, ontology, work: Path) -> None:
 
     from edugraph_pipeline.evaluation.run import evaluate_model
     from edugraph_pipeline.inference.classifier import Classifier
-    from edugraph_pipeline.training.config import profile
     from edugraph_pipeline.training.data import FeatureCollator, encode_worksheets, masked_lm_loss
+    from edugraph_pipeline.training.profiles import profile
 
     model, processor, template = load_model(base)
     tiny = profile("tiny")

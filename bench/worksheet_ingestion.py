@@ -4,7 +4,7 @@
 
 A release of `--count` generated images (ImageFolder layout) is written to a temporary folder first (not timed),
 then ingested twice, each time ending in the same `build_dataset` + `save_to_disk`:
-- pipeline: `content.read_folder` (full decode for validation, original bytes kept for plain RGB PNG/JPEG);
+- pipeline: `content_formats.read_folder` (full decode for validation, original bytes kept for plain RGB PNG/JPEG);
 - baseline: the naive way, decoding every image, converting to RGB and re-encoding it as PNG, no shortcuts.
 Peak memory is Python allocations measured with tracemalloc (which slows both runs the same way).
 """
@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edugraph_pipeline.ontology.parsing import parse_release  # noqa: E402
-from edugraph_pipeline.worksheets.content import read_folder, sample_release  # noqa: E402
+from edugraph_pipeline.worksheets.content_formats import read_folder  # noqa: E402
+from edugraph_pipeline.worksheets.content_sources import sample_release  # noqa: E402
 from edugraph_pipeline.worksheets.dataset import build_dataset  # noqa: E402
 from edugraph_pipeline.worksheets.items import SkipLog, WorksheetItem  # noqa: E402
 

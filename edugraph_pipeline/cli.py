@@ -77,15 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     releases.set_defaults(run=_releases)
 
-    from edugraph_pipeline.inference.cli import add_arguments as add_classify_arguments
-    from edugraph_pipeline.inference.cli import run as run_classify
+    from edugraph_pipeline.inference.classify_command import add_arguments as add_classify_arguments
+    from edugraph_pipeline.inference.classify_command import run as run_classify
 
     classify = commands.add_parser("classify", help="label worksheet images with the latest merged model")
     add_classify_arguments(classify)
     classify.set_defaults(run=run_classify)
 
-    from edugraph_pipeline.serving.cli import add_arguments as add_serve_arguments
-    from edugraph_pipeline.serving.cli import run as run_serve
+    from edugraph_pipeline.serving.serve_command import add_arguments as add_serve_arguments
+    from edugraph_pipeline.serving.serve_command import run as run_serve
 
     serve = commands.add_parser("serve", help="serve the classifier over HTTP (POST /v1/classify, /metrics, /docs)")
     add_serve_arguments(serve)
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _gcp(_args: argparse.Namespace) -> int:
-    from edugraph_pipeline.defs.training.launchers.preflight import main as check
+    from edugraph_pipeline.cloud.preflight import main as check
 
     return check()
 

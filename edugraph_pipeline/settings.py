@@ -1,6 +1,11 @@
-"""Every configuration knob of the pipeline, read from the environment (or a `.env` file).
+"""Every configuration knob of the pipeline, read from the environment (or a `.env` file): the one module that
+reads the environment.
 
-The table in README.md documents the same names; `describe_settings()` renders it so the two cannot drift.
+Each `Setting` holds its variable's default, so no other module restates it. Other modules get values through the
+functions here (`setting`, `flag`, `integer`, `number`, `chosen` for a run config field that falls back to its
+variable, `other_tool` for variables other tools own) and pass them on as arguments; Dagster resources bind
+`dg.EnvVar(name)` where `is_set(name)`. The table in README.md documents the same names; `describe_settings()`
+renders it so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -10,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 UPSTREAM_ONTOLOGY_REPO = "https://github.com/christian-bick/edugraph-ontology.git"
+# The llama-cpp-python sdist whose vendored llama.cpp is built (its converter knows Qwen3VL and --mmproj);
+# scripts/build-llama-cpp.sh pins the same version.
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+# huggingface_hub's older name for the token variable, still honoured when HF_TOKEN is unset.
+LEGACY_HUB_TOKEN_VARIABLE = "HUGGING_FACE_HUB_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ SETTINGS: tuple[Setting, ...] = (
         "local",
         "Where training runs: `local` (subprocess), `docker`, `gcp` (a Compute Engine VM), `vertex` (a Vertex AI CustomJob).",
     ),
-    Setting("EDUGRAPH_TRAINING_IMAGE", "edugraph-trainer:latest", "Training image for the docker and gcp launchers."),
+    Setting("EDUGRAPH_TRAINING_IMAGE", "edugraph-trainer:latest", "Training image for the docker, gcp and vertex launchers."),
     Setting("EDUGRAPH_DOCKER_GPUS", "true", "docker launcher: request all GPUs."),
     Setting("EDUGRAPH_DOCKER_NETWORK", "", "docker launcher: container network mode (engine default)."),
     Setting("EDUGRAPH_DOCKER_USER", "", "docker launcher: `uid:gid` the container runs as (image default)."),
@@ -111,11 +121,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EDUGRAPH_GCP_COMPUTE_ENDPOINT", "", "gcp launcher: Compute Engine API endpoint override (tests)."),
     Setting("EDUGRAPH_VERTEX_REGION", "us-central1", "vertex launcher: region of the CustomJob (the bucket should be there)."),
     Setting("EDUGRAPH_VERTEX_ENDPOINT", "", "vertex launcher: Vertex AI API endpoint override (tests)."),
+    Setting(
+        "EDUGRAPH_CHECKPOINT_SYNC",
+        "",
+        "Training step: `gs://<bucket>/<folder>` its checkpoints are restored from and synced to (the gcp/vertex "
+        "launchers' in-machine wrapper sets it; unset: checkpoints stay on the local disk).",
+    ),
     Setting("EDUGRAPH_HF_REPO", "", "Hub model repository `namespace/name` to publish to (unset: publication is skipped)."),
     Setting("EDUGRAPH_HF_KNOWLEDGE_REPO", "", "Hub dataset repository for the knowledge dataset (default `<namespace>/edugraph-knowledge`)."),
     Setting("EDUGRAPH_HF_WORKSHEETS_REPO", "", "Hub dataset repository for the worksheet dataset (default `<namespace>/edugraph-worksheets`)."),
     Setting("EDUGRAPH_HF_PRIVATE", "false", "Create the Hub repositories as private."),
-    Setting("HF_TOKEN", "", "Hugging Face write token (never logged or stored in metadata).", secret=True),
+    Setting(
+        "HF_TOKEN",
+        "",
+        "Hugging Face write token (never logged or stored in metadata; when unset, huggingface_hub's older "
+        "`HUGGING_FACE_HUB_TOKEN` is used).",
+        secret=True,
+    ),
     Setting("HF_ENDPOINT", "https://huggingface.co", "Hub endpoint (the standard huggingface_hub variable)."),
     Setting("EDUGRAPH_GGUF_QUANT", "Q4_K_M", "Quantization of `gguf_model` (`Q4_K_M`, `Q8_0`, ...)."),
     Setting(
@@ -123,31 +145,58 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "llama.cpp build used for GGUF (default `~/.cache/edugraph/llama.cpp/<version>`; `scripts/build-llama-cpp.sh`).",
     ),
+    Setting(
+        "EDUGRAPH_LLAMA_CPP_VERSION",
+        LLAMA_CPP_PYTHON_VERSION,
+        "llama-cpp-python sdist whose llama.cpp is built and used (names the default build folder).",
+    ),
     Setting("EDUGRAPH_GGUF_THREADS", "", "llama.cpp threads for GGUF inference (default: half the CPUs)."),
     Setting("EDUGRAPH_CODE_VERSION", "", "Code version recorded in lineage and model cards (default: the git commit)."),
 )
 
 
-def setting(name: str) -> str:
+def _named(name: str) -> Setting:
     for item in SETTINGS:
         if item.name == name:
-            return item.read()
+            return item
     raise KeyError(f"unknown setting {name!r}")
+
+
+def setting(name: str) -> str:
+    """The variable's value, or its setting's default when it is unset or empty."""
+    return _named(name).read()
+
+
+def default(name: str) -> str:
+    """The setting's default (what an unset variable means), for help texts."""
+    return _named(name).default
+
+
+def is_set(name: str) -> bool:
+    """Whether the setting's variable is set to a value (then a resource binds ``dg.EnvVar(name)``)."""
+    return bool(os.environ.get(_named(name).name, ""))
 
 
 def integer(name: str) -> int:
     return int(_typed(name, int, "an integer"))
 
 
+def optional_integer(name: str) -> int | None:
+    """`integer`, or None for a setting that is unset and has no default."""
+    return integer(name) if setting(name).strip() else None
+
+
 def number(name: str) -> float:
     return float(_typed(name, float, "a number"))
 
 
-def flag(name: str) -> bool:
-    value = setting(name).strip().lower()
-    if value not in _TRUE + _FALSE:
-        raise ValueError(f"{name}={value!r}: expected one of {', '.join(_TRUE + _FALSE)}")
-    return value in _TRUE
+def flag(name: str, value: str | None = None) -> bool:
+    """The setting as a boolean: `value` when given (a resource field bound to ``dg.EnvVar(name)``, resolved by
+    Dagster), else the environment; empty means the setting's default. The one boolean parser of the pipeline."""
+    raw = (setting(name) if value is None else value.strip() or default(name)).strip().lower()
+    if raw not in _TRUE + _FALSE:
+        raise ValueError(f"{name}={raw!r}: expected one of {', '.join(_TRUE + _FALSE)}")
+    return raw in _TRUE
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -162,18 +211,57 @@ def _typed(name: str, kind: type, expected: str):
         raise ValueError(f"{name}={value!r}: expected {expected}") from None
 
 
+def chosen(field: str, given: str, name: str) -> tuple[str, str]:
+    """A run config field that falls back to a setting: (value, where it came from). `given` when it is not empty
+    (where: ``config field '<field>'``), else the setting `name` (where: `name`). The one place a run config's
+    "empty takes its environment variable" is resolved, so messages can name the source of a bad value."""
+    given = given.strip()
+    if given:
+        return given, f"config field {field!r}"
+    return setting(name).strip(), name
+
+
+def hub_token_variable() -> str | None:
+    """The variable holding the Hugging Face token: ``HF_TOKEN``, else huggingface_hub's older
+    ``HUGGING_FACE_HUB_TOKEN``; None when neither is set."""
+    if is_set("HF_TOKEN"):
+        return "HF_TOKEN"
+    return LEGACY_HUB_TOKEN_VARIABLE if other_tool(LEGACY_HUB_TOKEN_VARIABLE) else None
+
+
+def hub_token() -> str | None:
+    """The Hugging Face token (`hub_token_variable`'s value), or None."""
+    name = hub_token_variable()
+    return os.environ.get(name) if name else None
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` as huggingface_hub reads it (1, ON, YES or TRUE)."""
+    return other_tool("HF_HUB_OFFLINE").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def user_cache_home() -> Path:
+    """``XDG_CACHE_HOME``, else ``~/.cache``: where per-user caches (the llama.cpp build, store mirrors) live."""
+    return Path(other_tool("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+def url_scheme(location: str | os.PathLike) -> str | None:
+    """`gs` for ``gs://...``; None for a local path. Also catches ``gs:/x`` (a URL a Path has collapsed)."""
+    text = os.fspath(location)
+    scheme, sep, _ = text.partition(":")
+    if sep and len(scheme) > 1 and scheme.isalnum() and text[len(scheme) + 1 :].startswith("/"):
+        return scheme.lower()
+    return None
+
+
 def data_location() -> str:
     """`EDUGRAPH_DATA_DIR` as `storage.open_store` takes it: an object store URL as given, a folder resolved."""
-    from edugraph_pipeline.storage import url_scheme
-
     value = setting("EDUGRAPH_DATA_DIR")
     return value if url_scheme(value) else str(Path(value).expanduser().resolve())
 
 
 def data_dir() -> Path:
     """`EDUGRAPH_DATA_DIR` as a local folder; a gs:// store has none (a Path would make it a folder named `gs:`)."""
-    from edugraph_pipeline.storage import url_scheme
-
     location = data_location()
     if url_scheme(location):
         raise ValueError(
@@ -184,13 +272,17 @@ def data_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    from edugraph_pipeline.storage import default_cache_dir, url_scheme
-
     configured = setting("EDUGRAPH_CACHE_DIR")
     if configured:
         return Path(configured).expanduser().resolve()
     location = data_location()
-    return default_cache_dir(location) if url_scheme(location) else Path(location) / ".cache"
+    return store_cache_dir(location) if url_scheme(location) else Path(location) / ".cache"
+
+
+def store_cache_dir(location: str) -> Path:
+    """The local cache of an object store when `EDUGRAPH_CACHE_DIR` is unset: per user, per bucket and prefix."""
+    base = user_cache_home() / "edugraph" / "stores"
+    return base / location.split("://", 1)[1].strip("/")
 
 
 def other_tool(name: str) -> str:

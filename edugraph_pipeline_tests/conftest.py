@@ -11,8 +11,8 @@ from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.ontology.model import Ontology
 from edugraph_pipeline.ontology.parsing import parse_release
-from edugraph_pipeline_tests.hub_server import HubServer, disable_xet, fast_hf_retries, no_phone_home
-from edugraph_pipeline_tests.remotes import SHARED_RELEASES, build_ontology_remote, shared_release_files
+from edugraph_pipeline_tests.kit.hub_server import HubServer, disable_xet, fast_hf_retries, no_phone_home
+from edugraph_pipeline_tests.kit.remotes import SHARED_RELEASES, build_ontology_remote, shared_release_files
 
 # Set by .ci/run: there a missing prerequisite of a flagship test (Docker engine, Chromium, llama.cpp build, the
 # reference releases) fails that test instead of skipping it, so CI cannot go green without them.

@@ -8,7 +8,7 @@ from edugraph_pipeline.defs.ontology.sensors import ontology_release_sensor, pla
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.pipeline.schedules import newest_release, newest_release_schedule
 from edugraph_pipeline.releases import ReleaseTag
-from edugraph_pipeline_tests.remotes import commit_release, init_repo, shared_release_files
+from edugraph_pipeline_tests.kit.remotes import commit_release, init_repo, shared_release_files
 
 
 def evaluate_sensor(instance, remote, cursor=None):

@@ -14,7 +14,7 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from edugraph_pipeline_tests.remotes import REPO_ROOT
+from edugraph_pipeline_tests.kit.remotes import REPO_ROOT
 
 # Each way a test reaches ../shared: the mark, the release loader of conftest, the worksheet helpers' release and
 # label-set loaders, and a real test that takes both through the worksheet fixtures.

@@ -100,6 +100,25 @@ def test_resources_bind_set_variables_as_env_vars(monkeypatch, tmp_path):
         assert built.artifact_store.store().root == tmp_path / "out"
 
 
+def test_the_hub_resource_binds_set_variables_as_env_vars(monkeypatch):
+    from edugraph_pipeline.defs.resources import default_resources
+
+    for name in ("EDUGRAPH_HF_KNOWLEDGE_REPO", "EDUGRAPH_HF_PRIVATE", "HF_ENDPOINT", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EDUGRAPH_HF_REPO", "acme/labeller")
+    monkeypatch.setenv("EDUGRAPH_HF_WORKSHEETS_REPO", "acme/worksheets")
+    monkeypatch.setenv("HF_TOKEN", "hf_DefinitionsTestToken0123456789")
+    monkeypatch.setenv("EDUGRAPH_CODE_VERSION", "release-7")
+    hub = default_resources()["hub"]
+    assert (hub.repo_id, hub.worksheets_repo) == (dg.EnvVar("EDUGRAPH_HF_REPO"), dg.EnvVar("EDUGRAPH_HF_WORKSHEETS_REPO"))
+    assert hub.token == dg.EnvVar("HF_TOKEN") and hub.code_version == dg.EnvVar("EDUGRAPH_CODE_VERSION")
+    # unset: the setting's default (or the model namespace's default repository) as a plain value
+    assert (hub.knowledge_repo, hub.endpoint, hub.private) == ("acme/edugraph-knowledge", "https://huggingface.co",
+                                                               "false")
+    with dg.build_resources({"hub": hub}) as built:
+        assert (built.hub.repo_id, built.hub.code_version, built.hub.is_private) == ("acme/labeller", "release-7", False)
+
+
 def test_dg_sees_every_definition_under_defs():
     dg_cli = Path(sys.executable).parent / "dg"
     check = subprocess.run([dg_cli, "check", "defs"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

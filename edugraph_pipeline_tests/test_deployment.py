@@ -22,7 +22,7 @@ from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import default_resources
 from edugraph_pipeline.storage import open_store
 from edugraph_pipeline_tests.conftest import PIPELINE_ASSETS, skip_or_fail
-from edugraph_pipeline_tests.launchers.gcp_fakes import StorageEmulator
+from edugraph_pipeline_tests.kit.gcp import StorageEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PG_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")

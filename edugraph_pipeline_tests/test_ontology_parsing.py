@@ -3,7 +3,7 @@ import pytest
 from edugraph_pipeline.ontology.model import Ontology, concept_name
 from edugraph_pipeline.ontology.parsing import OntologyReleaseError, parse_release, screen_rdfxml
 from edugraph_pipeline_tests.conftest import load_shared_release, requires_shared
-from edugraph_pipeline_tests.remotes import release_tags, shared_release_files
+from edugraph_pipeline_tests.kit.remotes import release_tags, shared_release_files
 
 
 @requires_shared

@@ -19,7 +19,7 @@ import pytest
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.training.revision import folder_revision
 from edugraph_pipeline_tests.conftest import PIPELINE_ASSETS, TOKEN, dag_resources
-from edugraph_pipeline_tests.hub_models import SHAPES, build_hub_model, hub_chat_template
+from edugraph_pipeline_tests.kit.hub_models import SHAPES, build_hub_model, hub_chat_template
 
 TAG = "v0.21.0"
 REPO = "edugraph/worksheet-labeller"
@@ -52,7 +52,7 @@ def run_env(monkeypatch, tmp_path, ontology_remote, hub):
 
 @pytest.mark.parametrize("size", ["2b", "4b", pytest.param("8b", marks=pytest.mark.slow)])  # 8B: untied, ~12 GB
 def test_the_dag_runs_on_a_hub_shaped_qwen3_vl(size, run_env, instance, hub, tmp_path, capsys):
-    from edugraph_pipeline.inference.cli import classify_main
+    from edugraph_pipeline.inference.classify_command import classify_main
 
     base = build_hub_model(size, tmp_path / f"Qwen3-VL-{size.upper()}-Instruct", text_layers=1, vision_layers=2)
     resources = run_env(size, str(base))
@@ -100,8 +100,8 @@ def test_the_dag_runs_on_a_hub_shaped_qwen3_vl(size, run_env, instance, hub, tmp
     # `edugraph classify` on the merged model: one answer line (strict JSON), the model's text written under the
     # vocabulary mask of the release the folder ships, and the answer that release makes of it.
     from edugraph_pipeline.ontology.model import Ontology
-    from edugraph_pipeline.training.synthetic import draw_worksheet
     from edugraph_pipeline_tests.answer_checks import assert_model_answer
+    from edugraph_pipeline_tests.kit.synthetic import draw_worksheet
 
     sheet = tmp_path / "sheet.png"
     draw_worksheet("add10", random.Random(1)).save(sheet)
@@ -144,7 +144,7 @@ def raw_hub_like(tmp_path):
     """Two commits' worth of a Hub-layout folder: the tiny architecture (fast), the Hub's processor files and
     chat template; the second has other weights."""
     from edugraph_pipeline.training.tiny_model import TinySpec, build_tiny_model
-    from edugraph_pipeline_tests.hub_models import write_processor_files
+    from edugraph_pipeline_tests.kit.hub_models import write_processor_files
 
     folders = {}
     for name, seed in (("first", 0), ("second", 1)):

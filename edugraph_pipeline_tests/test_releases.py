@@ -1,7 +1,7 @@
 import pytest
 
 from edugraph_pipeline.releases import ReleaseSourceError, list_release_tags, read_release, redact_url, semver_key
-from edugraph_pipeline_tests.remotes import commit_release, init_repo
+from edugraph_pipeline_tests.kit.remotes import commit_release, init_repo
 
 
 @pytest.fixture

@@ -17,11 +17,10 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image
 
-from edugraph_pipeline.evaluation.metrics import (  # noqa: F401  (strongest: what a margin is taken against)
+from edugraph_pipeline.evaluation.metrics import evaluate_predictions, most_frequent_answer
+from edugraph_pipeline.evaluation.report import (  # noqa: F401  (strongest: what a margin is taken against)
     MOST_FREQUENT_BASELINE,
     EvaluationReport,
-    evaluate_predictions,
-    most_frequent_answer,
     strongest,
 )
 from edugraph_pipeline.ontology.model import Ontology

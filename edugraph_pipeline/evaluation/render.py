@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
-from edugraph_pipeline.evaluation.metrics import EvaluationReport
+from edugraph_pipeline.evaluation.report import EvaluationReport
 from edugraph_pipeline.ontology.model import DIMENSIONS
 
 

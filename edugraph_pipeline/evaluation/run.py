@@ -7,15 +7,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from edugraph_pipeline.evaluation.metrics import (
-    EvaluationReport,
-    GateThresholds,
-    evaluate_gate,
-    evaluate_predictions,
-    gate_checks,
-    gate_thresholds,
-    most_frequent_answer,
-)
+from edugraph_pipeline.evaluation.gate import GateThresholds, evaluate_gate, gate_checks, resolve_thresholds
+from edugraph_pipeline.evaluation.metrics import evaluate_predictions, most_frequent_answer
+from edugraph_pipeline.evaluation.report import EvaluationReport
 
 
 @dataclass
@@ -81,12 +75,7 @@ def evaluate_model(
     seconds = time.perf_counter() - start
     report = evaluate_predictions(list(rows["labels"]), raw, classifier.ontology, baseline_answer=baseline)
     report = report.with_baselines(baselines(dataset["train"], rows, classifier.ontology))
-    if thresholds is None or isinstance(thresholds, str):
-        resolved = gate_thresholds(thresholds or "production")
-    elif isinstance(thresholds, GateThresholds):
-        resolved = thresholds
-    else:
-        resolved = gate_thresholds("production", thresholds)
+    resolved = resolve_thresholds(thresholds)
     passed, reasons = evaluate_gate(report, resolved)
     return EvaluationRun(
         report=report,

@@ -5,16 +5,14 @@ the reverse); where the llama.cpp build lives is `edugraph_pipeline.llama_cpp_bu
 binding) are loaded lazily: importing this package is cheap.
 """
 
-from edugraph_pipeline.gguf.convert import DEFAULT_QUANT, MANIFEST, QUANT_ENV, QUANT_TYPES, export_gguf, normalise_quant
+from edugraph_pipeline.gguf.convert import MANIFEST, QUANT_TYPES, export_gguf, normalise_quant
 from edugraph_pipeline.gguf.publish import gguf_repo_id, publish_gguf
 from edugraph_pipeline.llama_cpp_build import DIR_ENV, LLAMA_CPP_PYTHON_VERSION, LlamaCpp, LlamaCppMissing, ToolError
 
 __all__ = [
-    "DEFAULT_QUANT",
     "DIR_ENV",
     "LLAMA_CPP_PYTHON_VERSION",
     "MANIFEST",
-    "QUANT_ENV",
     "QUANT_TYPES",
     "LlamaCpp",
     "LlamaCppMissing",

@@ -7,10 +7,10 @@ converter extras); `--check` only reports whether the build is complete.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 
+from edugraph_pipeline import settings
 from edugraph_pipeline.llama_cpp_build import BUILD_SCRIPT, DIR_ENV, LlamaCpp
 
 
@@ -18,9 +18,8 @@ def build(force: bool = False, root: str | None = None) -> LlamaCpp:
     llama = LlamaCpp.locate(root)
     if llama.available() and not force:
         return llama
-    env = dict(os.environ)
-    env[DIR_ENV] = str(llama.root)
-    env.setdefault("PYTHON", sys.executable)
+    env = settings.child_environment(**{DIR_ENV: str(llama.root)})
+    env.setdefault("PYTHON", sys.executable)  # the script's own PYTHON, if the caller set one, wins
     subprocess.run(["bash", str(BUILD_SCRIPT), *(["--force"] if force else [])], env=env, check=True)
     return llama.require()
 

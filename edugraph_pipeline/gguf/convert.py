@@ -33,20 +33,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from edugraph_pipeline.layout import GGUF_MANIFEST_FILE as MANIFEST  # what the llama.cpp backend reads
-from edugraph_pipeline.layout import ONTOLOGY_FILE
 from edugraph_pipeline.llama_cpp_build import LlamaCpp
+from edugraph_pipeline.storage.layout import GGUF_MANIFEST_FILE as MANIFEST  # what the llama.cpp backend reads
+from edugraph_pipeline.storage.layout import ONTOLOGY_FILE
 
-DEFAULT_QUANT = "Q4_K_M"
-QUANT_ENV = "EDUGRAPH_GGUF_QUANT"
 # llama-quantize types offered (a subset of its list: the usual ones for CPU inference).
 QUANT_TYPES = ("Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16")
 MMPROJ_TYPE = "f16"
 
 
-def normalise_quant(quant: str | None) -> str:
-    """`quant`, `EDUGRAPH_GGUF_QUANT` or Q4_K_M, upper-cased and checked."""
-    value = (quant or os.environ.get(QUANT_ENV) or DEFAULT_QUANT).strip().upper()
+def normalise_quant(quant: str) -> str:
+    """`quant` (the caller's choice: run config, else ``EDUGRAPH_GGUF_QUANT``), upper-cased and checked."""
+    value = (quant or "").strip().upper()
     if value not in QUANT_TYPES:
         raise ValueError(f"unknown GGUF quantization {value!r}: one of {', '.join(QUANT_TYPES)}")
     return value
@@ -177,9 +175,9 @@ def inspect_gguf(llama: LlamaCpp, *paths: Path) -> dict[str, dict]:
 def export_gguf(
     model_folder: str | os.PathLike,
     out_folder: str | os.PathLike,
-    quant: str | None = None,
+    quant: str,
     *,
-    llama: LlamaCpp | None = None,
+    llama: LlamaCpp,
     name: str = "edugraph",
     keep_f16: bool = False,
     threads: int | None = None,
@@ -189,7 +187,7 @@ def export_gguf(
     model_folder = Path(model_folder)
     out_folder = Path(out_folder)
     quant = normalise_quant(quant)
-    llama = (llama or LlamaCpp.locate()).require()
+    llama = llama.require()
     if not (model_folder / "config.json").is_file():
         raise ValueError(f"{model_folder} holds no model (no config.json)")
     out_folder.mkdir(parents=True, exist_ok=True)

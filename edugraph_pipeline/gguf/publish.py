@@ -68,8 +68,8 @@ def render_gguf_card(manifest: dict, repo_id: str, base_repo: str | None = None,
 def publish_gguf(
     folder: str | os.PathLike,
     repo_id: str,
-    token: str | None = None,
-    endpoint: str | None = None,
+    token: str | None,
+    endpoint: str,
     *,
     base_repo: str | None = None,
     private: bool = False,
@@ -77,8 +77,8 @@ def publish_gguf(
 ):
     """Make `repo_id` hold the GGUF folder's files plus a README.md model card; a `PublishResult`.
 
-    `token` None: ``HF_TOKEN``; `endpoint` None: ``HF_ENDPOINT`` or the public Hub. Raises `PublicationError`
-    (token scrubbed) on failure; nothing is committed when the repository already holds exactly these files.
+    `token` and `endpoint` are the Hub resource's (``HF_TOKEN``, ``HF_ENDPOINT``). Raises `PublicationError` (token
+    redacted) on failure; nothing is committed when the repository already holds exactly these files.
     """
     from edugraph_pipeline.publishing import publish_folder
 

@@ -6,7 +6,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edugraph_pipeline.inference.llama_cpp_backend import GgufFiles, default_threads
+from edugraph_pipeline.inference.llama_cpp_backend import GgufFiles
 from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
 from edugraph_pipeline.llama_cpp_build import LlamaCpp
 from edugraph_pipeline.ontology.model import DIMENSIONS
@@ -26,7 +26,7 @@ def smoke_picture():
     return image
 
 
-def smoke_test(folder: str | Path, *, llama: LlamaCpp | None = None, cli: bool = True, n_predict: int = 8) -> dict:
+def smoke_test(folder: str | Path, *, llama: LlamaCpp, cli: bool = True, n_predict: int = 8) -> dict:
     """Text generation through `llama_cpp.Llama`, one classification through the gguf `Classifier` (mtmd), and
     optionally `llama-mtmd-cli` on the same image: what each produced (texts, generated token ids, whether the
     image answer was valid as generated and after repair), timings, and ``checks``/``ok``: whether every path
@@ -34,13 +34,13 @@ def smoke_test(folder: str | Path, *, llama: LlamaCpp | None = None, cli: bool =
     are garbage: this proves the files load and generate, not quality."""
     from edugraph_pipeline.inference.classifier import Classifier
 
-    llama = (llama or LlamaCpp.locate()).require()
+    llama = llama.require()
     folder = Path(folder)
     text_model = str(GgufFiles.read(folder).text_model)
     report: dict = {}
     llama_cpp = llama.import_binding()
     start = time.perf_counter()
-    llm = llama_cpp.Llama(model_path=text_model, n_ctx=256, n_threads=default_threads(), verbose=False)
+    llm = llama_cpp.Llama(model_path=text_model, n_ctx=256, n_threads=llama.thread_count, verbose=False)
     try:
         completion = llm.create_completion(TEXT_PROMPT, max_tokens=n_predict, temperature=0.0)
         text = completion["choices"][0]["text"]
@@ -111,18 +111,18 @@ def _is_answer(answer) -> bool:
 
 
 def mtmd_smoke(
-    folder: str | Path, image: str | Path, *, llama: LlamaCpp | None = None, n_predict: int = 8,
+    folder: str | Path, image: str | Path, *, llama: LlamaCpp, n_predict: int = 8,
     image_tokens: dict | None = None, timeout: float = 300,
 ) -> str:
     """Run `llama-mtmd-cli` on a GGUF folder and an image file: its output (proves the files load in llama.cpp's
     own CLI, independently of the Python binding)."""
-    llama = (llama or LlamaCpp.locate()).require()
+    llama = llama.require()
     files = GgufFiles.read(Path(folder))
     if image_tokens is None:
         image_tokens = {"image_min_tokens": files.image_min_tokens, "image_max_tokens": files.image_max_tokens}
     command = [
         str(llama.mtmd_cli_bin), "-m", str(files.text_model), "--mmproj", str(files.mmproj), "--image", str(image),
-        "-p", "Describe the picture.", "-n", str(n_predict), "--temp", "0", "-t", str(default_threads()),
+        "-p", "Describe the picture.", "-n", str(n_predict), "--temp", "0", "-t", str(llama.thread_count),
         "--no-warmup",
     ]
     if image_tokens.get("image_min_tokens"):

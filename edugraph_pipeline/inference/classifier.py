@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edugraph_pipeline.inference.answers import DEFAULT_FUZZY_CUTOFF, LabelResolver, ParsedAnswer, parse_answer
+from edugraph_pipeline.inference.answers import ParsedAnswer, parse_answer
 from edugraph_pipeline.inference.backend import DEFAULT_MAX_NEW_TOKENS, AnswerSpec, Backend, ModelFolderError
 from edugraph_pipeline.inference.constraint import ANSWER_PREFIX, answer_texts
 from edugraph_pipeline.inference.images import (
@@ -24,10 +24,13 @@ from edugraph_pipeline.inference.images import (
     load_image,
     source_name,
 )
+from edugraph_pipeline.inference.label_resolver import DEFAULT_FUZZY_CUTOFF, LabelResolver
 from edugraph_pipeline.labels import format_answer, format_unsupported
-from edugraph_pipeline.layout import ONTOLOGY_FILE  # the ontology a model folder is bound to (both kinds ship it)
 from edugraph_pipeline.ontology.model import Ontology
 from edugraph_pipeline.prompts import classification_messages
+from edugraph_pipeline.storage.layout import (
+    ONTOLOGY_FILE,  # the ontology a model folder is bound to (both kinds ship it)
+)
 
 BACKENDS = ("transformers", "gguf")
 

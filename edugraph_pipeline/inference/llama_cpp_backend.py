@@ -28,23 +28,11 @@ from typing import Any
 
 from edugraph_pipeline.inference.backend import AnswerSpec, ModelFolderError
 from edugraph_pipeline.inference.constraint import ANSWER_PREFIX, AnswerVocabulary, JsonObjectTracker
-from edugraph_pipeline.layout import GGUF_MANIFEST_FILE as MANIFEST
+from edugraph_pipeline.llama_cpp_build import default_threads
 from edugraph_pipeline.prompts import classification_messages
+from edugraph_pipeline.storage.layout import GGUF_MANIFEST_FILE as MANIFEST
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
-THREADS_ENV = "EDUGRAPH_GGUF_THREADS"
-
-
-def default_threads() -> int:
-    """`EDUGRAPH_GGUF_THREADS`, else half the logical CPUs (llama.cpp's own default: physical cores).
-
-    Measured here (2 shared cores, load ~3.7): the tiny model decodes a token in 1.4 ms with 1 thread and in
-    200 ms with 2, because ggml's threads spin-wait at every op barrier for a descheduled sibling. Threads
-    beyond the free cores cost far more than they give."""
-    configured = os.environ.get(THREADS_ENV, "").strip()
-    if configured:
-        return max(1, int(configured))
-    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def render_prompt(chat_template: str, prefix: str = ANSWER_PREFIX, messages: Sequence[dict] | None = None) -> str:
@@ -82,13 +70,13 @@ class GgufFiles:
             raise ModelFolderError(f"{path}: not a readable GGUF manifest ({error!r})") from error
 
 
-def load_binding(llama=None):
-    """The `llama_cpp` module of the llama.cpp build `llama` (a `llama_cpp_build.LlamaCpp`; default: the one
-    `LlamaCpp.locate()` finds); `ModelFolderError` saying how to build it when it is absent."""
-    from edugraph_pipeline.llama_cpp_build import LlamaCpp, LlamaCppMissing
+def load_binding(llama):
+    """The `llama_cpp` module of the llama.cpp build `llama` (a `llama_cpp_build.LlamaCpp`); `ModelFolderError`
+    saying how to build it when it is absent."""
+    from edugraph_pipeline.llama_cpp_build import LlamaCppMissing
 
     try:
-        return (llama or LlamaCpp.locate()).import_binding()
+        return llama.import_binding()
     except LlamaCppMissing as error:
         raise ModelFolderError(str(error)) from error
 
@@ -131,7 +119,7 @@ class LlamaCppBackend:
         self.files, self.spec = files, spec
         self.folder = Path(folder) if folder is not None else None
         self.text_model, self.mmproj = files.text_model, files.mmproj
-        self.n_threads = n_threads or default_threads()
+        self.n_threads = n_threads or default_threads()  # from_folder passes the build's configured count
         self.n_ctx = n_ctx or (768 + (files.image_max_tokens or 4096) + spec.max_new_tokens)
         start = time.perf_counter()
         self.llm = binding.Llama(
@@ -191,7 +179,12 @@ class LlamaCppBackend:
 
     @classmethod
     def from_folder(cls, folder: Path, spec: AnswerSpec, *, llama=None, **options: Any) -> LlamaCppBackend:
-        """Load the files the folder's manifest names; `llama`: the llama.cpp build (default: located)."""
+        """Load the files the folder's manifest names; `llama`: the llama.cpp build (default: the configured one,
+        `LlamaCpp.locate()`), whose thread count applies unless `n_threads` is given."""
+        from edugraph_pipeline.llama_cpp_build import LlamaCpp
+
+        llama = llama or LlamaCpp.locate()
+        options["n_threads"] = options.get("n_threads") or llama.thread_count
         return cls(load_binding(llama), GgufFiles.read(folder), spec, folder=folder, **options)
 
     def close(self) -> None:

@@ -4,6 +4,10 @@ Turtle is the source of truth: releases from v0.7.0 on also carry an RDF/XML fil
 once and rarely refreshed (measured: in v0.21.0 it lacks 1,608 of the Turtle triples), so RDF/XML is only
 read when a release has no Turtle at all. Every RDF/XML file is still screened, because a hostile file in a
 release means the release cannot be trusted.
+
+Relations are normalised through the release's own property declarations (`schema`), and the release's reading of
+its hierarchy is decided from them too (`reading_of`): `partOf` is the hierarchy up to v0.21.0; a release with
+`specializes` has specialization as its taxonomy and `partOf` as composition, which decides label eligibility.
 """
 
 from __future__ import annotations
@@ -17,7 +21,18 @@ import rdflib
 from rdflib import RDF, RDFS, URIRef
 from rdflib.term import Literal
 
-from edugraph_pipeline.ontology.model import DIMENSIONS, EDU_NAMESPACES, Concept, Ontology, concept_name
+from edugraph_pipeline.ontology.model import (
+    DIMENSIONS,
+    PART_OF,
+    PART_OF_HIERARCHY,
+    SPECIALIZATION_AND_COMPOSITION,
+    SPECIALIZES,
+    STRUCTURES,
+    Concept,
+    Ontology,
+    concept_name,
+)
+from edugraph_pipeline.ontology.schema import PropertySchema, local_name
 
 EDU = rdflib.Namespace("http://edugraph.io/edu#")
 TURTLE_SUFFIXES = (".ttl",)
@@ -26,8 +41,6 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 # Upstream's longest definition is ~2,000 characters; a far longer literal is no definition and would become a
 # training prompt of that size.
 MAX_DEFINITION_CHARS = 20_000
-_HIERARCHY_UP = {"partOf", "partOfArea", "partOfScope", "partOfAbility"}
-_HIERARCHY_DOWN = {"hasPart", "hasPartArea", "hasPartScope", "hasPartAbility"}
 
 
 class OntologyReleaseError(ValueError):
@@ -95,43 +108,39 @@ def _parse_graph(files: Mapping[str, bytes]) -> tuple[rdflib.Graph, list[str]]:
     return graph, chosen
 
 
-def _local_name(iri: str) -> str | None:
-    for namespace in EDU_NAMESPACES:
-        if iri.startswith(namespace) and len(iri) > len(namespace):
-            return iri[len(namespace) :]
-    return None
-
-
-def _normalised_relation(predicate: str) -> str:
-    for dimension in DIMENSIONS:
-        if predicate.endswith(dimension) and len(predicate) > len(dimension):
-            return predicate[: -len(dimension)]
-    return predicate
-
-
-def _text(graph: rdflib.Graph, subject: URIRef, name: str, used: list[str]) -> str:
+def _texts(graph: rdflib.Graph, subject: URIRef, name: str, used: list[str]) -> dict[URIRef, list[str]]:
+    found = {}
     for predicate in (RDFS.isDefinedBy, RDFS.comment):
         texts = sorted(str(value).strip() for value in graph.objects(subject, predicate) if isinstance(value, Literal))
-        texts = [text for text in texts if text]
-        if texts:
-            if len(texts[0]) > MAX_DEFINITION_CHARS:
+        found[predicate] = [text for text in texts if text]
+        for text in found[predicate]:
+            if len(text) > MAX_DEFINITION_CHARS:
                 raise OntologyReleaseError(
-                    f"{', '.join(used)}: the definition of concept {name!r} has {len(texts[0]):,} characters, "
+                    f"{', '.join(used)}: the definition of concept {name!r} has {len(text):,} characters, "
                     f"more than the {MAX_DEFINITION_CHARS:,} a definition may have"
                 )
-            return texts[0]
-    return ""
+    return found
 
 
-def parse_release(files: Mapping[str, bytes], *, version: str, commit: str) -> Ontology:
-    """Normalise the ontology files of one release (path -> bytes) into an `Ontology`."""
-    graph, used = _parse_graph(files)
+def _definition_and_examples(texts: dict[URIRef, list[str]], reading: str) -> tuple[str, str]:
+    """The definition (rdfs:isDefinedBy, else rdfs:comment) and, where the release splits them, the examples.
 
+    From the specialization structure on, upstream keeps definitions short and moves examples to rdfs:comment;
+    before it a comment beside a definition is a second description, which this reading never used.
+    """
+    defined, comments = texts[RDFS.isDefinedBy], texts[RDFS.comment]
+    if not defined:
+        return (comments[0] if comments else ""), ""
+    examples = "\n".join(comments) if reading == SPECIALIZATION_AND_COMPOSITION else ""
+    return defined[0], examples
+
+
+def _concept_dimensions(graph: rdflib.Graph, used: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     dimension_of: dict[str, str] = {}
     iri_of: dict[str, str] = {}
     for dimension in DIMENSIONS:
         for subject in graph.subjects(RDF.type, EDU[dimension]):
-            name = _local_name(str(subject)) if isinstance(subject, URIRef) else None
+            name = local_name(str(subject)) if isinstance(subject, URIRef) else None
             if name is None or name in DIMENSIONS:
                 continue
             if dimension_of.get(name, dimension) != dimension:
@@ -144,39 +153,78 @@ def parse_release(files: Mapping[str, bytes], *, version: str, commit: str) -> O
         raise OntologyReleaseError(
             f"{', '.join(used)}: no concept typed edu:Area, edu:Scope or edu:Ability; not an EduGraph release"
         )
+    return dimension_of, iri_of
 
-    parents: dict[str, set[str]] = defaultdict(set)
-    relations: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+
+def _facts(graph: rdflib.Graph, schema: PropertySchema, concepts: Mapping[str, str]) -> dict[str, set[tuple[str, str]]]:
+    """Every relation fact between two concepts, by normalised relation: (subject, object), self-loops left out."""
+    facts: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for subject, predicate, obj in graph:
-        predicate_name = _local_name(str(predicate))
-        source, target = _local_name(str(subject)), _local_name(str(obj))
-        if predicate_name is None or source not in dimension_of or target not in dimension_of:
+        predicate_name = local_name(str(predicate))
+        source, target = local_name(str(subject)), local_name(str(obj))
+        if predicate_name is None or source not in concepts or target not in concepts or source == target:
             continue
-        if predicate_name in _HIERARCHY_UP:
-            parents[source].add(target)
-        elif predicate_name in _HIERARCHY_DOWN:
-            parents[target].add(source)
-        elif source != target:
-            relations[source][_normalised_relation(predicate_name)].add(target)
+        for statement in schema.statements(predicate_name):
+            facts[statement.relation].add((target, source) if statement.reverse else (source, target))
+    return facts
 
-    children: dict[str, set[str]] = defaultdict(set)
-    for child, child_parents in parents.items():
-        for parent in child_parents:
-            children[parent].add(child)
 
-    concepts = {
-        name: Concept(
+def reading_of(schema: PropertySchema, facts: Mapping[str, set[tuple[str, str]]]) -> str:
+    """How the release's hierarchy reads, from its own schema rather than its version number: a release that
+    declares (or uses) `specializes` keeps specialization and composition apart; before that `partOf` is the one
+    hierarchy."""
+    if schema.declares_specialization() or facts.get(SPECIALIZES):
+        return SPECIALIZATION_AND_COMPOSITION
+    return PART_OF_HIERARCHY
+
+
+def _targets(pairs: set[tuple[str, str]]) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(subject -> sorted objects, object -> sorted subjects) of one relation's facts."""
+    forward: dict[str, set[str]] = defaultdict(set)
+    backward: dict[str, set[str]] = defaultdict(set)
+    for source, target in pairs:
+        forward[source].add(target)
+        backward[target].add(source)
+    return (
+        {name: tuple(sorted(values)) for name, values in forward.items()},
+        {name: tuple(sorted(values)) for name, values in backward.items()},
+    )
+
+
+def parse_release(files: Mapping[str, bytes], *, version: str, commit: str) -> Ontology:
+    """Normalise the ontology files of one release (path -> bytes) into an `Ontology`."""
+    graph, used = _parse_graph(files)
+    dimension_of, iri_of = _concept_dimensions(graph, used)
+    schema = PropertySchema(graph)
+    facts = _facts(graph, schema, dimension_of)
+    reading = reading_of(schema, facts)
+    composition_apart = reading == SPECIALIZATION_AND_COMPOSITION
+
+    parents, children = _targets(facts.pop(SPECIALIZES if composition_apart else PART_OF, set()))
+    part_of, has_part = _targets(facts.pop(PART_OF, set()) if composition_apart else set())
+    structures, structured_by = _targets(facts.pop(STRUCTURES, set()))
+    relations = {relation: _targets(pairs)[0] for relation, pairs in sorted(facts.items())}
+
+    concepts = {}
+    for name in sorted(dimension_of):
+        definition, examples = _definition_and_examples(_texts(graph, URIRef(iri_of[name]), name, used), reading)
+        concepts[name] = Concept(
             name=name,
             iri=iri_of[name],
             dimension=dimension_of[name],
-            definition=_text(graph, URIRef(iri_of[name]), name, used),
-            parents=tuple(sorted(parents[name] - {name})),
-            children=tuple(sorted(children[name] - {name})),
-            relations={key: tuple(sorted(values)) for key, values in sorted(relations[name].items())},
+            definition=definition,
+            parents=parents.get(name, ()),
+            children=children.get(name, ()),
+            relations={relation: targets[name] for relation, targets in relations.items() if name in targets},
+            part_of=part_of.get(name, ()),
+            has_part=has_part.get(name, ()),
+            structures=structures.get(name, ()),
+            structured_by=structured_by.get(name, ()),
+            examples=examples,
+            # Upstream's rule: a descriptor with constituent parts is organizational, no direct label.
+            eligible=not has_part.get(name),
         )
-        for name in sorted(dimension_of)
-    }
-    return Ontology(version=version, commit=commit, concepts=concepts, source_files=tuple(used))
+    return Ontology(version=version, commit=commit, concepts=concepts, source_files=tuple(used), reading=reading)
 
 
-__all__ = ["OntologyReleaseError", "concept_name", "is_ontology_file", "parse_release", "screen_rdfxml"]
+__all__ = ["OntologyReleaseError", "concept_name", "is_ontology_file", "parse_release", "reading_of", "screen_rdfxml"]

@@ -93,12 +93,12 @@ class PublicationLineage:
         return [d for d in (self.knowledge_dataset_repo, self.worksheet_dataset_repo) if d]
 
 
-def project_code_version(start: str | os.PathLike | None = None) -> str | None:
-    """This project's code version: ``EDUGRAPH_CODE_VERSION`` if set, else ``git rev-parse HEAD`` (``-dirty`` when
-    tracked files are modified), else None (e.g. an installed wheel without a checkout)."""
-    configured = os.environ.get("EDUGRAPH_CODE_VERSION", "").strip()
-    if configured:
-        return configured
+def project_code_version(start: str | os.PathLike | None = None, *, configured: str = "") -> str | None:
+    """This project's code version: `configured` (``EDUGRAPH_CODE_VERSION``, passed in by the caller) if not
+    empty, else ``git rev-parse HEAD`` of the checkout holding `start` (``-dirty`` when tracked files are
+    modified), else None (e.g. an installed wheel without a checkout)."""
+    if configured.strip():
+        return configured.strip()
     cwd = Path(start) if start is not None else Path(__file__).resolve().parent
     try:
         sha = subprocess.run(

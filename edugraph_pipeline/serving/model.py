@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edugraph_pipeline.inference.classifier import Classifier
-from edugraph_pipeline.layout import model_version
+from edugraph_pipeline.storage.layout import model_version
 
 
 @dataclass
@@ -48,7 +48,7 @@ def open_model(
     max_new_tokens: int | None = None,
 ) -> ServedModel:
     """Load the classifier of `folder` as `edugraph classify` does (same options, same errors) and hash it."""
-    from edugraph_pipeline.inference.cli import load_classifier
+    from edugraph_pipeline.inference.loading import load_classifier
 
     folder = Path(folder)
     return ServedModel(load_classifier(backend, folder, ontology, device, max_new_tokens), folder, model_version(folder))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from edugraph_pipeline.training.config import DEVICE_ENV, DEVICES, TINY, StageConfig
+from edugraph_pipeline.training.profiles import DEVICE_ENV, DEVICES, TINY, StageConfig
 
 
 class PlacementError(RuntimeError):

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, replace
 
-from edugraph_pipeline.training.config import RUN_MODES, StageConfig
+from edugraph_pipeline.training.profiles import RUN_MODES, StageConfig
 
 TINY_BASE = "tiny_base"  # pretrain the tiny base model (no dataset, no adapter)
 STAGES = (TINY_BASE, "knowledge", "worksheet")

@@ -13,26 +13,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edugraph_pipeline.prompts import SYSTEM_PROMPT, USER_PROMPT
+from edugraph_pipeline.storage.layout import (
+    ADAPTER_FOLDER,
+    KNOWLEDGE_ADAPTER_COPY_FOLDER,
+    PROMPTS_FILE,
+    STAGE_METRICS_FILE,
+)
 from edugraph_pipeline.training.revision import pinned_folder
-
-PROMPTS_FILE = "edugraph_prompts.json"
-METRICS_FILE = "metrics.json"
-ADAPTER_DIR = "adapter"
-KNOWLEDGE_COPY_DIR = "knowledge_adapter"  # stage 2 keeps the stage-1 adapter it was trained on top of
 
 
 def trained_revision(artifact_dir: Path) -> str | None:
     """The base revision a stage-2 training artifact was trained on (what the merge must load)."""
-    metrics = json.loads((artifact_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    metrics = json.loads((artifact_dir / STAGE_METRICS_FILE).read_text(encoding="utf-8"))
     return metrics.get("base_model_revision")
 
 
 def trained_artifact(artifact_dir: Path) -> tuple[str, list[str]]:
     """The base and the adapters (knowledge, then worksheet) of a stage-2 training artifact, in merge order."""
-    metrics = json.loads((artifact_dir / METRICS_FILE).read_text(encoding="utf-8"))
-    knowledge = artifact_dir / KNOWLEDGE_COPY_DIR
+    metrics = json.loads((artifact_dir / STAGE_METRICS_FILE).read_text(encoding="utf-8"))
+    knowledge = artifact_dir / KNOWLEDGE_ADAPTER_COPY_FOLDER
     adapters = [str(knowledge)] if knowledge.is_dir() else []
-    return metrics["base_model"], [*adapters, str(artifact_dir / ADAPTER_DIR)]
+    return metrics["base_model"], [*adapters, str(artifact_dir / ADAPTER_FOLDER)]
 
 
 def load_with_adapters(base_model: str, adapters: Sequence[str], *, merge: bool = True, revision: str | None = None):

@@ -2,17 +2,23 @@
 
 A Hub repo id resolves to the commit sha its ``main`` points at now; both training stages (wherever they run),
 the merge and everything after load that commit, so a push to ``main`` between two steps cannot mix two models.
-A local folder resolves to the sha256 of its config and weights, and a later load fails if the folder changed.
+A local folder resolves to the sha256 of its config and weights, and a later load fails if the folder changed or
+is gone. What the Hub answers is outside input: a commit that is not a 40-hex sha is refused, and a revision it
+cannot resolve fails naming the repository and the revision.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
+from edugraph_pipeline.redaction import redact
 from edugraph_pipeline.storage import file_sha256
 
 FOLDER_HASH_PREFIX = "sha256:"
+HUB_REVISION = "main"  # what a Hub base model is pinned from
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class RevisionError(RuntimeError):
@@ -36,27 +42,39 @@ def folder_revision(folder: str | Path) -> str:
 
 
 def resolve_revision(model_id: str, endpoint: str | None = None) -> str:
-    """The revision to pin: a local folder's content hash, or the Hub commit ``main`` points at now."""
+    """The revision to pin: a local folder's content hash, or the Hub commit ``main`` points at now (`endpoint`
+    None: huggingface_hub's own)."""
     if is_local(model_id):
         return folder_revision(Path(model_id).expanduser())
     from huggingface_hub import HfApi
 
     try:
-        info = HfApi(endpoint=endpoint).model_info(model_id)
+        info = HfApi(endpoint=endpoint).model_info(model_id, revision=HUB_REVISION)
     except Exception as exc:
+        detail = redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
         raise RevisionError(
-            f"base model {model_id!r}: cannot resolve its Hub commit ({type(exc).__name__}: {exc}). Check the repo id, "
+            f"base model {model_id!r}@{HUB_REVISION}: cannot resolve its Hub commit ({detail}). Check the repo id, "
             f"HF_ENDPOINT and HF_TOKEN, or point EDUGRAPH_BASE_MODEL at a local folder."
         ) from None
-    if not info.sha:
-        raise RevisionError(f"base model {model_id!r}: the Hub answered without a commit sha")
-    return info.sha
+    return _checked_commit(model_id, HUB_REVISION, info.sha)
 
 
-def pinned_folder(model_id: str, revision: str | None) -> str:
+def _checked_commit(model_id: str, revision: str, commit: str | None) -> str:
+    if not commit:
+        raise RevisionError(f"base model {model_id!r}@{revision}: the Hub answered without a commit sha")
+    if not _COMMIT.match(commit):
+        raise RevisionError(
+            f"base model {model_id!r}@{revision}: the Hub answered {commit[:80]!r}, not a commit sha (40 lowercase hex "
+            "digits)"
+        )
+    return commit
+
+
+def pinned_folder(model_id: str, revision: str | None, endpoint: str | None = None) -> str:
     """A local folder holding exactly `revision` of `model_id`: the Hub commit's snapshot (downloaded once into
-    the HF cache), or the verified local folder itself. Loading from the folder keeps every later library call
-    (PEFT's config checks when it saves an adapter, for one) off the Hub's moving ``main``."""
+    the HF cache; `endpoint` None: huggingface_hub's own), or the verified local folder itself. Loading from the
+    folder keeps every later library call (PEFT's config checks when it saves an adapter, for one) off the Hub's
+    moving ``main``."""
     if revision is None:
         return model_id
     if is_local(model_id):
@@ -68,7 +86,17 @@ def pinned_folder(model_id: str, revision: str | None) -> str:
             )
         return model_id
     if revision.startswith(FOLDER_HASH_PREFIX):
-        raise RevisionError(f"base model {model_id!r} is a Hub id but its recorded revision {revision} is a folder hash")
+        raise RevisionError(
+            f"base model folder {model_id} is gone (base_model recorded its content {revision}): restore it or "
+            "materialize base_model again"
+        )
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(model_id, revision=revision)
+    try:
+        return snapshot_download(model_id, revision=revision, endpoint=endpoint)
+    except Exception as exc:
+        detail = redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
+        raise RevisionError(
+            f"base model {model_id!r}@{revision}: the Hub cannot provide this revision ({detail}); materialize "
+            "base_model again to pin the current one"
+        ) from None

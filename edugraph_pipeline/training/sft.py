@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from edugraph_pipeline.storage.layout import ADAPTER_FOLDER, KNOWLEDGE_ADAPTER_COPY_FOLDER, STAGE_METRICS_FILE
 from edugraph_pipeline.training.chat_template import training_chat_template
-from edugraph_pipeline.training.config import TINY, StageConfig
 from edugraph_pipeline.training.data import (
     FeatureCollator,
     FeatureDataset,
@@ -36,7 +36,8 @@ from edugraph_pipeline.training.data import (
     worksheet_rows,
 )
 from edugraph_pipeline.training.device import Placement, placement_for
-from edugraph_pipeline.training.merge import ADAPTER_DIR, KNOWLEDGE_COPY_DIR, METRICS_FILE, load_with_adapters
+from edugraph_pipeline.training.merge import load_with_adapters
+from edugraph_pipeline.training.profiles import TINY, StageConfig
 from edugraph_pipeline.training.revision import folder_revision, is_local, pinned_folder
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ def _run(
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - start
-    adapter_dir = Path(cfg.output_dir) / ADAPTER_DIR
+    adapter_dir = Path(cfg.output_dir) / ADAPTER_FOLDER
     trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
     processor.save_pretrained(adapter_dir)
     # The adapter applies to the base with the knowledge adapter merged in, not to the temporary merged folder:
@@ -280,8 +281,9 @@ def _run(
     config = json.loads(adapter_config.read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = cfg.base_model
     adapter_config.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+    knowledge_copy = Path(cfg.output_dir) / KNOWLEDGE_ADAPTER_COPY_FOLDER
     if cfg.knowledge_adapter:
-        shutil.copytree(cfg.knowledge_adapter, Path(cfg.output_dir) / KNOWLEDGE_COPY_DIR, dirs_exist_ok=True)
+        shutil.copytree(cfg.knowledge_adapter, knowledge_copy, dirs_exist_ok=True)
     state = trainer.state
     steps_run = state.global_step - (resumed_from or 0)
     samples = steps_run * cfg.batch_size * cfg.grad_accum
@@ -296,7 +298,7 @@ def _run(
         "base_model_revision": cfg.base_revision or model_revision(cfg.base_model),
         "trained_on": base_used,
         "knowledge_adapter": cfg.knowledge_adapter,
-        "knowledge_adapter_copy": str(Path(cfg.output_dir) / KNOWLEDGE_COPY_DIR) if cfg.knowledge_adapter else None,
+        "knowledge_adapter_copy": str(knowledge_copy) if cfg.knowledge_adapter else None,
         "hyperparameters": {
             **cfg.lora.__dict__,
             "batch_size": cfg.batch_size,
@@ -326,7 +328,7 @@ def _run(
         "loss_history": losses,
         **extra,
     }
-    Path(cfg.output_dir, METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    Path(cfg.output_dir, STAGE_METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return metrics
 
 

@@ -6,27 +6,36 @@ as one snapshot of one commit: the revision (tag, branch or sha; `main` when non
 commit sha first, and that sha is both what is downloaded and the content version, so a moved tag is a different
 release. Only the metadata files and the images next to them are downloaded (no README, stats or provenance).
 
-Snapshots are plain files under `<cache>/hf-datasets/<namespace>/<name>/snapshots/<sha>/` (huggingface_hub's
-`local_dir` mode: interrupted downloads resume). `refs/<revision>` holds the sha and is written only once the
-snapshot is complete, so offline mode (``HF_HUB_OFFLINE=1``) can use exactly the revisions fetched before and
-fails naming the revision otherwise. ``HF_ENDPOINT`` and ``HF_TOKEN`` are read when a release is read (not at
-import); the token is only ever handed to huggingface_hub, and error messages are scrubbed of it.
+The Hub is outside input: the commit it resolves a revision to must be a 40-hex sha (it names a cache folder),
+the files it lists must be plain relative paths, and a release may hold at most `max_bytes`
+(`MAX_SNAPSHOT_BYTES`, the same cap as an archive release's unpacked size) by the Hub's listed sizes and by the
+bytes actually downloaded.
+
+Snapshots are plain files under `<cache>/hf-datasets/<namespace>/<name>/snapshots/<sha>/`. A download goes to
+`downloads/<sha>/` first (huggingface_hub's `local_dir` mode: an interrupted download resumes there), is checked,
+and is then moved to `snapshots/<sha>/` in one step; `refs/<revision>` holds the sha and is written only once the
+snapshot is complete, so offline mode can use exactly the revisions fetched before and fails naming the revision
+otherwise. Endpoint, token and offline mode come in as a `HubAccess`; the token is only ever handed to
+huggingface_hub, and error messages are redacted of it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from edugraph_pipeline.publishing.hub import resolve_endpoint, scrub
+from edugraph_pipeline.redaction import redact
 from edugraph_pipeline.releases import SEMVER_TAG, semver_key
+from edugraph_pipeline.worksheets.archive import MAX_TOTAL_BYTES
 
 HF_DATASET_PREFIX = "hf://datasets/"
 DEFAULT_REVISION = "main"
 METADATA_FILE = "metadata.jsonl"
+MAX_SNAPSHOT_BYTES = MAX_TOTAL_BYTES  # a Hub release may hold what an archive release may unpack to
 # The images a release may hold (content decides the format later; this only keeps other files off the wire).
 IMAGE_SUFFIXES = ("png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff")
 _SOURCE = re.compile(r"^hf://datasets/(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[^@\s]+))?$")
@@ -35,6 +44,23 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 class HubSourceError(RuntimeError):
     """The Hub dataset cannot be read as a content release; the message names the repository and revision."""
+
+
+@dataclass(frozen=True)
+class HubAccess:
+    """How to reach the Hub: its endpoint, the token (None: anonymous) and whether to stay offline."""
+
+    endpoint: str
+    token: str | None = None
+    offline: bool = False
+
+    @classmethod
+    def configured(cls) -> HubAccess:
+        """``HF_ENDPOINT``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` from the settings: for callers that pass no access
+        (`worksheets.content.read_hub_release` does not yet)."""
+        from edugraph_pipeline import settings
+
+        return cls(settings.setting("HF_ENDPOINT").rstrip("/"), settings.hub_token(), settings.hub_offline())
 
 
 @dataclass(frozen=True)
@@ -81,43 +107,55 @@ def split_release_id(release: str) -> tuple[str, str | None]:
     return release, None
 
 
-def endpoint() -> str:
-    return resolve_endpoint(None)  # HF_ENDPOINT now, not when huggingface_hub was imported
-
-
-def offline() -> bool:
+def _offline(access: HubAccess) -> bool:
     from huggingface_hub import constants
 
-    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+    return constants.HF_HUB_OFFLINE or access.offline
 
 
-def _api():
+def _api(access: HubAccess):
     from huggingface_hub import HfApi
 
-    return HfApi(endpoint=endpoint(), token=os.environ.get("HF_TOKEN") or None)
+    return HfApi(endpoint=access.endpoint, token=access.token or None)
 
 
-def _hub_error(dataset: HubDataset, revision: str, error: Exception) -> HubSourceError:
+def _hub_error(dataset: HubDataset, revision: str, error: Exception, access: HubAccess) -> HubSourceError:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     where = f"{HF_DATASET_PREFIX}{dataset.repo_id}"
     if isinstance(error, RevisionNotFoundError):
         return HubSourceError(f"{where}: has no revision {revision!r} (no such tag, branch or commit)")
     if isinstance(error, RepositoryNotFoundError):
-        return HubSourceError(f"{where}: dataset repository not found at {endpoint()} (private? set HF_TOKEN)")
-    detail = scrub(f"{type(error).__name__}: {error}", os.environ.get("HF_TOKEN")).splitlines()[0]
-    return HubSourceError(f"{where}@{revision}: cannot reach the Hub at {endpoint()}: {detail}")
+        return HubSourceError(f"{where}: dataset repository not found at {access.endpoint} (private? set HF_TOKEN)")
+    detail = redact(f"{type(error).__name__}: {error}", [access.token]).splitlines()[0]
+    return HubSourceError(f"{where}@{revision}: cannot reach the Hub at {access.endpoint}: {detail}")
 
 
-def list_release_refs(source: str) -> list[tuple[str, str]]:
-    """(tag, commit) of every vX.Y.Z tag of the dataset repo, in semver order (newest last)."""
+def list_release_refs(source: str, access: HubAccess | None = None) -> list[tuple[str, str]]:
+    """(tag, commit) of every vX.Y.Z tag of the dataset repo, in semver order (newest last); a tag whose commit
+    is not a 40-hex sha is refused, naming it."""
     dataset = parse_source(source)
+    access = access or HubAccess.configured()
     try:
-        refs = _api().list_repo_refs(dataset.repo_id, repo_type="dataset")
+        refs = _api(access).list_repo_refs(dataset.repo_id, repo_type="dataset")
     except Exception as error:  # huggingface_hub raises HTTP, connection and offline errors alike
-        raise _hub_error(dataset, "refs", error) from error
+        raise _hub_error(dataset, "refs", error, access) from error
     tags = [(ref.name, ref.target_commit) for ref in refs.tags if SEMVER_TAG.match(ref.name)]
+    for tag, commit in tags:
+        _check_commit(dataset, tag, commit)
     return sorted(tags, key=lambda pair: semver_key(pair[0]))
+
+
+def _check_commit(dataset: HubDataset, revision: str, commit: str | None) -> str:
+    """`commit` when it is a 40-hex sha; it names a cache folder, so anything else is refused before use."""
+    if not commit:
+        raise HubSourceError(f"{HF_DATASET_PREFIX}{dataset.repo_id}@{revision}: the Hub answered without a commit sha")
+    if not _SHA.match(commit):
+        raise HubSourceError(
+            f"{HF_DATASET_PREFIX}{dataset.repo_id}@{revision}: the Hub resolved it to {commit[:80]!r}, not a commit "
+            "sha (40 lowercase hex digits); refusing to use it"
+        )
+    return commit
 
 
 def _repo_cache(cache_dir: Path, repo_id: str) -> Path:
@@ -139,49 +177,119 @@ def release_patterns(files: list[str]) -> list[str]:
     return patterns
 
 
-def download_release(source: str, cache_dir: Path, release: str | None = None) -> HubSnapshot:
-    """The snapshot of the release `source` names (or `release`: a `release_id` or a revision), downloaded once."""
+def _release_files(
+    dataset: HubDataset, revision: str, commit: str, tree: dict[str, int], max_bytes: int
+) -> tuple[dict[str, int], list[str]]:
+    """({path: size} of the release's files, the download patterns selecting them): the metadata files and the
+    images beside them, checked: plain relative paths, at most `max_bytes` together."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    where = f"{HF_DATASET_PREFIX}{dataset.repo_id}@{revision} ({commit[:12]})"
+    patterns = release_patterns(sorted(tree))
+    if not patterns:
+        raise HubSourceError(
+            f"{where}: no {METADATA_FILE} in the repository "
+            f"(a content release has train/{METADATA_FILE} and validation/{METADATA_FILE}, or one at its root)"
+        )
+    wanted = {path: tree[path] for path in filter_repo_objects(sorted(tree), allow_patterns=patterns)}
+    total = 0
+    for path, size in wanted.items():
+        relative = PurePosixPath(path)
+        if relative.is_absolute() or ".." in relative.parts or "\\" in path:
+            raise HubSourceError(f"{where}: file path {path!r} leaves the release folder; refusing the release")
+        total += size
+        if total > max_bytes:
+            raise HubSourceError(
+                f"{where}: {path} ({size} bytes) brings the release to {total} bytes, more than the cap of "
+                f"{max_bytes} bytes for a Hub content release; nothing was downloaded"
+            )
+    return wanted, patterns
+
+
+def _check_download(where: str, folder: Path, wanted: dict[str, int], max_bytes: int) -> None:
+    """Every wanted file arrived with the size the Hub listed (so the cap holds for the bytes on disk too)."""
+    total = 0
+    for path, size in wanted.items():
+        file = folder / path
+        actual = file.stat().st_size if file.is_file() else None
+        if actual != size:
+            got = "nothing" if actual is None else f"{actual} bytes"
+            raise HubSourceError(f"{where}: {path}: the Hub listed {size} bytes, the download gave {got}")
+        total += actual
+        if total > max_bytes:
+            raise HubSourceError(f"{where}: {path} brings the release to {total} bytes, more than the cap of {max_bytes}")
+
+
+def download_release(
+    source: str,
+    cache_dir: Path,
+    release: str | None = None,
+    *,
+    access: HubAccess | None = None,
+    max_bytes: int = MAX_SNAPSHOT_BYTES,
+) -> HubSnapshot:
+    """The snapshot of the release `source` names (or `release`: a `release_id` or a revision), downloaded once.
+    `access` None: `HubAccess.configured()`."""
     dataset = parse_source(source)
+    access = access or HubAccess.configured()
     revision, commit = split_release_id(release) if release else (dataset.revision or DEFAULT_REVISION, None)
+    where = f"{HF_DATASET_PREFIX}{dataset.repo_id}@{revision}"
     repo_cache = _repo_cache(cache_dir, dataset.repo_id)
-    if offline():
+    if _offline(access):
         ref = _ref_file(repo_cache, commit or revision)
         if not ref.is_file():
             raise HubSourceError(
-                f"{HF_DATASET_PREFIX}{dataset.repo_id}@{revision}: offline mode (HF_HUB_OFFLINE) and this revision "
-                f"is not in the cache {repo_cache}; read it once online first"
+                f"{where}: offline mode (HF_HUB_OFFLINE) and this revision is not in the cache {repo_cache}; read it "
+                "once online first"
             )
-        commit = ref.read_text(encoding="utf-8").strip()
+        commit = _check_commit(dataset, revision, ref.read_text(encoding="utf-8").strip())
         return HubSnapshot(repo_cache / "snapshots" / commit, revision, commit)
-    api = _api()
+    from huggingface_hub import RepoFile
+
+    api = _api(access)
     try:
         if commit is None:
             commit = api.dataset_info(dataset.repo_id, revision=revision).sha
-        files = api.list_repo_files(dataset.repo_id, repo_type="dataset", revision=commit)
+        commit = _check_commit(dataset, revision, commit)
+        tree = {
+            item.path: int(item.size)
+            for item in api.list_repo_tree(dataset.repo_id, recursive=True, revision=commit, repo_type="dataset")
+            if isinstance(item, RepoFile)
+        }
+    except HubSourceError:
+        raise
     except Exception as error:
-        raise _hub_error(dataset, revision, error) from error
-    if not commit:
-        raise HubSourceError(f"{HF_DATASET_PREFIX}{dataset.repo_id}@{revision}: the Hub answered without a commit sha")
-    patterns = release_patterns(files)
-    if not patterns:
-        raise HubSourceError(
-            f"{HF_DATASET_PREFIX}{dataset.repo_id}@{revision} ({commit[:12]}): no {METADATA_FILE} in the repository "
-            f"(a content release has train/{METADATA_FILE} and validation/{METADATA_FILE}, or one at its root)"
-        )
+        raise _hub_error(dataset, revision, error, access) from error
+    wanted, patterns = _release_files(dataset, revision, commit, tree, max_bytes)
     folder = repo_cache / "snapshots" / commit
-    ref = _ref_file(repo_cache, commit)
-    if not ref.is_file():
-        from huggingface_hub import snapshot_download
-
+    if not _ref_file(repo_cache, commit).is_file():
+        _download(dataset, revision, commit, patterns, repo_cache, access)
+        staging = repo_cache / "downloads" / commit
         try:
-            snapshot_download(
-                dataset.repo_id, repo_type="dataset", revision=commit, local_dir=folder, allow_patterns=patterns,
-                endpoint=endpoint(), token=os.environ.get("HF_TOKEN") or None, max_workers=4,
-            )
-        except Exception as error:
-            raise _hub_error(dataset, revision, error) from error
+            _check_download(f"{where} ({commit[:12]})", staging, wanted, max_bytes)
+        except HubSourceError:
+            shutil.rmtree(staging, ignore_errors=True)  # not resumable: the Hub sent something else than it listed
+            raise
+        if folder.exists():  # an incomplete snapshot of an earlier layout or run: never referenced
+            shutil.rmtree(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, folder)
     for name in {commit, revision}:  # written last: a ref means a complete snapshot
         ref = _ref_file(repo_cache, name)
         ref.parent.mkdir(parents=True, exist_ok=True)
         ref.write_text(commit, encoding="utf-8")
     return HubSnapshot(folder, revision, commit)
+
+
+def _download(dataset: HubDataset, revision: str, commit: str, patterns: list[str], repo_cache: Path, access: HubAccess):
+    """The files of `commit` matching `patterns` into ``downloads/<commit>`` (kept on failure: the next attempt
+    resumes)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(
+            dataset.repo_id, repo_type="dataset", revision=commit, local_dir=repo_cache / "downloads" / commit,
+            allow_patterns=patterns, endpoint=access.endpoint, token=access.token or None, max_workers=4,
+        )
+    except Exception as error:
+        raise _hub_error(dataset, revision, error, access) from error

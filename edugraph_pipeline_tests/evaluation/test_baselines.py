@@ -18,7 +18,7 @@ from edugraph_pipeline.evaluation.baselines import (
 )
 from edugraph_pipeline_tests.conftest import skip_or_fail
 from edugraph_pipeline_tests.evaluation.helpers import UNSUPPORTED, answer
-from edugraph_pipeline_tests.remotes import SHARED_DIR
+from edugraph_pipeline_tests.kit.remotes import SHARED_DIR
 
 FEATURES = datasets.Features({"image": datasets.Image(), "labels": datasets.Value("string")})
 A = answer(["Addition"], ["NumbersSmaller10"], ["ProcedureExecution"])
@@ -72,7 +72,7 @@ def test_nearest_neighbour_on_the_shared_release_validation_split(tmp_path):
     most-frequent label set 0.20 and 0.02 (measured with Pillow's bilinear 48×48 greyscale thumbnails)."""
     if not SHARED_RELEASE.is_file():
         skip_or_fail(f"{SHARED_RELEASE} is absent (see ../shared/README.md)")
-    from edugraph_pipeline.worksheets.content import read_content
+    from edugraph_pipeline.worksheets.content_sources import read_content
     from edugraph_pipeline.worksheets.dataset import SPLIT_KEPT, build_dataset
     from edugraph_pipeline_tests.worksheets.worksheet_helpers import load_release
 

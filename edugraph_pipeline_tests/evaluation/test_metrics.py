@@ -6,16 +6,9 @@ import json
 
 import pytest
 
-from edugraph_pipeline.evaluation.metrics import (
-    GATE_PROFILES,
-    EvaluationReport,
-    GateThresholds,
-    evaluate_gate,
-    evaluate_predictions,
-    gate_checks,
-    gate_thresholds,
-    most_frequent_answer,
-)
+from edugraph_pipeline.evaluation.gate import GATE_PROFILES, GateThresholds, evaluate_gate, gate_checks, gate_thresholds
+from edugraph_pipeline.evaluation.metrics import evaluate_predictions, most_frequent_answer
+from edugraph_pipeline.evaluation.report import EvaluationReport
 from edugraph_pipeline_tests.evaluation.helpers import UNSUPPORTED, answer
 
 X = answer(["Addition"], ["NumbersSmaller10"], ["ProcedureExecution"])

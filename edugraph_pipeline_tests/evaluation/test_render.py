@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from edugraph_pipeline.evaluation.metrics import evaluate_gate, evaluate_predictions, most_frequent_answer
+from edugraph_pipeline.evaluation.gate import evaluate_gate
+from edugraph_pipeline.evaluation.metrics import evaluate_predictions, most_frequent_answer
 from edugraph_pipeline.evaluation.render import (
     render_confusion_chart,
     render_f1_chart,

@@ -124,7 +124,7 @@ def test_asset_materializes_from_a_merged_model_artifact(merged_folder, tmp_path
 
     import dagster as dg
 
-    from edugraph_pipeline.defs.gguf.assets import gguf_model
+    from edugraph_pipeline.defs.model.gguf import gguf_model
     from edugraph_pipeline.defs.resources import ArtifactStoreResource
     from edugraph_pipeline.storage import ArtifactStore
 

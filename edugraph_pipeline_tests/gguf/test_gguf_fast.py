@@ -10,7 +10,7 @@ import pytest
 
 from edugraph_pipeline.gguf import convert
 from edugraph_pipeline.gguf.publish import gguf_repo_id, publish_gguf, render_gguf_card
-from edugraph_pipeline.llama_cpp_build import DIR_ENV, LlamaCpp, LlamaCppMissing, default_dir
+from edugraph_pipeline.llama_cpp_build import DIR_ENV, LlamaCpp, LlamaCppMissing, default_dir, default_threads
 from edugraph_pipeline_tests.conftest import TOKEN
 
 TINY_PROCESSOR_CONFIG = {
@@ -37,14 +37,23 @@ def model_like_folder(root: Path) -> Path:
 
 
 def test_quant_names(monkeypatch):
-    monkeypatch.delenv(convert.QUANT_ENV, raising=False)
-    assert convert.normalise_quant(None) == "Q4_K_M"
     assert convert.normalise_quant("q8_0") == "Q8_0"
-    monkeypatch.setenv(convert.QUANT_ENV, "q5_k_m")
-    assert convert.normalise_quant(None) == "Q5_K_M"
-    assert convert.normalise_quant("Q4_K_M") == "Q4_K_M"  # explicit wins over the environment
-    with pytest.raises(ValueError, match="unknown GGUF quantization"):
+    assert convert.normalise_quant(" Q4_K_M ") == "Q4_K_M"
+    with pytest.raises(ValueError, match="unknown GGUF quantization 'Q3_XYZ'"):
         convert.normalise_quant("Q3_XYZ")
+    with pytest.raises(ValueError, match="unknown GGUF quantization ''"):
+        convert.normalise_quant("")  # no silent default: the caller resolves the setting
+
+
+def test_the_run_config_quant_falls_back_to_its_setting_and_names_the_source(monkeypatch):
+    from edugraph_pipeline import settings
+
+    monkeypatch.delenv("EDUGRAPH_GGUF_QUANT", raising=False)
+    assert settings.chosen("quant", "", "EDUGRAPH_GGUF_QUANT") == ("Q4_K_M", "EDUGRAPH_GGUF_QUANT")
+    monkeypatch.setenv("EDUGRAPH_GGUF_QUANT", "q5_k_m")
+    assert convert.normalise_quant(settings.chosen("quant", "", "EDUGRAPH_GGUF_QUANT")[0]) == "Q5_K_M"
+    # the run config wins over the environment
+    assert settings.chosen("quant", "Q4_K_M", "EDUGRAPH_GGUF_QUANT") == ("Q4_K_M", "config field 'quant'")
 
 
 def test_missing_preprocessor_config_is_derived_in_a_copy(tmp_path):
@@ -77,14 +86,32 @@ def test_fallbacks_are_tensors_that_missed_the_main_type():
 
 def test_toolchain_location_and_missing_build(tmp_path, monkeypatch):
     monkeypatch.setenv(DIR_ENV, str(tmp_path / "llama"))
+    monkeypatch.delenv("EDUGRAPH_GGUF_THREADS", raising=False)
     llama = LlamaCpp.locate()
-    assert llama.root == (tmp_path / "llama").resolve()
+    assert llama.root == (tmp_path / "llama").resolve() and llama.thread_count == default_threads()
     assert not llama.available() and any("llama-quantize" in item for item in llama.missing())
     with pytest.raises(LlamaCppMissing, match="scripts/build-llama-cpp.sh"):
         llama.require()
+    assert LlamaCpp.locate(tmp_path / "given").root == (tmp_path / "given").resolve()  # an argument wins
     monkeypatch.delenv(DIR_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert default_dir() == tmp_path / "cache" / "edugraph" / "llama.cpp" / "0.3.36"
+    monkeypatch.delenv("EDUGRAPH_LLAMA_CPP_VERSION", raising=False)
+    assert default_dir(tmp_path / "cache") == tmp_path / "cache" / "edugraph" / "llama.cpp" / "0.3.36"
+    assert LlamaCpp.locate().root == (tmp_path / "cache" / "edugraph" / "llama.cpp" / "0.3.36").resolve()
+    monkeypatch.setenv("EDUGRAPH_LLAMA_CPP_VERSION", "0.3.99")
+    assert LlamaCpp.locate().root.name == "0.3.99"
+
+
+def test_gguf_threads_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDUGRAPH_GGUF_THREADS", "3")
+    assert LlamaCpp.locate(tmp_path).thread_count == 3
+    assert LlamaCpp(tmp_path).thread_count == default_threads() >= 1  # built directly: nothing configured
+    monkeypatch.setenv("EDUGRAPH_GGUF_THREADS", "many")
+    with pytest.raises(ValueError, match=r"EDUGRAPH_GGUF_THREADS='many': expected an integer"):
+        LlamaCpp.locate(tmp_path)
+    monkeypatch.setenv("EDUGRAPH_GGUF_THREADS", "0")
+    with pytest.raises(ValueError, match=r"EDUGRAPH_GGUF_THREADS=0: expected at least 1"):
+        LlamaCpp.locate(tmp_path)
 
 
 def test_build_script_is_valid_bash():
@@ -133,7 +160,7 @@ def test_publish_gguf_to_the_local_hub(hub, tmp_path):
 
 
 def test_asset_fails_clearly_without_the_build(tmp_path, monkeypatch):
-    from edugraph_pipeline.defs.gguf.assets import gguf_model
+    from edugraph_pipeline.defs.model.gguf import gguf_model
     from edugraph_pipeline.defs.resources import ArtifactStoreResource
     from edugraph_pipeline.storage import ArtifactStore
 
@@ -152,9 +179,32 @@ def test_asset_fails_clearly_without_the_build(tmp_path, monkeypatch):
     assert not (tmp_path / "out" / "gguf_model").exists() or not any((tmp_path / "out" / "gguf_model").iterdir())
 
 
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [({}, "EDUGRAPH_GGUF_QUANT: unknown GGUF quantization 'Q3_XYZ'"),
+     ({"quant": "q2_zz"}, "config field 'quant': unknown GGUF quantization 'Q2_ZZ'")],
+)
+def test_a_bad_quantization_fails_naming_where_it_came_from(tmp_path, monkeypatch, config, expected):
+    from edugraph_pipeline.defs.model.gguf import gguf_model
+    from edugraph_pipeline.defs.resources import ArtifactStoreResource
+    from edugraph_pipeline.storage import ArtifactStore
+
+    with ArtifactStore(tmp_path / "out").publish("merged_model", None, {"ontology_version": "v0.21.0"}) as staging:
+        model_like_folder(staging)
+    monkeypatch.setenv("EDUGRAPH_GGUF_QUANT", "q3_xyz")  # read when the run starts, not when the asset is defined
+    result = dg.materialize(
+        [gguf_model],
+        resources={"artifact_store": ArtifactStoreResource(data_dir=str(tmp_path / "out"))},
+        run_config={"ops": {"gguf_model": {"config": config}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert expected in result.get_step_failure_events()[0].step_failure_data.error.message
+
+
 @pytest.mark.filterwarnings("ignore:Use .content=<...>. to upload raw bytes:DeprecationWarning")
 def test_gguf_publication_asset_needs_a_passed_gate_and_current_files(hub, tmp_path):
-    from edugraph_pipeline.defs.gguf.assets import gguf_publication
+    from edugraph_pipeline.defs.publication.gguf import gguf_publication
     from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
     from edugraph_pipeline.storage import ArtifactStore, folder_sha256
 

@@ -29,7 +29,7 @@ def exported(tmp_path_factory):
     from edugraph_pipeline.gguf.convert import export_gguf
     from edugraph_pipeline.training.merge import merge_into_folder
     from edugraph_pipeline_tests.conftest import load_shared_release
-    from edugraph_pipeline_tests.hub_models import build_hub_model
+    from edugraph_pipeline_tests.kit.hub_models import build_hub_model
 
     root = tmp_path_factory.mktemp("hub4b")
     base = build_hub_model("4b", root / "Qwen3-VL-4B-Instruct", text_layers=3, vision_layers=2)

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from edugraph_pipeline.inference.answers import LabelResolver, extract_object, parse_answer, parse_expected
+from edugraph_pipeline.inference.answers import parse_answer, parse_expected
+from edugraph_pipeline.inference.label_resolver import LabelResolver
+from edugraph_pipeline.inference.lenient_json import extract_object
 from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
 from edugraph_pipeline.ontology.model import DIMENSIONS
 from edugraph_pipeline_tests.conftest import load_shared_release, requires_shared

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edugraph_pipeline.inference.cli import classify_main, latest_gguf_folder
+from edugraph_pipeline.inference.classify_command import classify_main
+from edugraph_pipeline.inference.loading import latest_gguf_folder
 from edugraph_pipeline.storage import ArtifactStore
 
 INFERENCE = Path(__file__).resolve().parents[2] / "edugraph_pipeline" / "inference"

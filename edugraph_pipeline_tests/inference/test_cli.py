@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from edugraph_pipeline.inference.cli import classify_main, latest_model_folder
+from edugraph_pipeline.inference.classify_command import classify_main
+from edugraph_pipeline.inference.loading import latest_model_folder
 from edugraph_pipeline.storage import ArtifactStore
 from edugraph_pipeline_tests.answer_checks import assert_model_answer
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edugraph_pipeline.storage import open_store
 from edugraph_pipeline_tests.answer_checks import assert_model_answer
-from edugraph_pipeline_tests.launchers.gcp_fakes import StorageEmulator
+from edugraph_pipeline_tests.kit.gcp import StorageEmulator
 
 BUCKET = "edugraph-classify-test"
 URL = f"gs://{BUCKET}/pipeline"

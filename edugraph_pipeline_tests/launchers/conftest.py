@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 
 from edugraph_pipeline.defs.training.launchers import TrainingLauncher
-from edugraph_pipeline.training.config import LoraSettings, StageConfig
 from edugraph_pipeline.training.job import TrainingJob
+from edugraph_pipeline.training.profiles import LoraSettings, StageConfig
 
 HERE = Path(__file__).parent
 STAND_IN_STEP = HERE / "stand_in_step.py"

@@ -2,7 +2,7 @@
 committed version (checked against the manifest) and writes the adapter straight into the publication's version
 prefix; the launcher uploads no input and downloads no output, the asset's publication commits the manifest, a
 fresh machine reads the artifact, and a failed step leaves the previous artifact current. GCS emulator + the
-Compute / Vertex stand-ins that run the captured machine's command locally (`gcp_fakes`, `vertex_fakes`)."""
+Compute / Vertex stand-ins that run the captured machine's command locally (`kit.gcp`, `kit.vertex`)."""
 
 import json
 import shutil
@@ -40,7 +40,8 @@ def publish_dataset(store, tag: str, *, failing: bool = False) -> None:
 
 
 def train(launcher: TrainingLauncher, url: str, cache: Path, tag: str):
-    """What a training asset does: its job names the store's mirror paths; the publication is the output dir."""
+    """What a training asset does: its job names the store's mirror paths; the publication is the output dir; the
+    launcher is handed the store (which answers what in the bucket backs those paths)."""
 
     @dg.asset(name=ASSET)
     def trained(context: dg.AssetExecutionContext, launcher: TrainingLauncher) -> dg.MaterializeResult:
@@ -51,7 +52,8 @@ def train(launcher: TrainingLauncher, url: str, cache: Path, tag: str):
                           log_every=1)
         with store.publish(ASSET, None, {"trained_on": tag}) as staging:
             placed = job.placed(output_dir=str(staging), work_dir=str(store.work_root / ASSET))
-            reported = launcher.launch(context, job=placed, workdir=store.work_root / ASSET).get_materialize_result()
+            reported = launcher.launch(context, job=placed, workdir=store.work_root / ASSET,
+                                       store=store).get_materialize_result()
             result = json.loads((staging / "job_result.json").read_text())  # returned inline, not downloaded
         return dg.MaterializeResult(metadata={**reported.metadata, "result_examples": result["examples"]})
 

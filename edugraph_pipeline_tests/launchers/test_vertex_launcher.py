@@ -13,6 +13,8 @@ import pytest
 
 from edugraph_pipeline.defs.training.launchers import REMOTE_MODULE, LocalLauncher, VertexLauncher
 from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_CEILING
+from edugraph_pipeline_tests.kit.gcp import StorageEmulator
+from edugraph_pipeline_tests.kit.vertex import FakeVertex
 from edugraph_pipeline_tests.launchers.conftest import (
     RESUMABLE_STEP,
     failure_text,
@@ -21,9 +23,7 @@ from edugraph_pipeline_tests.launchers.conftest import (
     stand_in_job,
     user_messages,
 )
-from edugraph_pipeline_tests.launchers.gcp_fakes import StorageEmulator
 from edugraph_pipeline_tests.launchers.test_gcp_preemption import metadata_of, regression_dataset, retries
-from edugraph_pipeline_tests.launchers.vertex_fakes import FakeVertex
 
 BUCKET = "edugraph-vertex-bucket"
 FAST_RETRIES = dg.RetryPolicy(max_retries=PREEMPTION_RETRY_CEILING)
@@ -84,7 +84,8 @@ def test_vertex_worker_restart_resumes_from_the_synced_checkpoint(vertex, tmp_pa
     assert (pool.machine_spec.machine_type, pool.machine_spec.accelerator_type.name,
             pool.machine_spec.accelerator_count) == ("g2-standard-8", "NVIDIA_L4", 1)
     assert pool.container_spec.image_uri == launcher.image
-    assert list(pool.container_spec.command[:4]) == [sys.executable, "-m", REMOTE_MODULE, "--"]
+    assert list(pool.container_spec.command) == [sys.executable, "-m", REMOTE_MODULE, "--message-interval", "0.5", "--",
+                                                 sys.executable, str(RESUMABLE_STEP)]
     assert spec.service_account == "trainer@edugraph-test.iam.gserviceaccount.com"
 
     # the restarted worker restored checkpoint-4 and its Pipes messages reached the run after the first worker's

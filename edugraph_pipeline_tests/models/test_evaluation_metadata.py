@@ -6,8 +6,9 @@ import dagster as dg
 import pytest
 
 from edugraph_pipeline.charts import INLINE_MARKDOWN_LIMIT
-from edugraph_pipeline.defs.models.metadata import report_metadata
-from edugraph_pipeline.evaluation.metrics import evaluate_gate, evaluate_predictions, most_frequent_answer
+from edugraph_pipeline.defs.model.evaluation_metadata import report_metadata
+from edugraph_pipeline.evaluation.gate import evaluate_gate
+from edugraph_pipeline.evaluation.metrics import evaluate_predictions, most_frequent_answer
 from edugraph_pipeline_tests.evaluation.conftest import ontology as ontology  # the fixture
 from edugraph_pipeline_tests.evaluation.test_metrics import CASES, TRAIN
 

@@ -9,8 +9,8 @@ import dagster as dg
 
 from edugraph_pipeline.defs.publication.assets import hf_publication
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
-from edugraph_pipeline.layout import model_version
 from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.storage.layout import model_version
 from edugraph_pipeline_tests.conftest import TOKEN
 
 REPO = "edugraph/labeller"
@@ -54,7 +54,7 @@ def test_a_re_merged_model_is_not_published_on_the_old_models_pass(hub, tmp_path
 
 
 def test_gguf_files_of_an_unevaluated_model_are_not_published(hub, tmp_path):
-    from edugraph_pipeline.defs.gguf.assets import gguf_publication
+    from edugraph_pipeline.defs.publication.gguf import gguf_publication
     from edugraph_pipeline.gguf.convert import MANIFEST
     from edugraph_pipeline_tests.gguf.test_gguf_fast import fake_manifest
 

@@ -1,4 +1,5 @@
-"""publish_folder / publish_dataset_folder against the local Hub, with the real huggingface_hub client."""
+"""publish_folder / publish_dataset_folder against the local Hub, with the real huggingface_hub client; the Hub
+resource the settings bind (targets, endpoint, token, privacy)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from edugraph_pipeline.publishing.hub import PublicationError, publish_dataset_folder, publish_folder, scrub
+from edugraph_pipeline.publishing.dataset_upload import publish_dataset_folder
+from edugraph_pipeline.publishing.upload import PublicationError, publish_folder
 from edugraph_pipeline_tests.conftest import TOKEN
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use .content=<...>. to upload raw bytes:DeprecationWarning")
@@ -251,17 +253,38 @@ def test_missing_token_is_a_clear_error(hub, tmp_path):
         publish_folder(small_model_folder(tmp_path), REPO, endpoint=hub.endpoint, commit_message="x")
 
 
-def test_env_token_and_endpoint(hub, tmp_path, monkeypatch):
+def test_env_token_endpoint_and_privacy_reach_the_upload_through_the_hub_resource(hub, tmp_path, monkeypatch):
+    """HF_TOKEN, HF_ENDPOINT and EDUGRAPH_HF_PRIVATE are bound as EnvVars by the settings and resolved when a run
+    starts; the upload gets them as arguments."""
+    import dagster as dg
+
+    from edugraph_pipeline.defs.resources import hub_publisher_from_settings
+
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    result = publish_folder(small_model_folder(tmp_path), REPO, commit_message="from env", private=True)
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint + "/")
+    monkeypatch.setenv("EDUGRAPH_HF_PRIVATE", "yes")
+    monkeypatch.setenv("EDUGRAPH_HF_REPO", REPO)
+    resource = hub_publisher_from_settings()
+    assert resource.token == dg.EnvVar("HF_TOKEN") and resource.endpoint == dg.EnvVar("HF_ENDPOINT")
+    assert resource.private == dg.EnvVar("EDUGRAPH_HF_PRIVATE") and resource.repo_id == dg.EnvVar("EDUGRAPH_HF_REPO")
+    with dg.build_resources({"hub": resource}) as built:
+        publisher = built.hub
+        result = publish_folder(small_model_folder(tmp_path), publisher.repo_id, commit_message="from env",
+                                token=publisher.token, endpoint=publisher.endpoint, private=publisher.is_private)
     assert result.created_commit and hub.repo(REPO).private
+    assert result.url == f"{hub.endpoint}/{REPO}"  # the trailing slash of HF_ENDPOINT is dropped
+    assert hub.token_leaks == []
 
 
-def test_scrub():
-    text = f"Authorization: Bearer {TOKEN} failed for token={TOKEN}; other hf_AbCdEfGhIjKlMnOpQrStUv"
-    cleaned = scrub(text, TOKEN)
-    assert TOKEN not in cleaned and "hf_AbCdEf" not in cleaned and "Bearer <redacted>" in cleaned
+def test_errors_are_redacted_of_the_token():
+    """Failures are redacted with `redaction.redact` (one helper for the whole pipeline), token given or not."""
+    from edugraph_pipeline.publishing.upload import _describe
+    from edugraph_pipeline.redaction import redact
+
+    error = RuntimeError(f"Authorization: Bearer {TOKEN} failed for token={TOKEN}; other hf_AbCdEfGhIjKlMnOpQrStUv")
+    cleaned = redact(_describe(error), [TOKEN])
+    assert TOKEN not in cleaned and "hf_AbCdEf" not in cleaned and "Bearer ***" in cleaned
+    assert cleaned.startswith("RuntimeError: Authorization: Bearer ***")
 
 
 # ---------------------------------------------------------------------------------------------------- datasets
@@ -295,15 +318,41 @@ def test_dataset_round_trip(hub, tmp_path):
     assert loaded["test"].to_dict() == data["test"].to_dict()
 
 
-def test_hub_targets_from_env():
-    from edugraph_pipeline.publishing.hub import HubTargets
+def test_hub_targets_and_the_hub_resource_from_the_settings(monkeypatch):
+    import dagster as dg
 
-    off = HubTargets.from_env({})
-    assert off.model_repo is None and off.knowledge_repo is None and off.endpoint == "https://huggingface.co"
-    on = HubTargets.from_env({"EDUGRAPH_HF_REPO": "acme/labeller", "HF_ENDPOINT": "http://127.0.0.1:9/",
-                              "EDUGRAPH_HF_WORKSHEETS_REPO": "acme/ws", "EDUGRAPH_HF_PRIVATE": "true"})
+    from edugraph_pipeline.defs.resources import hub_publisher_from_settings
+    from edugraph_pipeline.publishing import HubTargets, normalise_endpoint
+
+    off = HubTargets.of()
+    assert off.model_repo is None and off.knowledge_repo is None and off.worksheets_repo is None
+    on = HubTargets.of("acme/labeller", "", "acme/ws")
     assert (on.model_repo, on.knowledge_repo, on.worksheets_repo) == ("acme/labeller", "acme/edugraph-knowledge", "acme/ws")
-    assert on.endpoint == "http://127.0.0.1:9" and on.private
+
+    for name in ("EDUGRAPH_HF_REPO", "EDUGRAPH_HF_KNOWLEDGE_REPO", "EDUGRAPH_HF_WORKSHEETS_REPO", "HF_ENDPOINT",
+                 "EDUGRAPH_HF_PRIVATE", "EDUGRAPH_CODE_VERSION", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    unset = hub_publisher_from_settings()
+    assert (unset.repo_id, unset.knowledge_repo, unset.token) == ("", "", None)
+    assert unset.endpoint == "https://huggingface.co" and not unset.is_private  # the settings' defaults
+
+    monkeypatch.setenv("EDUGRAPH_HF_REPO", "acme/labeller")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9/")
+    monkeypatch.setenv("EDUGRAPH_HF_WORKSHEETS_REPO", "acme/ws")
+    monkeypatch.setenv("EDUGRAPH_HF_PRIVATE", "true")
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", TOKEN)  # huggingface_hub's older name still counts
+    with dg.build_resources({"hub": hub_publisher_from_settings()}) as built:
+        on = built.hub
+        assert (on.repo_id, on.knowledge_repo, on.worksheets_repo) == ("acme/labeller", "acme/edugraph-knowledge",
+                                                                        "acme/ws")
+        assert normalise_endpoint(on.endpoint) == "http://127.0.0.1:9" and on.is_private and on.token == TOKEN
+    monkeypatch.setenv("EDUGRAPH_HF_PRIVATE", "maybe")
+    with pytest.raises(ValueError, match=r"EDUGRAPH_HF_PRIVATE='maybe': expected one of 1, true"):
+        hub_publisher_from_settings()
+    monkeypatch.setenv("EDUGRAPH_HF_PRIVATE", "false")
+    monkeypatch.setenv("HF_ENDPOINT", "127.0.0.1:9")
+    with pytest.raises(ValueError, match=r"Hub endpoint '127\.0\.0\.1:9': expected an http\(s\) URL \(HF_ENDPOINT\)"):
+        hub_publisher_from_settings()
 
 
 def test_a_repository_without_a_token_fails_when_the_code_location_loads(tmp_path):

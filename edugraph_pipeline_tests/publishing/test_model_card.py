@@ -129,11 +129,10 @@ def test_project_code_version(monkeypatch, tmp_path):
     (checkout / "code.py").write_text("x = 1\n")
     git("add", "code.py")
     git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "one")
-    monkeypatch.setenv("EDUGRAPH_CODE_VERSION", "pinned-sha")
-    assert project_code_version(checkout) == "pinned-sha"
-    monkeypatch.delenv("EDUGRAPH_CODE_VERSION")
+    assert project_code_version(checkout, configured=" pinned-sha ") == "pinned-sha"  # EDUGRAPH_CODE_VERSION wins
+    monkeypatch.setenv("EDUGRAPH_CODE_VERSION", "from-the-environment")  # read by settings only, never here
     sha = git("rev-parse", "HEAD")
-    assert len(sha) == 40 and project_code_version(checkout) == sha
+    assert len(sha) == 40 and project_code_version(checkout) == sha == project_code_version(checkout, configured="")
     (checkout / "code.py").write_text("x = 2\n")
     assert project_code_version(checkout) == f"{sha}-dirty"
     outside = tmp_path / "no-checkout"

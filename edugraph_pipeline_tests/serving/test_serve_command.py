@@ -12,8 +12,8 @@ import time
 
 import httpx
 
-from edugraph_pipeline.layout import model_version
-from edugraph_pipeline_tests.serving.helpers import png_bytes, wait_ready
+from edugraph_pipeline.storage.layout import model_version
+from edugraph_pipeline_tests.kit.serving import png_bytes, wait_ready
 
 
 def free_port() -> int:

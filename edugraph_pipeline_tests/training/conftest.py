@@ -49,7 +49,7 @@ def tiny_base(raw_tiny_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_datasets(tmp_path_factory) -> dict[str, Path]:
-    from edugraph_pipeline.training.synthetic import make_knowledge_dataset, make_worksheet_dataset
+    from edugraph_pipeline_tests.kit.synthetic import make_knowledge_dataset, make_worksheet_dataset
 
     root = tmp_path_factory.mktemp("datasets")
     make_knowledge_dataset(root / "knowledge", n=8)
@@ -60,7 +60,7 @@ def tiny_datasets(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def stage_cfg(tiny_base, tiny_datasets, tmp_path):
     """A factory of tiny StageConfigs (test mode, a couple of steps)."""
-    from edugraph_pipeline.training.config import profile, stage_config
+    from edugraph_pipeline.training.profiles import profile, stage_config
 
     def make(stage: str, **changes):
         cfg = stage_config(

@@ -1,4 +1,5 @@
-"""Model profiles, run modes and the JSON round trip of stage configs (what travels through Pipes extras)."""
+"""Model profiles, run modes, the training run config (the one place an empty field takes its setting) and the
+JSON round trip of stage configs (what travels through Pipes extras)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import json
 import dagster as dg
 import pytest
 
-from edugraph_pipeline.training.config import PROFILES, StageConfig, profile, stage_config
+from edugraph_pipeline.defs.training.run_config import TrainingConfig
+from edugraph_pipeline.training.profiles import PROFILES, StageConfig, profile, stage_config
 
 
 def test_profiles_follow_upstream_hyperparameters(monkeypatch):
     monkeypatch.delenv("EDUGRAPH_BASE_MODEL", raising=False)
     for size in ("2b", "4b", "8b"):
+        assert profile(size).base_model == f"Qwen/Qwen3-VL-{size.upper()}-Instruct"
         monkeypatch.setenv("EDUGRAPH_MODEL", size)
-        assert profile().base_model == f"Qwen/Qwen3-VL-{size.upper()}-Instruct"
+        assert TrainingConfig().resolve().profile.base_model == f"Qwen/Qwen3-VL-{size.upper()}-Instruct"
     four, eight = PROFILES["4b"], PROFILES["8b"]
     assert (four.knowledge.r, four.knowledge.alpha, four.knowledge.dropout, four.knowledge.lr, four.knowledge.epochs) == (
         8, 16, 0.05, 2e-4, 2)
@@ -26,25 +29,56 @@ def test_profiles_follow_upstream_hyperparameters(monkeypatch):
     assert tiny.worksheet.lr_scheduler == "cosine"
 
 
+def resolved_stage_config():
+    """A worksheet stage config as the training assets build it: from what the run config resolved."""
+    choice = TrainingConfig().resolve()
+    return stage_config("worksheet", base_model="b", dataset_path="/d", output_dir="/o", prof=choice.profile,
+                        mode=choice.run_mode, device=choice.device)
+
+
 def test_environment_selects_profile_base_and_mode(monkeypatch):
-    monkeypatch.delenv("EDUGRAPH_MODEL", raising=False)
-    monkeypatch.delenv("EDUGRAPH_BASE_MODEL", raising=False)
-    assert profile().name == "tiny"
+    for name in ("EDUGRAPH_MODEL", "EDUGRAPH_BASE_MODEL", "EDUGRAPH_RUN_MODE", "EDUGRAPH_DEVICE"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = TrainingConfig().resolve()  # every default is its setting's
+    assert defaults.as_record() == {"profile": "tiny", "run_mode": "train", "device": "auto"}
+    assert defaults.profile == PROFILES["tiny"]
     monkeypatch.setenv("EDUGRAPH_MODEL", "4b")
     monkeypatch.setenv("EDUGRAPH_BASE_MODEL", "/models/my-qwen")
-    assert profile().base_model == "/models/my-qwen" and profile().worksheet.r == 64
+    chosen = TrainingConfig().resolve().profile
+    assert chosen.base_model == "/models/my-qwen" and chosen.worksheet.r == 64
+    assert profile("4b", "/models/my-qwen") == chosen
     monkeypatch.setenv("EDUGRAPH_MODEL", "70b")
-    with pytest.raises(ValueError, match="EDUGRAPH_MODEL"):
-        profile()
+    with pytest.raises(dg.Failure, match="EDUGRAPH_MODEL='70b'"):
+        TrainingConfig().resolve()
+    with pytest.raises(ValueError, match="EDUGRAPH_MODEL='70b'"):
+        profile("70b")
     monkeypatch.setenv("EDUGRAPH_MODEL", "tiny")
     monkeypatch.setenv("EDUGRAPH_RUN_MODE", "test")
-    cfg = stage_config("worksheet", base_model="b", dataset_path="/d", output_dir="/o")
+    cfg = resolved_stage_config()
     assert cfg.lora.epochs == 1 and cfg.max_train_samples == 16
     monkeypatch.setenv("EDUGRAPH_RUN_MODE", "train")
-    assert stage_config("worksheet", base_model="b", dataset_path="/d", output_dir="/o").max_train_samples is None
+    assert resolved_stage_config().max_train_samples is None
     monkeypatch.setenv("EDUGRAPH_RUN_MODE", "fast")
-    with pytest.raises(ValueError, match="EDUGRAPH_RUN_MODE"):
-        stage_config("worksheet", base_model="b", dataset_path="/d", output_dir="/o")
+    with pytest.raises(dg.Failure, match="EDUGRAPH_RUN_MODE"):
+        resolved_stage_config()
+    monkeypatch.setenv("EDUGRAPH_RUN_MODE", "train")
+    monkeypatch.setenv("EDUGRAPH_DEVICE", "tpu")
+    with pytest.raises(dg.Failure, match=r"EDUGRAPH_DEVICE='tpu': expected one of auto, cpu, cuda"):
+        resolved_stage_config()
+
+
+def test_stage_config_takes_its_choices_as_arguments_and_checks_them(monkeypatch):
+    monkeypatch.setenv("EDUGRAPH_RUN_MODE", "test")  # not read: the caller decides
+    monkeypatch.setenv("EDUGRAPH_DEVICE", "cpu")
+    cfg = stage_config("worksheet", base_model="b", dataset_path="/d", output_dir="/o", prof=profile("tiny"),
+                       mode="train")
+    assert cfg.max_train_samples is None and cfg.device == "auto" and cfg.lora == PROFILES["tiny"].worksheet
+    with pytest.raises(ValueError, match=r"EDUGRAPH_RUN_MODE='fast': expected one of test, train"):
+        stage_config("worksheet", base_model="b", dataset_path="/d", output_dir="/o", prof=profile("tiny"),
+                     mode="fast")
+    with pytest.raises(ValueError, match=r"EDUGRAPH_DEVICE='tpu': expected one of auto, cpu, cuda"):
+        stage_config("worksheet", base_model="b", dataset_path="/d", output_dir="/o", prof=profile("tiny"),
+                     mode="train", device="tpu")
 
 
 def test_stage_config_round_trips_through_json():
@@ -59,7 +93,7 @@ def test_stage_config_round_trips_through_json():
 
 def test_knowledge_adapter_choice(monkeypatch, tmp_path):
     from edugraph_pipeline.defs.training.assets import _knowledge_adapter_for
-    from edugraph_pipeline.defs.training.config import WorksheetTrainingConfig
+    from edugraph_pipeline.defs.training.run_config import WorksheetTrainingConfig
     from edugraph_pipeline.storage import ArtifactStore
 
     def choice(**config) -> str:
@@ -85,11 +119,7 @@ def test_knowledge_adapter_choice(monkeypatch, tmp_path):
         _knowledge_adapter_for(store, "v0.21.0", choice())
 
 
-
-
 def test_run_config_wins_over_the_environment_and_bad_values_name_their_source(monkeypatch):
-    from edugraph_pipeline.defs.training.config import TrainingConfig
-
     monkeypatch.setenv("EDUGRAPH_MODEL", "4b")
     monkeypatch.setenv("EDUGRAPH_RUN_MODE", "train")
     monkeypatch.setenv("EDUGRAPH_BASE_MODEL", "/models/from-env")

@@ -6,8 +6,8 @@ import collections
 
 import pytest
 
-from edugraph_pipeline.training.config import profile, stage_config
 from edugraph_pipeline.training.device import Facts, PlacementError, choose_placement, placement_for
+from edugraph_pipeline.training.profiles import profile, stage_config
 
 NO_CUDA = Facts(cuda_available=False, torch_version="2.14.1+cu130", torch_cuda="13.0", bitsandbytes_error=None)
 CPU_BUILD = Facts(cuda_available=False, torch_version="2.14.1+cpu", torch_cuda=None, bitsandbytes_error=None)
@@ -42,10 +42,10 @@ def test_qlora_on_cuda_needs_bitsandbytes():
     assert not choose_placement("auto", "tiny", False, CUDA_NO_BNB).quantize_4bit  # tiny asks for no 4-bit
 
 
-def test_unknown_device_value_is_refused(monkeypatch):
-    monkeypatch.setenv("EDUGRAPH_DEVICE", "tpu")
+def test_unknown_device_value_is_refused():
     with pytest.raises(ValueError, match="EDUGRAPH_DEVICE='tpu': expected one of"):
-        stage_config("knowledge", base_model="x", dataset_path="d", output_dir="o", prof=profile("4b"))
+        stage_config("knowledge", base_model="x", dataset_path="d", output_dir="o", prof=profile("4b"), mode="train",
+                     device="tpu")
 
 
 def test_this_machine_refuses_a_4b_stage_before_loading_anything(monkeypatch, tmp_path, stage_cfg):

@@ -8,7 +8,7 @@ from edugraph_pipeline.labels import format_answer
 from edugraph_pipeline.prompts import classification_messages
 from edugraph_pipeline.training.chat_template import ChatTemplateError, training_chat_template
 from edugraph_pipeline.training.data import IGNORE_INDEX, encode_chat
-from edugraph_pipeline_tests.hub_models import IMAGE_TOKEN_ID, hub_chat_template, write_processor_files
+from edugraph_pipeline_tests.kit.hub_models import IMAGE_TOKEN_ID, hub_chat_template, write_processor_files
 
 ANSWER = format_answer({"Area": ["IntegerAddition"], "Scope": ["NumbersSmaller10"], "Ability": ["ProcedureExecution"]})
 IM_END = 151645
@@ -30,7 +30,7 @@ def hub_processor(tmp_path_factory):
 def sheet():
     import random
 
-    from edugraph_pipeline.training.synthetic import draw_worksheet
+    from edugraph_pipeline_tests.kit.synthetic import draw_worksheet
 
     return draw_worksheet("add10", random.Random(0))
 

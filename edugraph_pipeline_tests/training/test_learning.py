@@ -12,11 +12,11 @@ def held_out_exact_match(tmp_path, *, pretrain_steps: int, pretrain_images: int,
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
-    from edugraph_pipeline.training.config import profile, stage_config
+    from edugraph_pipeline.training.profiles import profile, stage_config
     from edugraph_pipeline.training.quickeval import exact_match
     from edugraph_pipeline.training.sft import load_processor, train_worksheet_adapter
-    from edugraph_pipeline.training.synthetic import make_worksheet_dataset
     from edugraph_pipeline.training.tiny_model import PretrainConfig, build_tiny_model, pretrain_tiny_model
+    from edugraph_pipeline_tests.kit.synthetic import make_worksheet_dataset
 
     base = tmp_path / "base"
     pretrain_tiny_model(build_tiny_model(tmp_path / "raw"), base,

@@ -8,7 +8,12 @@ import random
 import pytest
 
 from edugraph_pipeline.prompts import SYSTEM_PROMPT, USER_PROMPT, classification_messages
-from edugraph_pipeline.training.tiny_model import SPECIAL_START_ID, SPECIAL_TOKENS, VOCAB_SIZE, build_tokenizer
+from edugraph_pipeline.training.tiny_model.tokenizer import (
+    SPECIAL_START_ID,
+    SPECIAL_TOKENS,
+    VOCAB_SIZE,
+    build_tokenizer,
+)
 
 # Ids of the real Qwen2.5-VL / Qwen3-VL tokenizer.
 EXPECTED_IDS = {
@@ -61,7 +66,7 @@ def test_tiny_model_round_trips_offline(tiny_base, processor):
     assert processor.tokenizer("Hello").input_ids == [9707]
     assert (tiny_base / "model.safetensors").exists()
     # it runs on an image and generates
-    from edugraph_pipeline.training.synthetic import draw_worksheet
+    from edugraph_pipeline_tests.kit.synthetic import draw_worksheet
 
     messages = classification_messages()
     messages[1]["content"][0]["image"] = draw_worksheet("add10", random.Random(0))
@@ -154,7 +159,7 @@ def test_stage_two_trains_the_answer_tokens_rows_of_the_tied_head(tiny_base):
     from transformers import AutoModelForImageTextToText
 
     from edugraph_pipeline.labels import format_answer
-    from edugraph_pipeline.training.config import profile, stage_config
+    from edugraph_pipeline.training.profiles import profile, stage_config
     from edugraph_pipeline.training.sft import answer_token_ids, lora_config
 
     tokenizer = build_tokenizer()

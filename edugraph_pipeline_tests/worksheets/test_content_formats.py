@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
-from edugraph_pipeline.worksheets.content import (
-    ContentSourceError,
-    folder_version,
-    list_folder_releases,
-    problem_id_from_file_name,
-    read_content,
-)
+from edugraph_pipeline.worksheets.content_formats import problem_id_from_file_name
+from edugraph_pipeline.worksheets.content_release import ContentSourceError
+from edugraph_pipeline.worksheets.content_sources import folder_version, list_folder_releases, read_content
 from edugraph_pipeline.worksheets.dataset import build_dataset, split_overlap
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import write_imagefolder_release, write_imagine_release
 

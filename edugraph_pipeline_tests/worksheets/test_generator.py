@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from edugraph_pipeline.ontology.model import Ontology
-from edugraph_pipeline.worksheets.content import sample_release
+from edugraph_pipeline.worksheets.content_sources import sample_release
 from edugraph_pipeline.worksheets.sample_generator import KINDS, generate_problems, kind_availability, problem_items
 from edugraph_pipeline.worksheets.unsupported import available_photos, unsupported_items
 from edugraph_pipeline.worksheets.vocabulary import MissingConcepts, number_limit_for

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from edugraph_pipeline.worksheets.archive import ArchiveRejected, safe_extract
-from edugraph_pipeline.worksheets.content import ContentLimits, ContentSourceError, read_content, read_folder
+from edugraph_pipeline.worksheets.content_formats import read_folder
+from edugraph_pipeline.worksheets.content_release import ContentLimits, ContentSourceError
+from edugraph_pipeline.worksheets.content_sources import read_content
 from edugraph_pipeline.worksheets.dataset import build_dataset
 from edugraph_pipeline.worksheets.images import ImageRejected, normalise_image
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import png_bytes, write_imagine_release
@@ -197,7 +199,7 @@ def test_broken_items_in_a_release_are_skipped_and_counted(tmp_path, ontology, r
 
 
 def test_release_without_usable_items_names_the_source(tmp_path, ontology):
-    from edugraph_pipeline.worksheets.content import read_content as read
+    from edugraph_pipeline.worksheets.content_sources import read_content as read
 
     (tmp_path / "rel" / "train").mkdir(parents=True)
     (tmp_path / "rel" / "train" / "metadata.jsonl").write_text('{"file_name": "m/gone.png", "tags": ["X"]}\n')
@@ -214,7 +216,7 @@ def sparse_file(path: Path, size: int) -> Path:
 
 
 def test_oversized_metadata_and_images_are_refused_before_they_are_read(tmp_path):
-    from edugraph_pipeline.worksheets.content import MAX_METADATA_BYTES
+    from edugraph_pipeline.worksheets.content_formats import MAX_METADATA_BYTES
     from edugraph_pipeline.worksheets.images import MAX_IMAGE_BYTES
 
     sparse_file(tmp_path / "rel" / "huge" / "metadata.jsonl", MAX_METADATA_BYTES + 1)
@@ -265,7 +267,7 @@ class _TruncatingHandler:
 
 
 def test_a_truncated_download_is_an_error_and_leaves_no_partial_file(tmp_path):
-    from edugraph_pipeline.worksheets.content import download
+    from edugraph_pipeline.worksheets.content_sources import download
 
     server = _TruncatingHandler.serve(announced=10_000, sent=b"\x1f\x8b" + b"\0" * 998)
     try:

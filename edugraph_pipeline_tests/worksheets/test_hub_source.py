@@ -1,8 +1,11 @@
 """Content releases from a Hub dataset repository (`hf://datasets/...`), against the local Hub server and the real
 huggingface_hub client: tags resolved to commits, only release files downloaded, the release's own splits kept,
-offline mode, the content sensor on the repo's tags, and the errors that name what is missing."""
+offline mode, the content sensor on the repo's tags, the errors that name what is missing, and a hostile Hub
+(commits that are no sha, a release over the size cap, sizes that lie, paths that leave the release)."""
 
+import dataclasses
 import json
+import re
 
 import dagster as dg
 import pytest
@@ -10,8 +13,16 @@ from huggingface_hub import HfApi
 
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG, content_release_sensor
-from edugraph_pipeline.worksheets.content import ContentSourceError, read_content
+from edugraph_pipeline.worksheets.content_release import ContentSourceError
+from edugraph_pipeline.worksheets.content_sources import read_content
 from edugraph_pipeline.worksheets.dataset import SPLIT_KEPT, build_dataset, split_overlap
+from edugraph_pipeline.worksheets.hub_source import (
+    MAX_SNAPSHOT_BYTES,
+    HubAccess,
+    HubSourceError,
+    download_release,
+    list_release_refs,
+)
 from edugraph_pipeline_tests.conftest import TOKEN
 from edugraph_pipeline_tests.worksheets import test_worksheet_asset as asset_tests
 from edugraph_pipeline_tests.worksheets.test_worksheet_asset import TAG, instance_with_partitions, materialize
@@ -172,3 +183,96 @@ def test_the_sensor_requests_a_new_or_moved_tag_once_and_retries_an_unreachable_
     result = materialize(data_dir, source, tags={CONTENT_RELEASE_TAG: requested})
     metadata = result.asset_materializations_for_node("worksheet_dataset")[0].metadata
     assert (metadata["content_version"].value, metadata["content_revision"].value) == (head, "v1.2.0")
+
+
+# --- a hostile Hub: what it answers is checked before anything is written ----------------------------------------
+
+
+def cache_files(cache) -> list[str]:
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
+
+
+def point_branch_at(hub, branch: str, commit_id: str) -> None:
+    """Make the local Hub resolve `branch` to `commit_id` (any string): the content of main's head, under that id."""
+    repo = hub.repo(REPO, "dataset")
+    repo.commits[commit_id] = dataclasses.replace(repo.commits[repo.branches["main"]], oid=commit_id)
+    repo.branches[branch] = commit_id
+
+
+@pytest.mark.parametrize(
+    "commit_id", ["../../../../escaped", "A" * 40, "abc123", "0123456789abcdef0123456789abcdef0123456g"]
+)
+def test_a_revision_resolving_to_a_bad_commit_is_refused_naming_it(hub, published, tmp_path, ontology, commit_id):
+    point_branch_at(hub, "evil", commit_id)
+    cache = tmp_path / "cache"
+    with pytest.raises(HubSourceError, match=rf"{SOURCE}@evil: the Hub resolved it to '{re.escape(commit_id)}', not a "
+                                             r"commit sha \(40 lowercase hex digits\)"):
+        download_release(f"{SOURCE}@evil", cache, access=HubAccess(hub.endpoint))
+    with pytest.raises(ContentSourceError, match=re.escape(repr(commit_id))):
+        read_content(f"{SOURCE}@evil", tmp_path / "work", ontology, cache_dir=cache)
+    assert cache_files(cache) == [] and not list(tmp_path.rglob("escaped"))
+    assert not hub.requests_for("resolve"), "nothing may be downloaded for a commit that was refused"
+
+
+def test_a_tag_on_a_bad_commit_and_a_tampered_cached_ref_are_refused(hub, published, tmp_path):
+    point_branch_at(hub, "evil", "../escaped")
+    hub.repo(REPO, "dataset").tags["v2.0.0"] = "../escaped"
+    with pytest.raises(HubSourceError, match=rf"{SOURCE}@v2\.0\.0: the Hub resolved it to '\.\./escaped'"):
+        list_release_refs(SOURCE, HubAccess(hub.endpoint))
+    # A ref file edited by hand: offline mode refuses the commit it names instead of reading that folder.
+    cache = tmp_path / "cache"
+    snapshot = download_release(f"{SOURCE}@v1.0.0", cache, access=HubAccess(hub.endpoint))
+    assert snapshot.commit == published["refs"]["v1.0.0"]
+    (cache / "hf-datasets" / REPO / "refs" / "v1.0.0").write_text("../../elsewhere", encoding="utf-8")
+    with pytest.raises(HubSourceError, match=r"@v1\.0\.0: the Hub resolved it to '\.\./\.\./elsewhere'"):
+        download_release(f"{SOURCE}@v1.0.0", cache, access=HubAccess(hub.endpoint, offline=True))
+
+
+def release_sizes(hub, revision: str) -> dict[str, int]:
+    """The files a content release consists of (metadata and images; not README.md or provenance/), by size."""
+    return {path: len(data) for path, data in sorted(hub.files(REPO, "dataset", revision).items())
+            if path.endswith(("/metadata.jsonl", ".png"))}
+
+
+def test_a_release_over_the_size_cap_fails_naming_the_file_and_the_cap_and_caches_nothing(hub, published, tmp_path):
+    sizes = release_sizes(hub, "v1.0.0")
+    total = sum(sizes.values())
+    assert len(sizes) == 18 and total > 0  # 16 images and two metadata files
+    cache = tmp_path / "cache"
+    cap = total - 1
+    last = list(sizes)[-1]  # files are counted in path order: the last one crosses the cap
+    with pytest.raises(HubSourceError) as refused:
+        download_release(f"{SOURCE}@v1.0.0", cache, access=HubAccess(hub.endpoint), max_bytes=cap)
+    message = str(refused.value)
+    assert f"{SOURCE}@v1.0.0" in message and f"{last} ({sizes[last]} bytes)" in message
+    assert f"brings the release to {total} bytes, more than the cap of {cap} bytes" in message
+    assert cache_files(cache) == [] and not hub.requests_for("resolve")
+    # The default cap is a constant: the most an archive release may unpack to.
+    assert MAX_SNAPSHOT_BYTES == 4 * 1024**3
+    snapshot = download_release(f"{SOURCE}@v1.0.0", cache, access=HubAccess(hub.endpoint), max_bytes=total)
+    assert sorted(str(p.relative_to(snapshot.folder)) for p in snapshot.folder.rglob("*")
+                  if p.is_file() and ".cache" not in p.parts) == list(sizes)
+
+
+def test_a_file_larger_than_the_hub_listed_is_refused_and_caches_nothing(hub, published, tmp_path):
+    commit = hub.repo(REPO, "dataset").commits[published["refs"]["v1.0.0"]]
+    name = next(path for path in sorted(commit.files) if path.endswith("metadata.jsonl"))
+    entry = commit.files[name]
+    commit.files[name] = dataclasses.replace(entry, size=entry.size - 10)  # the tree understates the file
+    cache = tmp_path / "cache"
+    with pytest.raises(HubSourceError, match=re.escape(name)):
+        download_release(f"{SOURCE}@v1.0.0", cache, access=HubAccess(hub.endpoint))
+    repo_cache = cache / "hf-datasets" / REPO
+    assert not (repo_cache / "refs").exists() and not (repo_cache / "snapshots").exists()
+    assert not (repo_cache / "downloads" / published["refs"]["v1.0.0"]).exists()
+
+
+def test_a_file_path_leaving_the_release_is_refused(hub, published, tmp_path):
+    from edugraph_pipeline_tests.kit.hub_server import Entry
+
+    commit = hub.repo(REPO, "dataset").commits[published["refs"]["v1.0.0"]]
+    commit.files["train/../../../../escaped.png"] = Entry(b"png", None, 3)
+    cache = tmp_path / "cache"
+    with pytest.raises(HubSourceError, match=r"file path 'train/\.\./\.\./\.\./\.\./escaped\.png' leaves the release"):
+        download_release(f"{SOURCE}@v1.0.0", cache, access=HubAccess(hub.endpoint))
+    assert cache_files(cache) == [] and not list(tmp_path.rglob("escaped.png"))

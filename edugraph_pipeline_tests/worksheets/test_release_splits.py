@@ -2,7 +2,7 @@
 
 import json
 
-from edugraph_pipeline.worksheets.content import read_content
+from edugraph_pipeline.worksheets.content_sources import read_content
 from edugraph_pipeline.worksheets.dataset import SPLIT_KEPT, SPLIT_RESPLIT, build_dataset, split_overlap
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import png_bytes, write_imagefolder_release
 
@@ -49,7 +49,7 @@ def test_a_single_split_release_is_re_split_by_problem(tmp_path, ontology, real_
 
 
 def test_a_git_content_release_keeps_its_splits_and_records_its_tag(tmp_path, ontology, real_tag_sets):
-    from edugraph_pipeline_tests.remotes import commit_release, init_repo
+    from edugraph_pipeline_tests.kit.remotes import commit_release, init_repo
 
     folder = tmp_path / "release"
     write_imagefolder_release(folder, real_tag_sets[:8])

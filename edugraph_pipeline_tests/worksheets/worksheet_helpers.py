@@ -8,7 +8,7 @@ from PIL import Image
 
 from edugraph_pipeline.ontology.parsing import parse_release
 from edugraph_pipeline_tests.conftest import require_shared
-from edugraph_pipeline_tests.remotes import SHARED_DIR, SHARED_RELEASES, shared_release_files
+from edugraph_pipeline_tests.kit.remotes import SHARED_DIR, SHARED_RELEASES, shared_release_files
 
 LABEL_SETS = SHARED_DIR / "real-label-sets" / "edugraph-exercises-validated-labels.jsonl"
 

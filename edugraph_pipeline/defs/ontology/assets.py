@@ -8,28 +8,26 @@ from collections import Counter
 import dagster as dg
 import datasets
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
-from edugraph_pipeline.knowledge.qa import count_by_kind, generate_pairs
-from edugraph_pipeline.layout import DATASET_FOLDER, ONTOLOGY_FILE, load_ontology
+from edugraph_pipeline.knowledge.qa import LABEL_ANSWER_KINDS, count_by_kind, generate_pairs
 from edugraph_pipeline.ontology.model import DIMENSIONS, Ontology
 from edugraph_pipeline.ontology.parsing import OntologyReleaseError, parse_release
 from edugraph_pipeline.releases import ReleaseSourceError
-
-# Kinds whose answer is label JSON (the others answer in prose).
-_LABEL_ANSWER_KINDS = {"definition_to_label", "parent", "children", "dimension", "ancestors", "relation", "top_level"}
+from edugraph_pipeline.storage import layout
+from edugraph_pipeline.storage.layout import DATASET_FOLDER, ONTOLOGY_FILE, load_ontology
 
 
 @dg.asset(
     partitions_def=ontology_partitions,
     group_name="ontology",
-    code_version="1",
+    code_version="2",
     kinds={"rdf", "git"},
     description="One EduGraph ontology release (a tag of EDUGRAPH_ONTOLOGY_REPO), normalised to concepts "
-    "with dimension, definition, hierarchy and relations.",
+    "with dimension, definition, taxonomy, composition, relations, label eligibility and logic, read the way the "
+    "release's own schema says (partOf hierarchy up to v0.21.0; specialization and composition apart after).",
 )
 @reported_as_failure
 def ontology_release(
@@ -46,13 +44,21 @@ def ontology_release(
         # The message names the file and the problem; the previous materialization stays untouched.
         raise dg.Failure(description=f"ontology release {tag}: {error}") from error
     counts = ontology.counts()
-    context.log.info(f"{tag}: {len(ontology)} concepts {counts} from {', '.join(ontology.source_files)}")
+    content_hash = ontology.content_sha256()
+    eligible = {dimension: len(ontology.eligible_labels(dimension)) for dimension in DIMENSIONS}
+    relations = ontology.relation_counts()
+    context.log.info(
+        f"{tag}: {len(ontology)} concepts {counts} from {', '.join(ontology.source_files)}; read as {ontology.reading}; "
+        f"eligible labels {eligible}; relations {relations}"
+    )
 
     lineage = {
         "ontology_version": tag,
         "source_commit": snapshot.commit,
         "source_remote": ontology_repository.display_remote,
         "released_at": snapshot.committed_at,
+        "ontology_sha256": content_hash,
+        "reading": ontology.reading,
     }
     store = artifact_store.store()
     with store.publish(layout.ONTOLOGY_RELEASE, tag, lineage) as folder:
@@ -73,6 +79,12 @@ def ontology_release(
             "num_concepts": len(ontology),
             **{f"num_{dimension.lower()}": count for dimension, count in counts.items()},
             "hierarchy_edges": sum(len(concept.parents) for concept in ontology),
+            "reading": ontology.reading,
+            "ontology_sha256": content_hash,
+            "num_eligible_labels": sum(eligible.values()),
+            **{f"eligible_{dimension.lower()}": count for dimension, count in eligible.items()},
+            "organizational_labels": dg.MetadataValue.json(ontology.organizational_labels()),
+            "relations": dg.MetadataValue.json(relations),
         },
         data_version=dg.DataVersion(snapshot.commit),
     )
@@ -82,7 +94,7 @@ def ontology_release(
     partitions_def=ontology_partitions,
     deps=[ontology_release],
     group_name="ontology",
-    code_version="1",
+    code_version="2",
     kinds={"huggingface"},
     check_specs=[
         dg.AssetCheckSpec("no_duplicate_questions", asset=layout.KNOWLEDGE_DATASET, blocking=True),
@@ -107,6 +119,7 @@ def knowledge_dataset(context: dg.AssetExecutionContext, artifact_store: Artifac
         "ontology_version": tag,
         "source_commit": ontology.commit,
         "content_sha256": content_hash,
+        "ontology_sha256": ontology.content_sha256(),
         "num_rows": len(rows),
     }
     with store.publish(layout.KNOWLEDGE_DATASET, tag, lineage) as folder:
@@ -125,6 +138,7 @@ def knowledge_dataset(context: dg.AssetExecutionContext, artifact_store: Artifac
             "ontology_version": tag,
             "source_commit": ontology.commit,
             "content_sha256": content_hash,
+            "ontology_sha256": lineage["ontology_sha256"],
             "preview": dg.MetadataValue.md(_preview(rows)),
         },
         data_version=dg.DataVersion(content_hash),
@@ -137,7 +151,7 @@ def check_knowledge_rows(rows: list[dict], ontology: Ontology) -> list[dg.AssetC
 
     unknown: set[str] = set()
     for row in rows:
-        if row["kind"] in _LABEL_ANSWER_KINDS:
+        if row["kind"] in LABEL_ANSWER_KINDS:
             answer = json.loads(row["output"])
             unknown.update(name for dimension in DIMENSIONS for name in answer.get(dimension, []) if name not in ontology)
 

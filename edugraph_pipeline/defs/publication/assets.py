@@ -1,19 +1,18 @@
 """Publication to the Hugging Face Hub: the merged model with a lineage model card, and the datasets.
 
 Each asset only materializes when its repository is configured (EDUGRAPH_HF_REPO; the dataset repositories
-default to the same namespace), and the model only when its evaluation gate passed.
+default to the same namespace), and the model only when its evaluation gate passed. Everything configurable (repos,
+endpoint, token, privacy, the code version the card states) comes from the `hub` resource.
 """
 
 import json
 
 import dagster as dg
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
 from edugraph_pipeline.evaluation.gate import passed_evaluation
-from edugraph_pipeline.layout import MODEL_VERSION, current_model_folder, model_version, release_of
 from edugraph_pipeline.publishing import (
     AdapterLineage,
     PublicationError,
@@ -24,7 +23,8 @@ from edugraph_pipeline.publishing import (
     render_model_card,
 )
 from edugraph_pipeline.publishing.model_card import LINEAGE_FILE as CARD_LINEAGE_FILE
-from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.storage import ArtifactStore, layout
+from edugraph_pipeline.storage.layout import MODEL_VERSION, current_model_folder, model_version, release_of
 
 
 def card_evaluation(record: dict) -> dict:
@@ -76,7 +76,7 @@ def publication_lineage(store: ArtifactStore, tag: str, repo_id: str, hub: HubPu
         trained_adapter=AdapterLineage(path="trained_adapter/latest", data_version=trained.get("data_version"), partition=tag),
         merged_model_data_version=merged.get(MODEL_VERSION),
         hyperparameters={"worksheet": result.get("hyperparameters", {})},
-        code_version=project_code_version(),
+        code_version=project_code_version(configured=hub.code_version),
         trained_at=trained.get("created_at"),
     )
 
@@ -107,8 +107,8 @@ def hf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactSt
             folder,
             hub.repo_id,
             token=hub.token,
-            endpoint=hub.endpoint or None,
-            private=hub.private,
+            endpoint=hub.endpoint,
+            private=hub.is_private,
             commit_message=f"EduGraph labeller for ontology {tag}",
             extra_files={"README.md": card, CARD_LINEAGE_FILE: lineage.to_json()},
         )
@@ -142,8 +142,8 @@ def _publish_dataset(context, store: ArtifactStore, hub: HubPublisher, asset: st
             layout.DatasetFiles(store.asset_dir(asset, tag)).dataset,
             repo_id,
             token=hub.token,
-            endpoint=hub.endpoint or None,
-            private=hub.private,
+            endpoint=hub.endpoint,
+            private=hub.is_private,
             commit_message=f"{title} for ontology {tag}",
             pretty_name=title,
             lineage=lineage,

@@ -6,7 +6,7 @@ artifact's staging folder as its output dir; checkpoints go to a stable work fol
 (``<data_dir>/.work/<asset>/latest/<job hash>``) so that a killed run resumes where it stopped.
 
 The per-run knobs (profile, run mode, base model, device, stage-1 choice) are the assets' run config
-(`defs/training/config.py`), each defaulting to its environment variable.
+(`defs/training/run_config.py`), each defaulting to its environment variable.
 """
 
 
@@ -17,23 +17,22 @@ from pathlib import Path
 
 import dagster as dg
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import newest_release_dep
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
-from edugraph_pipeline.defs.training.config import (
+from edugraph_pipeline.defs.training.launchers import TrainingLauncher
+from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY, retried_on_preemption_only
+from edugraph_pipeline.defs.training.run_config import (
     FROM_ASSET,
     NO_STAGE_1,
     TrainingChoice,
     TrainingConfig,
     WorksheetTrainingConfig,
 )
-from edugraph_pipeline.defs.training.launchers import TrainingLauncher
-from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY, retried_on_preemption_only
-from edugraph_pipeline.defs.training.metadata import adapter_metadata, step_figures
-from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore
-from edugraph_pipeline.training.config import TINY, stage_config
+from edugraph_pipeline.defs.training.training_metadata import adapter_metadata, step_figures
+from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore, layout
 from edugraph_pipeline.training.job import TINY_BASE, TrainingJob
+from edugraph_pipeline.training.profiles import TINY, stage_config
 
 GPU_POOL = "gpu-training"  # dagster.yaml limits this pool to one step at a time
 TRAINING_KINDS = {"pytorch", "huggingface"}
@@ -102,9 +101,11 @@ def run_training_job(
     workdir: Path,
     staging: Path,
     identity: str | None = None,
+    store: ArtifactStore | None = None,
 ) -> dict:
-    """Launch the job, then read its metrics back from the staging folder (the step wrote them there)."""
-    invocation = launcher.launch(context, job=job, workdir=workdir, identity=identity)
+    """Launch the job, then read its metrics back from the staging folder (the step wrote them there). `store` is
+    the store the job's paths lie in: a cloud launcher lets the step read and write a GCS store itself."""
+    invocation = launcher.launch(context, job=job, workdir=workdir, identity=identity, store=store)
     reported = invocation.get_materialize_result()
     result_file = staging / layout.JOB_RESULT_FILE
     if not result_file.exists():
@@ -192,7 +193,9 @@ def base_model(
     else:
         lineage = {**choice.as_record(), "job_identity": identity}
         with store.publish(layout.BASE_MODEL, None, lineage) as staging:
-            metrics = run_training_job(context, training_launcher, _placed(job, staging, workdir), workdir, staging, identity)
+            metrics = run_training_job(
+                context, training_launcher, _placed(job, staging, workdir), workdir, staging, identity, store
+            )
             record = {
                 "profile": TINY,
                 "local_folder": layout.MODEL_FOLDER,
@@ -283,7 +286,7 @@ def _train_stage_asset(
         context.log.info(
             f"{asset} {tag}: stage {stage} on {base['model_id']} ({choice.profile.name}, {choice.run_mode})"
         )
-        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging, identity)
+        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging, identity, store)
         lineage["data_version"] = metrics["data_version"]  # publish() writes the lineage after this block
         metadata = adapter_metadata(metrics, staging.resolve(), final.absolute(), {**extra, "reused": False})
     shutil.rmtree(workdir, ignore_errors=True)  # published: the checkpoints are no longer needed

@@ -17,15 +17,15 @@ import datasets
 from PIL import Image
 from pydantic import Field
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG
-from edugraph_pipeline.layout import DATASET_FOLDER, SUMMARY_FILE, load_ontology
 from edugraph_pipeline.ontology.model import Ontology
-from edugraph_pipeline.worksheets.content import ContentSourceError
+from edugraph_pipeline.storage import layout
+from edugraph_pipeline.storage.layout import DATASET_FOLDER, SUMMARY_FILE, load_ontology
+from edugraph_pipeline.worksheets.content_release import ContentSourceError
 from edugraph_pipeline.worksheets.dataset import (
     DatasetSummary,
     build_dataset,
@@ -141,8 +141,7 @@ def worksheet_dataset(
     content_source: ContentSource,
 ) -> dg.MaterializeResult:
     tag = context.partition_key
-    sample_count = content_source.sample_count if config.sample_count is None else config.sample_count
-    sample_seed = content_source.sample_seed if config.sample_seed is None else config.sample_seed
+    sample_count, sample_seed = content_source.sample_settings(config.sample_count, config.sample_seed)
     if sample_count < 1:
         raise dg.Failure(f"config field 'sample_count'={sample_count}: expected at least 1 image")
     store = artifact_store.store()

@@ -9,18 +9,8 @@ from pydantic import Field
 
 from edugraph_pipeline.ontology.model import Ontology
 from edugraph_pipeline.releases import redact_url
-from edugraph_pipeline.worksheets import hub_source
-from edugraph_pipeline.worksheets.content import (
-    SAMPLE,
-    ContentLimits,
-    ContentRelease,
-    ContentSourceError,
-    is_archive,
-    is_git_source,
-    list_folder_releases,
-    list_git_releases,
-    read_content,
-)
+from edugraph_pipeline.worksheets.content_release import ContentLimits, ContentRelease
+from edugraph_pipeline.worksheets.content_sources import SAMPLE, list_releases, read_content
 
 
 class ContentSource(dg.ConfigurableResource):
@@ -38,31 +28,18 @@ class ContentSource(dg.ConfigurableResource):
     def display_source(self) -> str:
         return redact_url(self.source)
 
-    def watchable(self) -> bool:
-        """Whether the source publishes a series of releases a sensor can watch."""
-        path = Path(self.source).expanduser()
-        if hub_source.is_hub_source(self.source):
-            return hub_source.parse_source(self.source).revision is None
-        return is_git_source(self.source) or (path.is_dir() and bool(list_folder_releases(path)))
-
     def list_releases(self) -> list[str]:
         """Known releases, newest last: git tags, archive names in a folder of releases, or `tag@commit` of a Hub
         dataset's tags (so a moved tag is a new release); [] for a source pinned to one release."""
-        if is_git_source(self.source):
-            return list_git_releases(self.source)
-        if hub_source.is_hub_source(self.source):
-            try:
-                if hub_source.parse_source(self.source).revision is not None:
-                    return []
-                return [hub_source.release_id(tag, commit) for tag, commit in hub_source.list_release_refs(self.source)]
-            except hub_source.HubSourceError as error:
-                raise ContentSourceError(str(error)) from error
-        path = Path(self.source).expanduser()
-        if self.source == SAMPLE or is_archive(self.source) or self.source.startswith(("http://", "https://")):
-            return []
-        if not path.is_dir():
-            raise ContentSourceError(f"content source folder {path} does not exist")
-        return list_folder_releases(path)
+        return list_releases(self.source)
+
+    def sample_settings(self, sample_count: int | None = None, sample_seed: int | None = None) -> tuple[int, int]:
+        """The sample generator's count and seed for one run: the run's own where it sets them, else this
+        resource's (the one place a run-config override of them is resolved)."""
+        return (
+            self.sample_count if sample_count is None else sample_count,
+            self.sample_seed if sample_seed is None else sample_seed,
+        )
 
     def read(
         self,
@@ -75,13 +52,14 @@ class ContentSource(dg.ConfigurableResource):
     ) -> ContentRelease:
         """The release's items; `sample_count`/`sample_seed` override this resource's for one run."""
         limits = ContentLimits(max_download_bytes=self.max_download_mb * 1024 * 1024)
+        sample_count, sample_seed = self.sample_settings(sample_count, sample_seed)
         return read_content(
             self.source,
             work_dir,
             ontology,
             release=release,
-            sample_count=self.sample_count if sample_count is None else sample_count,
-            sample_seed=self.sample_seed if sample_seed is None else sample_seed,
+            sample_count=sample_count,
+            sample_seed=sample_seed,
             limits=limits,
             cache_dir=Path(self.cache_dir).expanduser() if self.cache_dir else None,
         )

@@ -8,7 +8,7 @@ import dagster as dg
 from edugraph_pipeline.defs.partitions import ONTOLOGY_PARTITIONS_NAME
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.releases import ReleaseSourceError, semver_key
-from edugraph_pipeline.worksheets.content import ContentSourceError
+from edugraph_pipeline.worksheets.content_release import ContentSourceError
 
 # Run tag naming the content release a `worksheet_dataset` run reads (the source's newest when absent).
 CONTENT_RELEASE_TAG = "edugraph/content_release"
