@@ -7,7 +7,7 @@ import json
 import datasets
 import pytest
 
-from edugraph_pipeline.evaluation.metrics import evaluate_gate
+from edugraph_pipeline.evaluation.gate import evaluate_gate
 from edugraph_pipeline.evaluation.run import evaluate_model
 from edugraph_pipeline_tests.evaluation.helpers import UNSUPPORTED, answer
 
