@@ -1,10 +1,10 @@
 """A training step killed with SIGKILL (no exception handler, no `finally`, no atexit: what a preempted or OOM-killed
 machine does) resumes from its last checkpoint on disk and ends where an uninterrupted run ends.
 
-Each run is a real subprocess on the tiny profile in test mode on the CPU: the uninterrupted one and the resumed one
-are ``python -m edugraph_pipeline.training.entrypoint --job JOB``; the killed one is the same job through
-`held_step.py`, which holds still after its first checkpoint so the kill lands at step 2 and not during the next
-save.
+Each run is a real subprocess on the tiny profile in test mode on the CPU: the uninterrupted one (run alongside the
+killed one) and the resumed one are ``python -m edugraph_pipeline.training.entrypoint --job JOB``; the killed one is
+the same job through `held_step.py`, which holds still after its first checkpoint so the kill lands at step 2 and
+not during the next save.
 """
 
 from __future__ import annotations
@@ -33,13 +33,29 @@ def _job_file(stage_cfg, folder: Path) -> Path:
     return job_file
 
 
-def _entrypoint(job_file: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "edugraph_pipeline.training.entrypoint", "--job", str(job_file)],
-        capture_output=True, text=True, timeout=TIMEOUT_S,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return done
+def _start_entrypoint(job_file: Path, name: str) -> tuple[subprocess.Popen, Path]:
+    """The real entry point on `job_file`, its stdout and stderr in ``<name>.out`` / ``<name>.err`` (files, not
+    pipes: nobody reads them while it runs)."""
+    logs = job_file.parent / name
+    with open(f"{logs}.out", "w") as stdout, open(f"{logs}.err", "w") as stderr:
+        step = subprocess.Popen(
+            [sys.executable, "-m", "edugraph_pipeline.training.entrypoint", "--job", str(job_file)],
+            stdout=stdout, stderr=stderr,
+        )
+    return step, logs
+
+
+def _finished(started: tuple[subprocess.Popen, Path]) -> tuple[str, str]:
+    step, logs = started
+    try:
+        step.wait(timeout=TIMEOUT_S)
+    finally:
+        if step.poll() is None:
+            step.kill()
+            step.wait()
+    stdout, stderr = (Path(f"{logs}.{kind}").read_text() for kind in ("out", "err"))
+    assert step.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    return stdout, stderr
 
 
 def _kill_after_first_checkpoint(job_file: Path) -> list[str]:
@@ -72,14 +88,16 @@ def _kill_after_first_checkpoint(job_file: Path) -> list[str]:
 def test_a_sigkilled_step_resumes_from_its_checkpoint(stage_cfg, tmp_path):
     from edugraph_pipeline.training.sft import CHECKPOINT_DIR
 
-    whole = _job_file(stage_cfg, tmp_path / "uninterrupted")
-    _entrypoint(whole)
-    uninterrupted = json.loads((tmp_path / "uninterrupted" / "out" / "job_result.json").read_text())
-    assert (uninterrupted["steps"], uninterrupted["resumed_from_step"]) == (MAX_STEPS, None)
-
+    # The run to compare with goes on alongside the one that is killed (both from step 0, both seeded alike).
+    uninterrupted_step = _start_entrypoint(_job_file(stage_cfg, tmp_path / "uninterrupted"), "run")
     folder = tmp_path / "killed"
     job_file = _job_file(stage_cfg, folder)
-    lines = _kill_after_first_checkpoint(job_file)
+    try:
+        lines = _kill_after_first_checkpoint(job_file)
+    finally:
+        _finished(uninterrupted_step)
+    uninterrupted = json.loads((tmp_path / "uninterrupted" / "out" / "job_result.json").read_text())
+    assert (uninterrupted["steps"], uninterrupted["resumed_from_step"]) == (MAX_STEPS, None)
     assert f"training started: {MAX_STEPS} steps (from step 0)" in lines
     assert f"checkpoint saved at step {SAVE_STEPS}" in lines
     # Killed mid-run: one complete checkpoint, no result of any kind.
@@ -89,9 +107,9 @@ def test_a_sigkilled_step_resumes_from_its_checkpoint(stage_cfg, tmp_path):
     assert state["global_step"] == SAVE_STEPS
     assert sorted(p.name for p in (folder / "out").iterdir()) == []
 
-    resumed = _entrypoint(job_file)  # the same job again, as a retry would start it
-    assert f"training started: {MAX_STEPS} steps (from step {SAVE_STEPS})" in resumed.stdout
-    assert f"resuming from {checkpoints / f'checkpoint-{SAVE_STEPS}'} (step {SAVE_STEPS})" in resumed.stderr
+    stdout, stderr = _finished(_start_entrypoint(job_file, "resumed"))  # the job again, as a retry starts it
+    assert f"training started: {MAX_STEPS} steps (from step {SAVE_STEPS})" in stdout
+    assert f"resuming from {checkpoints / f'checkpoint-{SAVE_STEPS}'} (step {SAVE_STEPS})" in stderr
     result = json.loads((folder / "out" / "job_result.json").read_text())
     assert (result["resumed_from_step"], result["steps"], result["steps_this_run"]) == (SAVE_STEPS, MAX_STEPS, 2)
     # the history of steps 1-2 comes back with the checkpoint's trainer state, steps 3-4 are this run's
