@@ -341,6 +341,7 @@ def train_knowledge_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     """Stage 1: text-only LoRA SFT on the knowledge dataset; loss on the assistant answers only."""
     from datasets import load_from_disk
     from peft import get_peft_model
+    from transformers import set_seed
 
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     dataset = load_from_disk(cfg.dataset_path)
@@ -351,6 +352,7 @@ def train_knowledge_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     processor = load_processor(cfg)
     training_chat_template(processor, cfg.base_model)  # fails here, before the model loads, if none can be had
     model = _load_model(pinned_folder(cfg.base_model, cfg.base_revision), placement)
+    set_seed(cfg.seed)  # LoRA's A matrices start random: seeded, the same job trains the same adapter
     model = get_peft_model(model, lora_config(cfg))
     trainer_cls = _trainer_class(cfg.loss_on_labels_only)
     trainer = trainer_cls(  # trl swaps in the same generation-marked template for assistant_only_loss
@@ -367,6 +369,7 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     """Stage 2: (knowledge adapter merged into the base, then) multimodal LoRA SFT on the worksheets."""
     from datasets import load_from_disk
     from peft import get_peft_model
+    from transformers import set_seed
 
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     splits = load_from_disk(cfg.dataset_path)
@@ -379,6 +382,7 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     # Only with our answer-only loss: trl's own loss reads the head's weight directly, past PEFT's token wrapper.
     train_rows = cfg.profile in ANSWER_TOKEN_PROFILES and cfg.loss_on_labels_only
     tokens = answer_token_ids(processor.tokenizer, train["labels"]) if train_rows else []
+    set_seed(cfg.seed)  # LoRA's A matrices start random: seeded, the same job trains the same adapter
     model = get_peft_model(model, lora_config(cfg, tokens))
     trainer_cls = _trainer_class(cfg.loss_on_labels_only)
     if cfg.cache_features:
