@@ -3,11 +3,12 @@
 # loopback only, with one database and one user. Idempotent: a second call finds the cluster running and only
 # prints the variables again.
 #
-#   eval "$(.ci/start-postgres.sh)"      # exports DAGSTER_PG_* and EDUGRAPH_POSTGRES_URL
-#   .ci/start-postgres.sh stop
+#   bash .ci/start-postgres.sh >pg.env && source pg.env   # exports DAGSTER_PG_* and EDUGRAPH_POSTGRES_URL
+#   bash .ci/start-postgres.sh stop
 #
 # EDUGRAPH_PG_DIR (default /tmp/edugraph-postgres-<uid>): cluster, socket and log. EDUGRAPH_PG_PORT (default 54329).
-# Everything but the `export` lines goes to stderr, so that `eval` sees only those.
+# Everything but the `export` lines goes to stderr, so that stdout is a file to source. Its exit status says whether
+# the server is up: check it before sourcing (`eval "$(...)"` would hide a failure: eval's status is the exports').
 set -euo pipefail
 
 PG_VERSION=15

@@ -115,16 +115,22 @@ def test_the_dag_runs_on_a_hub_shaped_base(size, run_env, instance, hub, tmp_pat
     assert hub.head(REPO) == publication["commit_id"]
     assert {"config.json", "model.safetensors", "ontology.json"} <= set(hub.files(REPO))
 
-    # `edugraph classify` on the merged model: one valid answer object.
+    # `edugraph classify` on the merged model: one answer line (strict JSON), the model's text written under the
+    # vocabulary mask of the release the folder ships, and the answer that release makes of it.
+    from edugraph_pipeline.ontology.model import Ontology
+    from edugraph_pipeline_tests.answer_checks import assert_model_answer
     from edugraph_pipeline_tests.kit.synthetic import draw_worksheet
 
     sheet = tmp_path / "sheet.png"
     draw_worksheet("add10", random.Random(1)).save(sheet)
     capsys.readouterr()
-    assert classify_main([str(sheet), "--model", str(folder), "--max-new-tokens", "24"]) == 0
+    assert classify_main([str(sheet), "--model", str(folder), "--max-new-tokens", "24", "--raw"]) == 0
     [line] = capsys.readouterr().out.splitlines()
     answer = json.loads(line)
-    assert answer == {"Error": "UnsupportedMaterial"} or set(answer) == {"Area", "Scope", "Ability"}
+    raw = answer.pop("raw")
+    bound = Ontology.load(folder / "ontology.json")
+    assert bound.version == TAG
+    assert_model_answer(answer, raw, bound)
 
 
 def test_a_hub_base_is_pinned_to_the_commit_base_model_resolved(run_env, instance, hub, raw_hub_like, monkeypatch):

@@ -356,6 +356,7 @@ def train_knowledge_adapter(cfg: StageConfig, callbacks: list | None = None, pla
     decided here from this machine (`placement_for`) unless given."""
     from datasets import load_from_disk
     from peft import get_peft_model
+    from transformers import set_seed
 
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     dataset = load_from_disk(cfg.dataset_path)
@@ -366,6 +367,7 @@ def train_knowledge_adapter(cfg: StageConfig, callbacks: list | None = None, pla
     processor = load_processor(cfg)
     training_chat_template(processor, cfg.base_model)  # fails here, before the model loads, if none can be had
     model = load_model(pinned_folder(cfg.base_model, cfg.base_revision), placement.device, placement.quantize_4bit)
+    set_seed(cfg.seed)  # LoRA's A matrices start random: seeded, the same job trains the same adapter
     model = get_peft_model(model, lora_config(cfg))
     trainer_cls = _trainer_class(cfg.loss_on_labels_only)
     trainer = trainer_cls(  # trl swaps in the same generation-marked template for assistant_only_loss
@@ -383,6 +385,7 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None, pla
     SFT on the worksheets. `placement`: decided here from this machine (`placement_for`) unless given."""
     from datasets import load_from_disk
     from peft import get_peft_model
+    from transformers import set_seed
 
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     splits = load_from_disk(cfg.dataset_path)
@@ -400,6 +403,7 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None, pla
                              f"stacked beside a frozen knowledge adapter ({placement.reason}): train it in bf16 or "
                              f"fp32 (drop precision=nf4 from the placement override), or without stage 1")
     tokens = answer_token_ids(processor.tokenizer, train["labels"]) if train_rows else []
+    set_seed(cfg.seed)  # LoRA's A matrices start random: seeded, the same job trains the same adapter
     model = get_peft_model(model, lora_config(cfg, tokens))
     if stacked:
         model = stack_knowledge_adapter(model, cfg.knowledge_adapter)

@@ -1,4 +1,5 @@
-"""Stage 1 and stage 2 on tiny data: answer-only loss mask, adapters, metrics, resume after a killed run."""
+"""Stage 1 and stage 2 on tiny data: answer-only loss mask, adapters, metrics (resuming after a SIGKILL:
+test_killed_step.py)."""
 
 from __future__ import annotations
 
@@ -149,35 +150,3 @@ def test_stage2_upstream_collator_path_trains(stage_cfg):
     )
     assert metrics["steps"] == 1 and metrics["feature_cache"] is False
 
-
-class _Crash(Exception):
-    pass
-
-
-def _crash_after(step: int):
-    from transformers import TrainerCallback
-
-    class CrashAfter(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step >= step:
-                raise _Crash(f"killed after step {state.global_step}")
-
-    return CrashAfter()
-
-
-def test_resume_after_a_killed_run(stage_cfg, tmp_path):
-    from edugraph_pipeline.training.sft import CHECKPOINT_DIR, train_worksheet_adapter
-
-    cfg = stage_cfg("worksheet", max_steps=4, save_steps=2, work_dir=str(tmp_path / "work"))
-    with pytest.raises(_Crash):
-        train_worksheet_adapter(cfg, callbacks=[_crash_after(3)])
-    checkpoints = Path(cfg.work_dir) / CHECKPOINT_DIR
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-2"]
-    assert not (Path(cfg.output_dir) / "adapter").exists()
-
-    metrics = train_worksheet_adapter(cfg)
-    assert metrics["resumed_from_step"] == 2
-    assert metrics["steps"] == 4 and metrics["steps_this_run"] == 2
-    state = json.loads((checkpoints / "checkpoint-4" / "trainer_state.json").read_text())
-    assert state["global_step"] == 4
-    assert [s for s, _ in metrics["loss_history"]][-1] == 4

@@ -75,9 +75,42 @@ def test_tiny_model_round_trips_offline(tiny_base, processor):
     )
     image_tokens = int((inputs["input_ids"] == 151655).sum())
     assert 0 < image_tokens <= processor.image_processor.size["longest_edge"] // (32 * 32)
+    prompt_length = inputs["input_ids"].shape[1]
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
-    assert out.shape[1] == inputs["input_ids"].shape[1] + 3 or out[0, -1].item() in (151645, 151643)
+        generated = out[0, prompt_length:].tolist()
+        assert len(generated) == 3 or (0 < len(generated) < 3 and generated[-1] in END_OF_TEXT), generated
+        # Greedy by hand: each generated token is the most likely next token of a full forward pass over the
+        # prompt and the tokens before it (up to rounding), so the saved generation config decodes greedily.
+        for index, token in enumerate(generated):
+            logits = model(**_extended(inputs, generated[:index])).logits[0, -1]
+            assert logits[token] >= logits.max() - 1e-4, (index, token, int(logits.argmax()))
+        # The model sees the picture: a blank one of the same size, the same prompt, other next-token logits.
+        blank = messages[1]["content"][0]["image"].copy()
+        blank.paste("white", (0, 0, *blank.size))
+        messages[1]["content"][0]["image"] = blank
+        blank_inputs = processor.apply_chat_template(
+            messages, tokenize=True, add_generation_prompt=True, return_dict=True, return_tensors="pt"
+        )
+        assert torch.equal(blank_inputs["input_ids"], inputs["input_ids"])  # the text is the same, token for token
+        difference = model(**blank_inputs).logits[0, -1] - model(**inputs).logits[0, -1]
+    assert difference.abs().max() > 1e-3
+
+
+END_OF_TEXT = (151645, 151643)  # <|im_end|>, <|endoftext|>
+
+
+def _extended(inputs: dict, tokens: list[int]) -> dict:
+    """The processor's inputs with `tokens` appended (text tokens: type 0, attended)."""
+    import torch
+
+    extra = torch.tensor([tokens], dtype=inputs["input_ids"].dtype)
+    out = dict(inputs)
+    out["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+    out["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(extra)], dim=1)
+    if "mm_token_type_ids" in inputs:
+        out["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(extra)], dim=1)
+    return out
 
 
 def test_build_is_deterministic(raw_tiny_model, tmp_path):

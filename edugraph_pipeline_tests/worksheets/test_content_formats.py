@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
-from edugraph_pipeline.worksheets.content_formats import problem_id_from_file_name
 from edugraph_pipeline.worksheets.content_release import ContentSourceError
-from edugraph_pipeline.worksheets.content_sources import folder_version, list_folder_releases, read_content
+from edugraph_pipeline.worksheets.content_sources import folder_version, read_content
 from edugraph_pipeline.worksheets.dataset import build_dataset, split_overlap
+from edugraph_pipeline.worksheets.imagefolder import problem_id_from_file_name
+from edugraph_pipeline.worksheets.release_series import list_folder_releases
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import write_imagefolder_release, write_imagine_release
 
 
@@ -46,8 +47,8 @@ def test_imagine_content_meta_json(tmp_path, ontology, real_tag_sets, namespace)
 
 
 def test_imagefolder_metadata_jsonl(tmp_path, ontology, real_tag_sets):
-    rows = real_tag_sets[:8]
-    write_imagefolder_release(tmp_path, rows, namespace="http://edugraph.io/edu/")
+    rows, namespace = real_tag_sets[:8], "http://edugraph.io/edu/"
+    written = write_imagefolder_release(tmp_path, rows, namespace=namespace)
     release = read_content(str(tmp_path), tmp_path / "work", ontology)
     assert release.format == "imagefolder" and len(release.skipped) == 0
     assert len(release.items) == 16
@@ -58,10 +59,19 @@ def test_imagefolder_metadata_jsonl(tmp_path, ontology, real_tag_sets):
     dataset, summary = build_dataset(release.items, ontology, validation_fraction=0.3)
     assert sum(summary.rows.values()) == 16
     assert split_overlap(dataset) == {"problem_id": [], "image_sha256": []}
-    # Tags carry no dimension: the ontology decides it.
-    first = json.loads(dataset["train"]["labels"][0])
-    for dimension, names in first.items():
-        assert all(ontology.concepts[name].dimension == dimension for name in names)
+    # Tags carry no dimension: the ontology decides it. Every row of both splits, question and solution, is
+    # labelled with exactly its problem's tags, grouped by the ontology (the release names none of the dimensions).
+    expected = {
+        problem_id_from_file_name(f"{split}/{entry['file_name']}"):
+            ontology.group_by_dimension(tag.removeprefix(namespace) for tag in entry["tags"])
+        for split, entries in written.items() for entry in entries
+    }
+    assert len(expected) == 8
+    labelled = [(problem, json.loads(labels)) for split in dataset.values()
+                for problem, labels in zip(split["problem_id"], split["labels"])]
+    assert sorted(problem for problem, _ in labelled) == sorted(problem for problem in expected for _ in "QS")
+    assert all(labels == expected[problem] for problem, labels in labelled), labelled
+    assert all(any(names for names in labels.values()) for _, labels in labelled)  # no row lost its tags
 
 
 def test_same_tags_resolve_differently_in_an_older_release(tmp_path, ontology, real_tag_sets):

@@ -9,9 +9,10 @@ settings.py's parsers).
 
 from __future__ import annotations
 
-import dagster as dg
-
 from edugraph_pipeline import settings
+from edugraph_pipeline.defs.env import bound
+
+__all__ = ["DEFAULT_IMAGE", "bound", "default_flag", "default_int", "default_number", "flag", "number"]
 
 
 def default_int(name: str) -> int:
@@ -24,19 +25,6 @@ def default_number(name: str) -> float:
 
 def default_flag(name: str) -> bool:
     return settings.flag(name, settings.default(name))
-
-
-def bound(name: str, *, kind: type = str, optional: bool = False):
-    """`dg.EnvVar(name)` (`dg.EnvVar.int` for `kind=int`) where the variable is set, its value checked now; else
-    the setting's default (None for an `optional` field whose default is empty)."""
-    if settings.is_set(name):
-        if kind is int:
-            settings.integer(name)  # a malformed value fails when the code location loads, naming the variable
-            return dg.EnvVar.int(name)
-        return dg.EnvVar(name)
-    if optional and not settings.default(name):
-        return None
-    return default_int(name) if kind is int else settings.default(name)
 
 
 def flag(name: str) -> bool:
