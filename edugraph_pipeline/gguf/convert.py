@@ -28,7 +28,8 @@ bytes) lets anyone check that against the base folder; with ``all-linear`` it di
 
 Architectures: what the pinned llama.cpp's converter registers (`SUPPORTED_ARCHITECTURES`): Qwen3-VL, and from
 llama-cpp-python 0.3.36 on Qwen3.5 (``Qwen3_5ForConditionalGeneration``: text as ``qwen35``, the vision tower as
-a ``qwen3vl_merger`` mmproj). Another architecture fails before converting, naming what the build supports.
+a ``qwen3vl_merger`` mmproj; converted without the multi-token-prediction head, which transformers does not
+load, so no merged model has it). Another architecture fails before converting, naming what the build supports.
 
 K-quants (Q4_K_M, ...) work on blocks of 256 values along a tensor row. llama-quantize gives a tensor whose rows
 are not a multiple of 256 a fallback type (observed on the 128-wide tiny model: q4_K -> q5_0, q6_K -> q8_0, and
@@ -60,6 +61,10 @@ QUANT_TYPES = ("Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_1", "Q5_K_S", "Q5
 MMPROJ_TYPE = "f16"
 # The architectures (config.json "architectures") the pinned llama.cpp converts with their vision projector.
 SUPPORTED_ARCHITECTURES = ("Qwen3VLForConditionalGeneration", "Qwen3_5ForConditionalGeneration")
+# Converter flags of the text conversion per architecture. Qwen3.5: transformers never loads the checkpoints'
+# multi-token-prediction head (`mtp.*`), so a merged model has none, and the converter, which otherwise exports it as
+# a next-n layer, stops on its absence (`assert self.opt_num_mtp_layers != 0`): convert without it.
+TEXT_CONVERT_FLAGS = {"Qwen3_5ForConditionalGeneration": ("--no-mtp",)}
 VISION_PREFIX = "model.visual."
 
 
@@ -184,8 +189,9 @@ def image_token_limits(model_folder: Path) -> dict[str, int]:
 # ---- tools -----------------------------------------------------------------------------------------------------
 
 
-def convert(llama: LlamaCpp, source: Path, outfile: Path, outtype: str = "f16", mmproj: bool = False) -> str:
-    args = [str(llama.converter), str(source), "--outfile", str(outfile), "--outtype", outtype]
+def convert(llama: LlamaCpp, source: Path, outfile: Path, outtype: str = "f16", mmproj: bool = False,
+            flags: tuple[str, ...] = ()) -> str:
+    args = [str(llama.converter), str(source), "--outfile", str(outfile), "--outtype", outtype, *flags]
     if mmproj:
         args.append("--mmproj")
     return llama.run_python(args)
@@ -274,7 +280,7 @@ def export_gguf(
         say(f"converting {model_folder} (preprocessor_config.json: {preprocessor})")
         f16_file = (out_folder if keep_f16 else work) / f"{name}-F16.gguf"
         start = time.perf_counter()
-        convert(llama, source, f16_file, "f16")
+        convert(llama, source, f16_file, "f16", flags=TEXT_CONVERT_FLAGS.get(architecture, ()))
         timings["convert_text_s"] = time.perf_counter() - start
         start = time.perf_counter()
         convert(llama, source, mmproj_file, MMPROJ_TYPE, mmproj=True)

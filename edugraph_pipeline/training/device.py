@@ -13,7 +13,7 @@
   precision cannot be honoured there and fails.
 * Stage 2 under QLoRA keeps the knowledge adapter as a frozen adapter beside the one it trains
   (`stack_knowledge_adapter`): merging stage 1 into a base that is then quantized to NF4 would round most of
-  stage 1's change away (it is smaller than one NF4 step; docs/training.md). In bf16 and fp32 it is merged.
+  stage 1's change away (mostly smaller than one NF4 step; `stacking.py`). In bf16 and fp32 it is merged.
 
 `choose_placement` is the rule as a pure function of the facts; `placement_for` gathers the facts from torch,
 bitsandbytes and the base's ``config.json``.

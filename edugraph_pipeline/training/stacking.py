@@ -1,9 +1,10 @@
 """Stage 2 on top of a frozen stage-1 adapter, instead of a base with stage 1 merged in (what QLoRA needs).
 
 Under QLoRA the language model is stored in NF4. Merging the knowledge adapter into the bf16 base and quantizing
-the result would keep stage 1 only where its change crosses an NF4 level: most of it is smaller than one NF4 step
-(docs/training.md measures it), so stage 2 would train on a base that has largely forgotten stage 1. Stacking
-keeps it exact: the NF4 base, the knowledge adapter applied in bf16 and frozen, the worksheet adapter trained on
+the result would keep stage 1 only where its change crosses an NF4 level, and a LoRA's change to one weight is
+mostly far smaller than one NF4 step (16 levels over a block of 64 weights' range; issue 25's observation, not
+measured here), so stage 2 would train on a base that has largely lost stage 1. Stacking keeps it exact, whatever
+the sizes: the NF4 base, the knowledge adapter applied in bf16 and frozen, the worksheet adapter trained on
 top. The worksheet adapter is PEFT's ``default`` adapter (saved at the top of the adapter folder, as in the
 merged case); the knowledge adapter is ``knowledge``. Merging afterwards (`merge.py`) applies base + knowledge +
 worksheet in the base's dtype, the same sum either way.
