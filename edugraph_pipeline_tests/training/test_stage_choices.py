@@ -13,6 +13,22 @@ from safetensors import safe_open
 from edugraph_pipeline.training.device import Placement, PlacementError
 
 
+class _Crash(Exception):
+    pass
+
+
+def _crash_after(step: int):
+    """A callback that raises after `step` (an interrupted run; its last checkpoint is what a resume finds)."""
+    from transformers import TrainerCallback
+
+    class CrashAfter(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                raise _Crash(f"killed after step {state.global_step}")
+
+    return CrashAfter()
+
+
 def _tensors(folder: Path, prefix: str = "") -> dict:
     import torch
 
@@ -100,7 +116,6 @@ def test_stage_1_stacked_frozen_trains_resumes_and_merges_like_the_stack(stage_c
 
     from edugraph_pipeline.training.merge import load_with_adapters, trained_artifact
     from edugraph_pipeline.training.sft import CHECKPOINT_DIR, train_knowledge_adapter, train_worksheet_adapter
-    from edugraph_pipeline_tests.training.test_sft import _Crash, _crash_after
 
     knowledge = train_knowledge_adapter(stage_cfg("knowledge", output_dir=str(tmp_path / "k")))["adapter_path"]
     stacked = Placement("cpu", "fp32", 2, 1, False, "test: stacking as under QLoRA", stack_knowledge_adapter=True)
