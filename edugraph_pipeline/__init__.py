@@ -1,0 +1,1 @@
+"""The EduGraph pipeline: ontology and worksheet releases -> a fine-tuned, evaluated, published labeller (README.md)."""

@@ -1,3 +1,5 @@
+"""`python -m edugraph_pipeline`: the `edugraph` command line."""
+
 import sys
 
 from edugraph_pipeline.cli import main

@@ -225,3 +225,13 @@ def test_repeated_pieces_exist_once():
     assert [name for name in defined_functions(r"_?(redact|scrub|redact_url|mask_secrets)")] == [
         "redaction.py:redact", "redaction.py:redact_url"
     ]
+
+
+def test_every_module_states_its_concern():
+    """Each module (package `__init__`s included) opens with a docstring saying what it is for."""
+    missing = [
+        str(path.relative_to(PACKAGE.parent))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not missing, "\n".join(missing)

@@ -1,0 +1,1 @@
+"""Knowledge infusion: question/answer pairs generated from one ontology release."""

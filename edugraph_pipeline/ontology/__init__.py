@@ -1,0 +1,1 @@
+"""The ontology: any release from v0.1.0 on, parsed into one normalised model (concepts, relations, eligibility, logic)."""

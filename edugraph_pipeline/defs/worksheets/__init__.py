@@ -1,0 +1,1 @@
+"""The `worksheets` asset group: worksheet_dataset, its content source and content_release_sensor."""
