@@ -2,7 +2,7 @@
 
 Builds the full-depth Qwen3-VL-4B-Instruct shape (36 text + 24 vision layers, published widths, random bf16
 weights, the Hub's processor files and chat template: `edugraph_pipeline_tests.kit.hub_models`) and measures stage-2
-LoRA steps through the training code's own loaders (`sft._load_model`, `sft.lora_config`, `data.encode_chat`,
+LoRA steps through the training code's own loaders (`sft.load_model`, `sft.lora_config`, `data.encode_chat`,
 `masked_lm_loss`) for, in this order (rows that a timeout cuts off are the least important):
 
 1. the memory placement's choice for this GPU (`training.placement.plan`: precision, micro-batch, checkpointing);
@@ -175,16 +175,15 @@ def sample_shape(feature: dict):
                        images=int(grid.shape[0]), patches_per_image=int(grid[0].prod()))
 
 
-def measure_training(variant: dict, folder, cfg, feats, steps, warmup, device, arch) -> dict:
+def measure_training(variant: dict, folder, cfg, feats, steps, warmup, device, arch, pad_token_id: int) -> dict:
     """One variant's median optimizer-step time, throughput, FLOPs and memory (OOM is a result, not a crash)."""
     import torch
     from peft import get_peft_model
 
     from edugraph_pipeline.training.data import FeatureCollator, masked_lm_loss
-    from edugraph_pipeline.training.device import Placement as DevicePlacement
     from edugraph_pipeline.training.flops import sample_flops
     from edugraph_pipeline.training.placement import Workload, estimate
-    from edugraph_pipeline.training.sft import _load_model, lora_config
+    from edugraph_pipeline.training.sft import load_model, lora_config
 
     cuda = device == "cuda"
     micro, checkpointing, nf4 = variant["micro_batch"], variant["gradient_checkpointing"], variant["precision"] == "nf4"
@@ -200,7 +199,7 @@ def measure_training(variant: dict, folder, cfg, feats, steps, warmup, device, a
     model = optimizer = None
     try:
         load_start = time.perf_counter()
-        model = get_peft_model(_load_model(str(folder), DevicePlacement(device, nf4, "gpu_check")), lora_config(cfg))
+        model = get_peft_model(load_model(str(folder), device, nf4), lora_config(cfg))
         row["load_s"] = round(time.perf_counter() - load_start, 1)
         row["attn_implementation"] = {"text": model.config.text_config._attn_implementation,
                                       "vision": model.config.vision_config._attn_implementation}
@@ -208,7 +207,7 @@ def measure_training(variant: dict, folder, cfg, feats, steps, warmup, device, a
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lora.lr)
-        collate = FeatureCollator(pad_token_id=151643)
+        collate = FeatureCollator(pad_token_id=pad_token_id)
         batches = [collate(feats[i : i + micro]) for i in range(0, len(feats), micro)]
         batches = [{k: v.to(device) for k, v in batch.items()} for batch in batches]
         times = []
@@ -287,7 +286,7 @@ def variants(device: str, cfg, arch, rows: Rows) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", default="4b", choices=["2b", "4b", "8b"])
+    parser.add_argument("--size", default="4b", choices=["2b", "4b", "8b", "qwen3.5-4b"])
     parser.add_argument("--tiny", action="store_true", help="CPU: 1 text + 1 vision layer, batch 1, small images")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
@@ -347,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"of a {args.budget_s:.0f} s budget")
                 continue
             begun = time.perf_counter()
-            row = measure_training(variant, folder, cfg, feats, args.steps, args.warmup, device, arch)
+            row = measure_training(variant, folder, cfg, feats, args.steps, args.warmup, device, arch,
+                                   processor.tokenizer.pad_token_id)
             utilisation(row, datasheet, ceiling["tflops"])
             if training and "step_s" in row and "step_s" in training[0]:
                 row["step_time_vs_first"] = round(row["step_s"] / training[0]["step_s"], 2)

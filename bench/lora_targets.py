@@ -1,13 +1,18 @@
-"""Stage-2 LoRA targets, measured (issue 10): ``all-linear`` (language model + vision tower + merger) vs the language
-model's linears only (upstream's choice since December 2025, which lets its GGUF reuse the base's mmproj).
+"""Stage-2 LoRA targets, measured (issues 10, 25): ``language`` (the language model's linears; vision tower and
+projector frozen: upstream's choice, which lets a GGUF reuse the base's mmproj) vs ``all-linear`` (also the vision
+tower and the merger), through the training code's own choice (`training/lora_targets.py`).
 
-* tiny profile, trained: the same pretrained tiny base, the same generated worksheets (300 train / 48 held out),
-  the same steps; held-out exact match and label micro-F1, trainable parameters, seconds per step;
-* a Hub shape (default 4B, full depth, on the meta device: nothing allocated): trainable parameters and the
-  memory they add (fp32 weights + gradients + two Adam moments: 16 bytes each), next to the weights' memory
-  in bf16 and with QLoRA's NF4 language model.
+* a Hub shape (default the 4B; ``--shape qwen3.5-4b`` too), full depth, by arithmetic (`architecture.py`, checked
+  against PEFT on the meta device by test_architecture.py): trainable parameters, the LoRA state (fp32 weight,
+  gradient and two Adam moments: 16 bytes each) and the whole stage-2 memory estimate (`placement.estimate`, bf16
+  at the profile's micro-batch with gradient checkpointing), and the placement each choice gets on a 24 GB L4;
+* the same shape cut to 1 text + 2 vision layers (`kit.hub_models`: published widths, random bf16 weights), trained
+  on the CPU in fp32 through `train_worksheet_adapter` for ``--shape-steps`` steps of one sample: seconds per step
+  (what the vision tower's backward adds, at CPU speed);
+* ``--tiny``: the tiny profile trained on generated worksheets (300 train / 48 held out), held-out exact match and
+  label micro-F1 (the real release: `bench/real_exercises.py --targets language,all-linear`).
 
-    python bench/lora_targets.py [--steps 200] [--shape 4b] [--skip-training]
+    nice -n 10 python bench/lora_targets.py [--shape 4b] [--shape-steps 4] [--skip-cpu-steps] [--tiny --steps 200]
 """
 
 from __future__ import annotations
@@ -24,13 +29,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TARGETS = {"all-linear": "all-linear", "language-only": None}  # None: sft.LANGUAGE_MODEL_LINEAR
+from edugraph_pipeline.training.lora_targets import CHOICES  # noqa: E402
 
-
-def target_modules(name: str):
-    from edugraph_pipeline.training.sft import LANGUAGE_MODEL_LINEAR
-
-    return TARGETS[name] or LANGUAGE_MODEL_LINEAR
+GIB = 2**30
 
 
 def label_f1(predictions: list[str], truths: list[str]) -> float:
@@ -51,9 +52,67 @@ def label_f1(predictions: list[str], truths: list[str]) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def train_tiny(steps: int, root: Path) -> list[dict]:
-    from dataclasses import replace
+def shape_memory(size: str) -> list[dict]:
+    """Trainable parameters, LoRA state and the stage-2 estimate of each choice at the full published shape."""
+    from edugraph_pipeline.training.architecture import lora_parameters, lora_targets
+    from edugraph_pipeline.training.placement import estimate, workload
+    from edugraph_pipeline.training.placement_table import REFERENCE_GPUS, stage_plan
+    from edugraph_pipeline.training.profiles import profile, stage_config
+    from edugraph_pipeline.training.published_models import for_base_model
 
+    prof = profile(size)
+    arch = for_base_model(prof.base_model)
+    rows = []
+    for choice in CHOICES:
+        cfg = stage_config("worksheet", base_model=prof.base_model, dataset_path="-", output_dir="-", prof=prof,
+                           mode="train", device="cuda", lora_targets=choice)
+        work = workload(cfg, arch)
+        trainable = lora_parameters(lora_targets(arch, work.target_modules), cfg.lora.r)
+        bf16 = estimate(work, "bf16", cfg.batch_size, True)
+        from dataclasses import replace
+
+        on_l4 = stage_plan(replace(prof, lora_targets=choice), REFERENCE_GPUS["L4 24 GB"])
+        rows.append({
+            "shape": prof.base_model, "targets": choice, "lora_r": cfg.lora.r,
+            "trainable_parameters": trainable,
+            "lora_state_gib": round(bf16.lora_state / GIB, 2),
+            "activations_gib_bf16_checkpointed": round(bf16.activations / GIB, 2),
+            "estimate_gib_bf16_checkpointed": round(bf16.total / GIB, 2),
+            "l4_placement": f"{on_l4.precision} {on_l4.micro_batch}x{on_l4.grad_accum} "
+                            f"checkpointing {'on' if on_l4.gradient_checkpointing else 'off'} "
+                            f"({on_l4.estimate.total / GIB:.1f} GiB)",
+        })
+    return rows
+
+
+def shape_step_time(size: str, steps: int, root: Path) -> list[dict]:
+    """Seconds per one-sample step on the CPU (fp32) of the shallow Hub-shaped model, per choice."""
+    from edugraph_pipeline.training.profiles import profile, stage_config
+    from edugraph_pipeline.training.sft import train_worksheet_adapter
+    from edugraph_pipeline_tests.kit.hub_models import build_hub_model
+    from edugraph_pipeline_tests.kit.synthetic import make_worksheet_dataset
+
+    base = build_hub_model(size, root / "base", text_layers=2 if size.startswith("qwen3.5") else 1, vision_layers=2)
+    make_worksheet_dataset(root / "ws", n_train=max(8, steps), n_validation=2, seed=3)
+    rows = []
+    for choice in CHOICES:
+        cfg = stage_config("worksheet", base_model=str(base), dataset_path=str(root / "ws"),
+                           output_dir=str(root / choice), prof=profile(size), mode="train", device="cpu",
+                           lora_targets=choice, save_minutes=0)
+        cfg = cfg.with_(batch_size=1, grad_accum=1, max_steps=steps, save_steps=10**6, logging_steps=1)
+        metrics = train_worksheet_adapter(cfg)
+        rows.append({
+            "shape": f"{size}, 1 text + 2 vision layers" if not size.startswith("qwen3.5") else
+                     f"{size}, 2 text + 2 vision layers",
+            "targets": choice, "steps": metrics["steps_this_run"],
+            "seconds_per_step": round(metrics["wall_time_s"] / max(1, metrics["steps_this_run"]), 2),
+            "trainable_parameters": metrics["trainable_parameters"],
+            "peak_rss_gib": round(metrics["peak_memory_bytes"] / GIB, 2),
+        })
+    return rows
+
+
+def train_tiny(steps: int, root: Path) -> list[dict]:
     from datasets import load_from_disk
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
@@ -69,11 +128,10 @@ def train_tiny(steps: int, root: Path) -> list[dict]:
     make_worksheet_dataset(root / "ws", n_train=300, n_validation=48, seed=7)
     validation = load_from_disk(str(root / "ws"))["validation"]
     rows = []
-    for name in TARGETS:
-        prof = profile("tiny")
-        prof = replace(prof, worksheet=replace(prof.worksheet, target_modules=target_modules(name)))
+    for choice in CHOICES:
         cfg = stage_config("worksheet", base_model=str(base), dataset_path=str(root / "ws"),
-                           output_dir=str(root / name), prof=prof, mode="train").with_(max_steps=steps, save_steps=10**6)
+                           output_dir=str(root / choice), prof=profile("tiny"), mode="train", lora_targets=choice,
+                           save_minutes=0).with_(max_steps=steps, save_steps=10**6)
         metrics = train_worksheet_adapter(cfg)
         model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(str(base)), metrics["adapter_path"])
         model.eval()
@@ -82,7 +140,7 @@ def train_tiny(steps: int, root: Path) -> list[dict]:
         predictions = [generate_answer(model, processor, row["image"]) for row in validation]
         truths = list(validation["labels"])
         rows.append({
-            "targets": name,
+            "targets": choice,
             "trainable_parameters": metrics["trainable_parameters"],
             "seconds_per_step": metrics["wall_time_s"] / max(1, metrics["steps_this_run"]),
             "exact_match": sum(p == t for p, t in zip(predictions, truths)) / len(truths),
@@ -93,50 +151,22 @@ def train_tiny(steps: int, root: Path) -> list[dict]:
     return rows
 
 
-def shape_counts(size: str, r: int) -> list[dict]:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import Qwen3VLForConditionalGeneration
-
-    from edugraph_pipeline_tests.kit.hub_models import hub_config
-
-    rows = []
-    for name in TARGETS:
-        with torch.device("meta"):
-            model = Qwen3VLForConditionalGeneration._from_config(hub_config(size), dtype=torch.bfloat16)
-        total = sum(p.numel() for p in model.parameters())
-        vision = sum(p.numel() for n, p in model.named_parameters() if n.startswith("model.visual"))
-        embedding = model.get_input_embeddings().weight.numel()
-        language_linear = sum(
-            m.weight.numel() for n, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and n.startswith("model.language_model")
-        )
-        peft = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=target_modules(name)))
-        trainable, _ = peft.get_nb_trainable_parameters()
-        nf4 = language_linear * 0.5 * 1.03 + (total - language_linear) * 2  # NF4 + double-quant absmax; the rest bf16
-        rows.append({
-            "shape": size, "targets": name, "lora_r": r,
-            "trainable_parameters": int(trainable),
-            "lora_training_state_gib": round(trainable * 16 / 2**30, 2),
-            "weights_bf16_gib": round(total * 2 / 2**30, 2),
-            "weights_qlora_gib": round(nf4 / 2**30, 2),
-            "vision_parameters": int(vision), "embedding_parameters": int(embedding), "total_parameters": int(total),
-        })
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--shape", default="4b", choices=["2b", "4b", "8b"])
-    parser.add_argument("--skip-training", action="store_true", help="only the shape's parameter counts")
+    parser.add_argument("--shape", default="4b", choices=["2b", "4b", "8b", "qwen3.5-4b", "qwen3.5-9b", "qwen3.5-27b"])
+    parser.add_argument("--shape-steps", type=int, default=4, help="CPU steps per choice on the shallow shape")
+    parser.add_argument("--skip-cpu-steps", action="store_true", help="only the full shape's arithmetic")
+    parser.add_argument("--tiny", action="store_true", help="also train the tiny profile on generated worksheets")
+    parser.add_argument("--steps", type=int, default=200, help="tiny: stage-2 steps")
     args = parser.parse_args(argv)
-    from edugraph_pipeline.training.profiles import PROFILES
-
-    report = {"shape": shape_counts(args.shape, PROFILES[args.shape].worksheet.r)}
-    if not args.skip_training:
-        with tempfile.TemporaryDirectory() as tmp:
-            report["tiny"] = train_tiny(args.steps, Path(tmp))
+    report: dict = {"shape_memory": shape_memory(args.shape)}
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_cpu_steps and args.shape in ("2b", "4b", "qwen3.5-4b"):
+            start = time.perf_counter()
+            report["shape_cpu_steps"] = shape_step_time(args.shape, args.shape_steps, Path(tmp) / "shape")
+            report["shape_cpu_wall_s"] = round(time.perf_counter() - start, 1)
+        if args.tiny:
+            report["tiny"] = train_tiny(args.steps, Path(tmp) / "tiny")
     print(json.dumps(report, indent=2))
     return 0
 

@@ -13,9 +13,10 @@ validity, the table comparable to upstream's (exact-set match on valid outputs, 
 macro F1, invalid and incompatible rates, per dimension, question/solution and training-frequency slices) on the
 final cohort, the selection cohort and the whole validation split, a per-generator table, the wall time of every
 step; with `--sample-kinds`, the same recipe trained on our sample generator's kinds only and scored on the same
-validation split. The recipe knobs (`--steps`, `--epochs`,
-`--max-pixels`, `--rank`, `--lr`, `--targets`, `--stage1`) override the tiny profile's stage-2 settings for
-experiments; without them the run is exactly the `tiny` profile. Offline; `../shared` is required.
+validation split. The recipe knobs (`--steps`, `--epochs`, `--max-pixels`, `--rank`, `--lr`, `--stage1`) override
+the tiny profile's stage-2 settings for experiments; `--targets language,all-linear` trains and scores one model per
+stage-2 LoRA target choice in the same run (same base, data and steps). Without them the run is exactly the `tiny`
+profile. Offline; `../shared` is required.
 """
 
 from __future__ import annotations
@@ -104,7 +105,6 @@ def recipe(args):
         r=args.rank if args.rank is not None else lora.r,
         alpha=2 * args.rank if args.rank is not None else lora.alpha,
         lr=args.lr if args.lr is not None else lora.lr,
-        target_modules=args.targets.split(",") if args.targets else lora.target_modules,
     )
     return replace(
         prof,
@@ -143,7 +143,7 @@ def knowledge_adapter(prof, base: str, ontology, work: Path, clock: Clock) -> st
 
 
 def train_and_evaluate(name: str, prof, base: str, dataset, evaluation_set, ontology, work: Path, clock: Clock,
-                       knowledge: str | None):
+                       knowledge: str | None, lora_targets: str = ""):
     """Stage 2 on `dataset`'s train split, merged, classified and scored on `evaluation_set` (a DatasetDict whose
     train split gives the baselines and whose validation split is scored)."""
     from edugraph_pipeline.evaluation.run import evaluate_model
@@ -156,10 +156,11 @@ def train_and_evaluate(name: str, prof, base: str, dataset, evaluation_set, onto
     dataset.save_to_disk(str(folder / "dataset"))
     cfg = stage_config("worksheet", base_model=base, dataset_path=str(folder / "dataset"),
                        output_dir=str(folder / "out"), prof=prof, mode="train", device="cpu",
-                       knowledge_adapter=knowledge)
+                       knowledge_adapter=knowledge, lora_targets=lora_targets)
     metrics = clock.run(f"stage 2 ({name})", train_stage, cfg)
-    print(f"{name}: {metrics['steps']} steps, {metrics['trainable_parameters']:,} trainable of "
-          f"{metrics['total_parameters']:,}, loss {metrics['train_loss']:.4f}, "
+    print(f"{name}: {metrics['steps']} steps, {cfg.lora_targets} targets, {metrics['trainable_parameters']:,} "
+          f"trainable of {metrics['total_parameters']:,}, loss {metrics['train_loss']:.4f}, "
+          f"{metrics['wall_time_s'] / max(1, metrics['steps_this_run']):.2f} s/step, "
           f"{metrics['image_tokens_per_image_max']} image tokens max", flush=True)
     adapters = ([knowledge] if knowledge else []) + [metrics["adapter_path"]]
     model_dir = folder / "model"
@@ -185,7 +186,8 @@ def main() -> None:
     parser.add_argument("--max-pixels", type=int, help="image-token budget per image (max_pixels / 32²)")
     parser.add_argument("--rank", type=int, help="stage-2 LoRA rank (alpha = 2 × rank)")
     parser.add_argument("--lr", type=float, help="stage-2 learning rate")
-    parser.add_argument("--targets", help="stage-2 LoRA target modules, comma-separated (default all-linear)")
+    parser.add_argument("--targets", help="stage-2 LoRA target choices to compare, comma-separated: language, "
+                        "all-linear (default: the profile's)")
     parser.add_argument("--json", help="write the headline numbers here")
     args = parser.parse_args()
     if not (SHARED_RELEASES / ONTOLOGY_TAG).is_dir():
@@ -215,14 +217,19 @@ def main() -> None:
             if args.sample_kinds:
                 sample = worksheet_dataset(SAMPLE, ontology, work, clock, "sample", sample_count=args.sample_count)
                 variants["tiny (sample kinds)"] = sample
-            for index, (name, dataset) in enumerate(variants.items()):
+            choices = args.targets.split(",") if args.targets else [prof.lora_targets]
+            runs = [(f"{name}, {choice}" if args.targets else name, dataset, choice)
+                    for name, dataset in variants.items() for choice in choices]
+            for index, (name, dataset, choice) in enumerate(runs):
                 run, metrics = train_and_evaluate(f"model{index}", prof, base, dataset, real, ontology, work, clock,
-                                                  knowledge)
+                                                  knowledge, choice)
                 reports[name] = evaluate_predictions(expected, run.raw, ontology)  # every row, like the baselines
                 predictions[name] = [example_answer(text, ontology) for text in run.raw]
                 texts[name] = run.raw
                 training[name] = {"steps": metrics["steps"], "train_loss": metrics["train_loss"],
-                                  "trainable_parameters": metrics["trainable_parameters"]}
+                                  "trainable_parameters": metrics["trainable_parameters"], "lora_targets": choice,
+                                  "stage2_wall_s": metrics["wall_time_s"],
+                                  "s_per_step": metrics["wall_time_s"] / max(1, metrics["steps_this_run"])}
 
     print(f"\nvalidation: {len(validation)} rows ({reports[MOST_FREQUENT].n_worksheets} worksheets)\n")
     print("| Predictor | " + " | ".join(f"{d} micro / macro F1" for d in DIMENSIONS)

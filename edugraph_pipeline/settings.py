@@ -75,7 +75,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("EDUGRAPH_SAMPLE_COUNT", "200", "Images generated when the content source is `sample`."),
     Setting("EDUGRAPH_SAMPLE_SEED", "0", "Seed of the sample worksheet generator."),
-    Setting("EDUGRAPH_MODEL", "tiny", "Model profile: `tiny` (CPU, offline), `2b`, `4b`, `8b` (Qwen/Qwen3-VL-{N}B-Instruct)."),
+    Setting(
+        "EDUGRAPH_MODEL",
+        "tiny",
+        "Model profile: `tiny` (CPU, offline), `2b`, `4b`, `8b` (Qwen/Qwen3-VL-{N}B-Instruct), `qwen3.5-4b`, "
+        "`qwen3.5-9b`, `qwen3.5-27b` (Qwen/Qwen3.5-{N}B).",
+    ),
     Setting("EDUGRAPH_BASE_MODEL", "", "Hub repo id or local folder replacing the profile's base model."),
     Setting("EDUGRAPH_RUN_MODE", "train", "`train`, or `test` (a small subset, one epoch: checks the path, not quality)."),
     Setting(
@@ -88,7 +93,26 @@ SETTINGS: tuple[Setting, ...] = (
         "EDUGRAPH_DEVICE",
         "auto",
         "Training device: `auto` (CUDA; only `tiny` may fall back to the CPU), `cuda` (fail without it), `cpu` "
-        "(any profile on the CPU, 4-bit off: tests).",
+        "(any profile on the CPU, fp32: tests). On CUDA precision (bf16 LoRA or QLoRA), micro-batch and gradient "
+        "checkpointing follow from the card's memory (`EDUGRAPH_TRAINING_PLACEMENT` overrides).",
+    ),
+    Setting(
+        "EDUGRAPH_LORA_TARGETS",
+        "",
+        "Stage-2 LoRA targets: `language` (language model only; vision tower and projector frozen, the GGUF's "
+        "`mmproj` equals the base's) or `all-linear` (also the vision tower and projector); empty: the profile's.",
+    ),
+    Setting(
+        "EDUGRAPH_TRAINING_PLACEMENT",
+        "",
+        "Override of the GPU memory placement, comma-separated: `precision=bf16` or `precision=nf4`, `micro_batch=N` (dividing "
+        "the effective batch), `gradient_checkpointing=on` or `off`; empty: decided from the card's memory.",
+    ),
+    Setting(
+        "EDUGRAPH_CHECKPOINT_MINUTES",
+        "10",
+        "Training step: also save a checkpoint when this many minutes passed since the last one (besides every "
+        "`save_steps`; fractions allowed; 0: off).",
     ),
     Setting(
         "EDUGRAPH_TRAINING_LAUNCHER",

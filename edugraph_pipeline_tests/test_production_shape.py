@@ -1,11 +1,13 @@
-"""The production path on Qwen3-VL folders shaped exactly like the Hub's 2B / 4B (issue 10), on the CPU.
+"""The production path on folders shaped exactly like the Hub's Qwen3-VL 2B / 4B (issue 10) and Qwen3.5-4B (issue
+25), on the CPU.
 
 `EDUGRAPH_MODEL=<size> EDUGRAPH_BASE_MODEL=<Hub-shaped folder> EDUGRAPH_RUN_MODE=test EDUGRAPH_DEVICE=cpu` through
 base_model -> knowledge_adapter -> trained_adapter -> merged_model -> model_evaluation -> hf_publication (a local
 Hub) and `edugraph classify`. The folders have every published width, head count, vocabulary and rope setting,
-the Hub's processor files and chat template, and 1 text + 2 vision layers (random bf16 weights) so 2 cores train
-them (the 8B shape, untied 4096-wide embeddings, is slow-marked). A second test pins the base revision of a Hub
-id: a push to `main` after `base_model` changes nothing.
+the Hub's processor files and chat template, and 1 text + 2 vision layers (Qwen3.5: 2 text layers, one Gated
+DeltaNet and one gated full-attention layer) of random bf16 weights so 2 cores train them (the 8B shape, untied
+4096-wide embeddings, is slow-marked). A second test pins the base revision of a Hub id: a push to `main` after
+`base_model` changes nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import dagster as dg
 import pytest
 
 from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.training.profiles import profile
 from edugraph_pipeline.training.revision import folder_revision
 from edugraph_pipeline_tests.conftest import PIPELINE_ASSETS, TOKEN, dag_resources
-from edugraph_pipeline_tests.kit.hub_models import SHAPES, build_hub_model, hub_chat_template
+from edugraph_pipeline_tests.kit.hub_models import build_hub_model, hub_chat_template, published
 
 TAG = "v0.21.0"
 REPO = "edugraph/worksheet-labeller"
@@ -50,11 +53,14 @@ def run_env(monkeypatch, tmp_path, ontology_remote, hub):
     return configure
 
 
-@pytest.mark.parametrize("size", ["2b", "4b", pytest.param("8b", marks=pytest.mark.slow)])  # 8B: untied, ~12 GB
-def test_the_dag_runs_on_a_hub_shaped_qwen3_vl(size, run_env, instance, hub, tmp_path, capsys):
+TEXT_LAYERS = {"qwen3.5-4b": 2}  # one layer of each kind; Qwen3-VL: 1
+
+
+@pytest.mark.parametrize("size", ["2b", "4b", "qwen3.5-4b", pytest.param("8b", marks=pytest.mark.slow)])  # 8B: ~12 GB
+def test_the_dag_runs_on_a_hub_shaped_base(size, run_env, instance, hub, tmp_path, capsys):
     from edugraph_pipeline.inference.classify_command import classify_main
 
-    base = build_hub_model(size, tmp_path / f"Qwen3-VL-{size.upper()}-Instruct", text_layers=1, vision_layers=2)
+    base = build_hub_model(size, tmp_path / f"hub-{size}", text_layers=TEXT_LAYERS.get(size, 1), vision_layers=2)
     resources = run_env(size, str(base))
     assert dg.materialize(PIPELINE_ASSETS, selection=["base_model"], resources=resources, instance=instance).success
     instance.add_dynamic_partitions(ontology_partitions.name, [TAG])
@@ -63,14 +69,26 @@ def test_the_dag_runs_on_a_hub_shaped_qwen3_vl(size, run_env, instance, hub, tmp
     assert result.success
     store = resources["artifact_store"].store()
 
-    # Both stages trained the pinned base, on the CPU on purpose (4-bit off, and the metrics say why).
+    # Both stages trained the pinned base, on the CPU on purpose (fp32, the profile's batch; the metrics say so).
     revision = folder_revision(base)
+    prof = profile(size)
+    micro, accum = prof.batch_size, prof.grad_accum
     for stage in ("knowledge_adapter", "trained_adapter"):
         job = json.loads((store.asset_dir(stage) / "job_result.json").read_text())
         assert job["base_model_revision"] == revision, stage
-        assert job["placement"] == {"device": "cpu", "quantize_4bit": False, "reason": "EDUGRAPH_DEVICE=cpu: 4-bit "
-                                    "quantization is off (QLoRA needs CUDA), training in fp32"}, stage
+        assert job["placement"] == {
+            "device": "cpu", "precision": "fp32", "quantize_4bit": False, "micro_batch": micro, "grad_accum": accum,
+            "effective_batch": micro * accum, "gradient_checkpointing": False, "memory": None,
+            "stack_knowledge_adapter": False,
+            "reason": f"EDUGRAPH_DEVICE=cpu: fp32, micro-batch {micro} x {accum} (effective {micro * accum}), "
+                      f"gradient checkpointing off"}, stage
         assert job["trainable_parameters"] > 0 and job["train_loss"] > 0, stage
+    trained = json.loads((store.asset_dir("trained_adapter") / "job_result.json").read_text())
+    assert trained["hyperparameters"]["lora_targets"] == prof.lora_targets
+    assert trained["knowledge_adapter_applied"] == "merged"
+    adapted = json.loads((store.asset_dir("trained_adapter") / "adapter" / "adapter_config.json").read_text())
+    if size.startswith("qwen3.5"):  # the Gated DeltaNet layer is adapted too
+        assert "in_proj_qkv" in str(adapted["target_modules"]) or adapted["target_modules"] == "all-linear"
     assert json.loads((store.asset_dir("trained_adapter") / "job_result.json").read_text())["sequence_length_max"] > 0
 
     # The merged model: the published architecture, bf16 like the base (not fp32 on this GPU-less host), and the
@@ -82,19 +100,19 @@ def test_the_dag_runs_on_a_hub_shaped_qwen3_vl(size, run_env, instance, hub, tmp
     merged_bytes = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     assert abs(merged_bytes - base_bytes) / base_bytes < 0.01
     config = json.loads((folder / "config.json").read_text())
-    shape = SHAPES[size]
-    assert (config["text_config"]["hidden_size"], config["text_config"]["num_attention_heads"],
-            config["text_config"]["num_key_value_heads"], config["text_config"]["vocab_size"],
-            config["vision_config"]["hidden_size"], config["vision_config"]["out_hidden_size"]) == (
-        shape.text_hidden, shape.text_heads, shape.text_kv_heads, 151936, shape.vision_hidden, shape.text_hidden)
+    sizing = published(size)
+    fields = ("hidden_size", "num_attention_heads", "num_key_value_heads", "vocab_size")
+    assert [config["text_config"][name] for name in fields] == [sizing["text_config"][name] for name in fields]
+    assert (config["model_type"], config["vision_config"]["hidden_size"], config["vision_config"]["out_hidden_size"]) == (
+        sizing["model_type"], sizing["vision_config"]["hidden_size"], sizing["text_config"]["hidden_size"])
     from transformers import AutoProcessor
 
-    assert AutoProcessor.from_pretrained(folder).chat_template == hub_chat_template()
+    assert AutoProcessor.from_pretrained(folder).chat_template == hub_chat_template(size)
 
     # Evaluated, gated and published to the (local) Hub.
     assert metadata(result, "model_evaluation")["ontology_version"] == TAG
-    published = metadata(result, "hf_publication")
-    assert hub.head(REPO) == published["commit_id"]
+    publication = metadata(result, "hf_publication")
+    assert hub.head(REPO) == publication["commit_id"]
     assert {"config.json", "model.safetensors", "ontology.json"} <= set(hub.files(REPO))
 
     # `edugraph classify` on the merged model: one answer line (strict JSON), the model's text written under the

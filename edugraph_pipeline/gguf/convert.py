@@ -18,6 +18,19 @@ also ``processor_config.json``; when the first is missing (transformers 5 saves 
 runs on a temporary folder of symlinks plus a derived ``preprocessor_config.json``: the merged model artifact is
 never modified.
 
+The ``mmproj`` is always converted from the merged model folder, never downloaded or copied from elsewhere. With
+stage 2's ``language`` LoRA targets (vision tower and projector frozen, `training/lora_targets.py`) the merged
+folder's vision weights are the base's bit for bit, so the ``mmproj`` is the base's as well: the same tensors a
+conversion of the base gives, reusable with the base's published ``mmproj``. ``manifest["mmproj"]
+["vision_weights_sha256"]`` (`vision_weights_sha256`: the ``model.visual.*`` tensors' names, dtypes, shapes and
+bytes) lets anyone check that against the base folder; with ``all-linear`` it differs, and only this export's
+``mmproj`` fits the model.
+
+Architectures: what the pinned llama.cpp's converter registers (`SUPPORTED_ARCHITECTURES`): Qwen3-VL, and from
+llama-cpp-python 0.3.36 on Qwen3.5 (``Qwen3_5ForConditionalGeneration``: text as ``qwen35``, the vision tower as
+a ``qwen3vl_merger`` mmproj; converted without the multi-token-prediction head, which transformers does not
+load, so no merged model has it). Another architecture fails before converting, naming what the build supports.
+
 K-quants (Q4_K_M, ...) work on blocks of 256 values along a tensor row. llama-quantize gives a tensor whose rows
 are not a multiple of 256 a fallback type (observed on the 128-wide tiny model: q4_K -> q5_0, q6_K -> q8_0, and
 the tied token embedding q8_0; "14 of 24 tensor(s) required fallback quantization").
@@ -28,10 +41,12 @@ Q4_K_M.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import struct
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +59,61 @@ from edugraph_pipeline.storage.layout import ONTOLOGY_FILE
 # llama-quantize types offered (a subset of its list: the usual ones for CPU inference).
 QUANT_TYPES = ("Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16")
 MMPROJ_TYPE = "f16"
+# The architectures (config.json "architectures") the pinned llama.cpp converts with their vision projector.
+SUPPORTED_ARCHITECTURES = ("Qwen3VLForConditionalGeneration", "Qwen3_5ForConditionalGeneration")
+# Converter flags of the text conversion per architecture. Qwen3.5: transformers never loads the checkpoints'
+# multi-token-prediction head (`mtp.*`), so a merged model has none, and the converter, which otherwise exports it as
+# a next-n layer, stops on its absence (`assert self.opt_num_mtp_layers != 0`): convert without it.
+TEXT_CONVERT_FLAGS = {"Qwen3_5ForConditionalGeneration": ("--no-mtp",)}
+VISION_PREFIX = "model.visual."
+
+
+class UnsupportedArchitectureError(ValueError):
+    """The merged model's architecture is not one the pinned llama.cpp converts."""
+
+
+def check_architecture(model_folder: Path, llama_version: str) -> str:
+    config_path = model_folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    architectures = config.get("architectures") or []
+    known = [name for name in architectures if name in SUPPORTED_ARCHITECTURES]
+    if not known:
+        raise UnsupportedArchitectureError(
+            f"{config_path}: architectures {architectures!r} is not one the llama.cpp of llama-cpp-python "
+            f"{llama_version} converts to GGUF with an mmproj ({', '.join(SUPPORTED_ARCHITECTURES)})"
+        )
+    return known[0]
+
+
+def vision_weights_sha256(model_folder: Path) -> str:
+    """One hash of the vision tower's and projector's tensors (names, dtypes, shapes, bytes) in a folder's
+    safetensors, read from the files' own headers: equal for the base and a model merged from adapters that left
+    the vision weights alone."""
+    entries = []
+    for file in sorted(Path(model_folder).glob("*.safetensors")):
+        with file.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+            start = 8 + length
+            for name, info in header.items():
+                if name.startswith(VISION_PREFIX) and isinstance(info, dict):
+                    entries.append((name, info, file, start))
+    digest = hashlib.sha256()
+    for name, info, file, start in sorted(entries, key=lambda entry: entry[0]):
+        begin, end = info["data_offsets"]
+        digest.update(json.dumps([name, info["dtype"], info["shape"]]).encode())
+        with file.open("rb") as handle:
+            handle.seek(start + begin)
+            remaining = end - begin
+            while remaining:
+                chunk = handle.read(min(remaining, 1 << 24))
+                if not chunk:
+                    raise ValueError(f"{file}: tensor {name} is cut short")
+                digest.update(chunk)
+                remaining -= len(chunk)
+    if not entries:
+        raise ValueError(f"{model_folder}: no {VISION_PREFIX}* tensors in its safetensors")
+    return digest.hexdigest()
 
 
 def normalise_quant(quant: str) -> str:
@@ -119,8 +189,9 @@ def image_token_limits(model_folder: Path) -> dict[str, int]:
 # ---- tools -----------------------------------------------------------------------------------------------------
 
 
-def convert(llama: LlamaCpp, source: Path, outfile: Path, outtype: str = "f16", mmproj: bool = False) -> str:
-    args = [str(llama.converter), str(source), "--outfile", str(outfile), "--outtype", outtype]
+def convert(llama: LlamaCpp, source: Path, outfile: Path, outtype: str = "f16", mmproj: bool = False,
+            flags: tuple[str, ...] = ()) -> str:
+    args = [str(llama.converter), str(source), "--outfile", str(outfile), "--outtype", outtype, *flags]
     if mmproj:
         args.append("--mmproj")
     return llama.run_python(args)
@@ -197,6 +268,7 @@ def export_gguf(
     llama = llama.require()
     if not (model_folder / "config.json").is_file():
         raise ValueError(f"{model_folder} holds no model (no config.json)")
+    architecture = check_architecture(model_folder, llama.root.name)
     out_folder.mkdir(parents=True, exist_ok=True)
     say = log or (lambda message: None)
     timings: dict[str, float] = {}
@@ -208,7 +280,7 @@ def export_gguf(
         say(f"converting {model_folder} (preprocessor_config.json: {preprocessor})")
         f16_file = (out_folder if keep_f16 else work) / f"{name}-F16.gguf"
         start = time.perf_counter()
-        convert(llama, source, f16_file, "f16")
+        convert(llama, source, f16_file, "f16", flags=TEXT_CONVERT_FLAGS.get(architecture, ()))
         timings["convert_text_s"] = time.perf_counter() - start
         start = time.perf_counter()
         convert(llama, source, mmproj_file, MMPROJ_TYPE, mmproj=True)
@@ -240,7 +312,9 @@ def export_gguf(
             "quantizer_log_tail": quantized["log_tail"],
         },
         "text_model": _file_entry(text_file, text_info),
-        "mmproj": _file_entry(mmproj_file, inspected[mmproj_file.name]),
+        "mmproj": {**_file_entry(mmproj_file, inspected[mmproj_file.name]),
+                   "vision_weights_sha256": vision_weights_sha256(model_folder)},
+        "source_architecture": architecture,
         "f16_size_bytes": f16_size,
         "compression": round(f16_size / max(1, text_file.stat().st_size), 3),
         "image_tokens": image_token_limits(model_folder),

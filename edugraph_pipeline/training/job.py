@@ -16,7 +16,9 @@ from edugraph_pipeline.training.profiles import RUN_MODES, StageConfig
 TINY_BASE = "tiny_base"  # pretrain the tiny base model (no dataset, no adapter)
 STAGES = (TINY_BASE, "knowledge", "worksheet")
 # Bump when a change to the training code should retrain unchanged inputs (it is part of every identity).
-TRAINING_CODE_VERSION = "3"
+TRAINING_CODE_VERSION = "4"  # 4: placement from memory, LoRA target choice, stage 1 stacked under QLoRA
+# StageConfig fields that do not change what is trained: where it writes, how often it checkpoints.
+UNDECISIVE_CONFIG = ("output_dir", "work_dir", "save_minutes")
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,13 @@ class TrainingJob:
         return replace(self, output_dir=output_dir, work_dir=work_dir, config=config)
 
     def decisive(self) -> dict:
-        """The job without the folders it writes to: what decides the result."""
+        """The job without the folders it writes to and its checkpoint clock: what decides the result."""
         data = self.to_dict()
         data.pop("output_dir")
         data.pop("work_dir")
         if data["config"] is not None:
-            data["config"].pop("output_dir")
-            data["config"].pop("work_dir")
+            for name in UNDECISIVE_CONFIG:
+                data["config"].pop(name)
         return data
 
     def identity(self, inputs: dict) -> str:

@@ -47,6 +47,7 @@ from edugraph_pipeline.training.architecture import (
     parameter_counts,
 )
 from edugraph_pipeline.training.flops import SampleShape
+from edugraph_pipeline.training.lora_targets import target_modules
 from edugraph_pipeline.training.profiles import StageConfig
 
 GIB = 2**30
@@ -97,10 +98,10 @@ class Workload:
         return self.micro_batch * self.grad_accum
 
 
-def workload(cfg: StageConfig, arch: Architecture, target_modules=None) -> Workload:
-    """The workload of a stage config; `target_modules`: the effective targets when they differ from the
-    config's (stage 1 maps ``all-linear`` to the language model's linears). Sizes are upper bounds: the sequence
-    is the config's max_length, a worksheet carries one image at the pixel budget, the knowledge stage none."""
+def workload(cfg: StageConfig, arch: Architecture) -> Workload:
+    """The workload of a stage config (its LoRA targets as `lora_targets.target_modules` gives them). Sizes are
+    upper bounds: the sequence is the config's max_length, a worksheet carries one image at the pixel budget, the
+    knowledge stage none."""
     v = arch.vision
     pixels_per_patch = (v.patch_size) ** 2
     images = 1 if cfg.stage == "worksheet" else 0
@@ -109,7 +110,7 @@ def workload(cfg: StageConfig, arch: Architecture, target_modules=None) -> Workl
     sequence = cfg.max_length or image_tokens + 512
     sample = SampleShape(sequence=sequence, logit_positions=min(sequence, LABEL_POSITIONS), images=images,
                          patches_per_image=patches)
-    targets = cfg.lora.target_modules if target_modules is None else target_modules
+    targets = target_modules(cfg.stage, cfg.lora_targets)
     return Workload(arch, targets, cfg.lora.r, cfg.lora.dropout, cfg.batch_size, cfg.grad_accum, sample)
 
 

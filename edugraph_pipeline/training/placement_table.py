@@ -9,7 +9,6 @@ from __future__ import annotations
 from edugraph_pipeline.training.placement import GIB, GpuMemory, MemoryPlanError, plan, workload
 from edugraph_pipeline.training.profiles import PROFILES, ModelProfile, stage_config
 from edugraph_pipeline.training.published_models import for_base_model
-from edugraph_pipeline.training.qwen3_5_profiles import QWEN3_5_PROFILES
 
 MIB = 2**20
 # memory.total of nvidia-smi, MiB
@@ -23,19 +22,14 @@ REFERENCE_GPUS: dict[str, GpuMemory] = {
 
 
 def all_profiles() -> dict[str, ModelProfile]:
-    return {**PROFILES, **QWEN3_5_PROFILES}
+    return dict(PROFILES)
 
 
 def stage_plan(prof: ModelProfile, gpu: GpuMemory, stage: str = "worksheet"):
     """The placement of one profile's stage on one card (MemoryPlanError when nothing fits)."""
     cfg = stage_config(stage, base_model=prof.base_model or "tiny", dataset_path="-", output_dir="-", prof=prof,
                        mode="train", device="cuda")
-    targets = None
-    if stage == "knowledge" and cfg.lora.target_modules == "all-linear":  # sft.lora_config's rule for stage 1
-        from edugraph_pipeline.training.sft import LANGUAGE_MODEL_LINEAR
-
-        targets = LANGUAGE_MODEL_LINEAR
-    return plan(workload(cfg, for_base_model(prof.base_model), targets), gpu)
+    return plan(workload(cfg, for_base_model(prof.base_model)), gpu)
 
 
 def markdown_table(profiles: dict[str, ModelProfile] | None = None,

@@ -1,8 +1,8 @@
 """The published base models' sizing fields: the part of each Hub repo's ``config.json`` that decides the weights
 (widths, depths, head counts, vocabulary, tying, Qwen3.5's Gated DeltaNet layout), and the lookup from a
 profile's base model to its `Architecture`. Sources of the Qwen3.5 figures: docs/qwen3_5.md; the Qwen3-VL
-figures are those `edugraph_pipeline_tests/kit/hub_models.SHAPES` builds its Hub-shaped folders from (a test keeps
-the two equal).
+figures are the repos' ``config.json``. The test kit's Hub-shaped folders (`edugraph_pipeline_tests/kit/hub_models`)
+are built from these figures (one copy).
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """The two LoRA stages as plain functions of a `StageConfig` (peft + trl `SFTTrainer`; no Dagster here).
 
 * `train_knowledge_adapter(cfg)`: stage 1, text-only LoRA SFT on the knowledge dataset (answers only in the loss).
-* `train_worksheet_adapter(cfg)`: stage 2, the knowledge adapter (if any) merged into the base, then multimodal
-  LoRA SFT on the worksheet dataset's ``train`` split, answer-only loss, bounded image-token budget.
+* `train_worksheet_adapter(cfg)`: stage 2, the knowledge adapter (if any) merged into the base (or, under
+  QLoRA, stacked frozen beside the trained adapter: `stacking.py`), then multimodal LoRA SFT on the worksheet
+  dataset's ``train`` split, answer-only loss, bounded image-token budget.
 
-Both checkpoint into ``<work_dir or output_dir>/checkpoints`` every ``save_steps`` and resume from the last checkpoint found
-there; the adapter (PEFT, safetensors) and the processor are written to ``<output_dir>/adapter`` and the metrics
-to ``<output_dir>/metrics.json``. Where a stage runs and whether it quantizes is `device.placement_for`'s rule
-(no silent fallback to the CPU or to bf16); QLoRA quantizes the language model only (NF4, bf16 compute), never the
-vision tower or the embeddings. Both stages train on the base's own chat template with ``{% generation %}``
+Both checkpoint into ``<work_dir or output_dir>/checkpoints`` every ``save_steps`` and every ``save_minutes``
+(`timed_saves.py`), and resume from the last checkpoint found there; the adapter (PEFT, safetensors) and the
+processor are written to ``<output_dir>/adapter`` and the metrics to ``<output_dir>/metrics.json``. Where a stage
+runs, in which precision, with which micro-batch and whether with gradient checkpointing is `device.placement_for`'s
+rule (no silent fallback to the CPU; on CUDA from the card's memory), recorded in the metrics' ``placement``;
+QLoRA quantizes the language model only (NF4, bf16 compute), never the vision tower or the embeddings. Which
+linears stage 2 adapts is the config's ``lora_targets`` (`lora_targets.py`). Both stages train on the base's own chat template with ``{% generation %}``
 markers (`chat_template.training_chat_template`); the processor saved with the adapter keeps the base's template.
 """
 
@@ -35,17 +38,18 @@ from edugraph_pipeline.training.data import (
     masked_lm_loss,
     worksheet_rows,
 )
-from edugraph_pipeline.training.device import Placement, placement_for
+from edugraph_pipeline.training.device import Placement, PlacementError, placement_for
+from edugraph_pipeline.training.lora_targets import target_modules
 from edugraph_pipeline.training.merge import load_with_adapters
 from edugraph_pipeline.training.profiles import TINY, StageConfig
 from edugraph_pipeline.training.revision import folder_revision, is_local, pinned_folder
+from edugraph_pipeline.training.stacking import keep_knowledge_active, stack_knowledge_adapter
+from edugraph_pipeline.training.timed_saves import timed_saves
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 MERGED_BASE_DIR = "merged-base"
-# Stage 1 teaches the language model; the vision tower stays as it is.
-LANGUAGE_MODEL_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 # Kept in bf16 under QLoRA: the vision tower (its own, small linears: NF4 costs it accuracy for little memory, and the
 # GGUF export reuses it as the mmproj) and the output head (tied to the embeddings in 2B/4B).
 NOT_QUANTIZED = ["model.visual", "lm_head"]  # module-name prefixes (transformers matches from the start)
@@ -120,15 +124,16 @@ def quantization_config():
     )
 
 
-def _load_model(source: str, placement: Placement):
+def load_model(source: str, device: str, quantize_4bit: bool):
+    """The model of `source` for training: bf16 on CUDA (NF4 language model when `quantize_4bit`), fp32 on the CPU."""
     import torch
     from transformers import AutoModelForImageTextToText
 
     kwargs: dict = {}
-    if placement.device == "cuda":
+    if device == "cuda":
         kwargs["dtype"] = torch.bfloat16
         kwargs["device_map"] = {"": 0}
-        if placement.quantize_4bit:
+        if quantize_4bit:
             kwargs["quantization_config"] = quantization_config()
     else:
         kwargs["dtype"] = torch.float32
@@ -167,9 +172,7 @@ def lora_config(cfg: StageConfig, trainable_tokens: list[int] | None = None):
     follow a tied LM head)."""
     from peft import LoraConfig
 
-    targets = cfg.lora.target_modules
-    if cfg.stage == "knowledge" and targets == "all-linear":
-        targets = LANGUAGE_MODEL_LINEAR
+    targets = target_modules(cfg.stage, cfg.lora_targets)
     extra = {"trainable_token_indices": {"embed_tokens": list(trainable_tokens)}} if trainable_tokens else {}
     return LoraConfig(
         r=cfg.lora.r,
@@ -221,8 +224,8 @@ def sft_args(cfg: StageConfig, n_train: int, placement: Placement, **overrides):
     cuda = placement.device == "cuda"
     kwargs = dict(
         output_dir=str(work_dir(cfg) / CHECKPOINT_DIR),
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
+        per_device_train_batch_size=placement.micro_batch,
+        gradient_accumulation_steps=placement.grad_accum,
         learning_rate=cfg.lora.lr,
         lr_scheduler_type=cfg.lora.lr_scheduler,
         warmup_steps=cfg.lora.warmup_ratio,
@@ -243,8 +246,9 @@ def sft_args(cfg: StageConfig, n_train: int, placement: Placement, **overrides):
         disable_tqdm=True,
         use_cpu=not cuda,
     )
-    # trl defaults gradient checkpointing to on: only worth its recomputation on a GPU's memory budget.
-    kwargs["gradient_checkpointing"] = bool(cuda and cfg.gradient_checkpointing)
+    # trl defaults gradient checkpointing to on: the placement decides (on from memory need on CUDA; off on the CPU
+    # unless an override asks for it).
+    kwargs["gradient_checkpointing"] = placement.gradient_checkpointing
     if kwargs["gradient_checkpointing"]:
         kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     kwargs.update(overrides)
@@ -269,11 +273,15 @@ def _run(
         resumed_from = int(state.get("global_step", 0))
         tokens_before = int(state.get("num_input_tokens_seen") or 0)
         log.info("resuming from %s (step %s)", resume, resumed_from)
+    timer = timed_saves(cfg.save_minutes)
+    if timer is not None:
+        trainer.add_callback(timer)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - start
     adapter_dir = Path(cfg.output_dir) / ADAPTER_FOLDER
-    trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
+    # the trained adapter only (PEFT's "default"): a stacked knowledge adapter ships as its own copy below
+    trainer.model.save_pretrained(adapter_dir, safe_serialization=True, selected_adapters=["default"])
     processor.save_pretrained(adapter_dir)
     # The adapter applies to the base with the knowledge adapter merged in, not to the temporary merged folder:
     # name the real base, and ship the knowledge adapter alongside so the artifact is self-contained.
@@ -301,14 +309,17 @@ def _run(
         "knowledge_adapter_copy": str(knowledge_copy) if cfg.knowledge_adapter else None,
         "hyperparameters": {
             **cfg.lora.__dict__,
-            "batch_size": cfg.batch_size,
-            "grad_accum": cfg.grad_accum,
+            "batch_size": placement.micro_batch,  # what ran: the placement's micro-batch and accumulation
+            "grad_accum": placement.grad_accum,
+            "effective_batch": placement.effective_batch,
             "max_steps": cfg.max_steps,
             "max_length": cfg.max_length,
             "min_pixels": cfg.min_pixels,
             "max_pixels": cfg.max_pixels,
             "seed": cfg.seed,
             "quantized_4bit": placement.quantize_4bit,
+            "gradient_checkpointing": placement.gradient_checkpointing,
+            "lora_targets": cfg.lora_targets if cfg.stage == "worksheet" else "language",
             "target_modules_effective": sorted(targets) if isinstance(targets, (set, list)) else targets,
         },
         "trainable_parameters": int(trainable),
@@ -324,6 +335,9 @@ def _run(
         "peak_memory_bytes": peak_memory_bytes(),
         "device": device_name(),
         "placement": placement.to_dict(),
+        "save_steps": cfg.save_steps,
+        "save_minutes": cfg.save_minutes,
+        "timed_saves": timer.timed_steps if timer is not None else [],
         "train_loss": float(result.training_loss),
         "loss_history": losses,
         **extra,
@@ -337,8 +351,9 @@ def _run(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def train_knowledge_adapter(cfg: StageConfig, callbacks: list | None = None) -> dict:
-    """Stage 1: text-only LoRA SFT on the knowledge dataset; loss on the assistant answers only."""
+def train_knowledge_adapter(cfg: StageConfig, callbacks: list | None = None, placement: Placement | None = None) -> dict:
+    """Stage 1: text-only LoRA SFT on the knowledge dataset; loss on the assistant answers only. `placement`:
+    decided here from this machine (`placement_for`) unless given."""
     from datasets import load_from_disk
     from peft import get_peft_model
     from transformers import set_seed
@@ -348,10 +363,10 @@ def train_knowledge_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     if hasattr(dataset, "keys"):  # a DatasetDict: train on its train split
         dataset = dataset["train"]
     dataset = knowledge_rows(dataset, cfg.max_train_samples)
-    placement = placement_for(cfg)
+    placement = placement or placement_for(cfg)
     processor = load_processor(cfg)
     training_chat_template(processor, cfg.base_model)  # fails here, before the model loads, if none can be had
-    model = _load_model(pinned_folder(cfg.base_model, cfg.base_revision), placement)
+    model = load_model(pinned_folder(cfg.base_model, cfg.base_revision), placement.device, placement.quantize_4bit)
     set_seed(cfg.seed)  # LoRA's A matrices start random: seeded, the same job trains the same adapter
     model = get_peft_model(model, lora_config(cfg))
     trainer_cls = _trainer_class(cfg.loss_on_labels_only)
@@ -365,8 +380,9 @@ def train_knowledge_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     return _run(cfg, trainer, processor, len(dataset), cfg.base_model, placement, {})
 
 
-def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> dict:
-    """Stage 2: (knowledge adapter merged into the base, then) multimodal LoRA SFT on the worksheets."""
+def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None, placement: Placement | None = None) -> dict:
+    """Stage 2: (the knowledge adapter merged into the base, or stacked frozen under QLoRA, then) multimodal LoRA
+    SFT on the worksheets. `placement`: decided here from this machine (`placement_for`) unless given."""
     from datasets import load_from_disk
     from peft import get_peft_model
     from transformers import set_seed
@@ -374,16 +390,24 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     splits = load_from_disk(cfg.dataset_path)
     train = splits["train"] if hasattr(splits, "keys") else splits
-    placement = placement_for(cfg)
+    placement = placement or placement_for(cfg)
     processor = load_processor(cfg)
     template = training_chat_template(processor, cfg.base_model)
-    base = merged_base(cfg)
-    model = _load_model(base, placement)
+    stacked = bool(cfg.knowledge_adapter) and placement.stack_knowledge_adapter
+    base = pinned_folder(cfg.base_model, cfg.base_revision) if stacked else merged_base(cfg)
+    model = load_model(base, placement.device, placement.quantize_4bit)
     # Only with our answer-only loss: trl's own loss reads the head's weight directly, past PEFT's token wrapper.
     train_rows = cfg.profile in ANSWER_TOKEN_PROFILES and cfg.loss_on_labels_only
+    if train_rows and stacked:  # PEFT cannot load a second adapter beside a trainable-tokens one
+        raise PlacementError(f"profile {cfg.profile!r} trains its answer tokens' embedding rows, which cannot be "
+                             f"stacked beside a frozen knowledge adapter ({placement.reason}): train it in bf16 or "
+                             f"fp32 (drop precision=nf4 from the placement override), or without stage 1")
     tokens = answer_token_ids(processor.tokenizer, train["labels"]) if train_rows else []
     set_seed(cfg.seed)  # LoRA's A matrices start random: seeded, the same job trains the same adapter
     model = get_peft_model(model, lora_config(cfg, tokens))
+    if stacked:
+        model = stack_knowledge_adapter(model, cfg.knowledge_adapter)
+        callbacks = [keep_knowledge_active(), *(callbacks or [])]
     trainer_cls = _trainer_class(cfg.loss_on_labels_only)
     if cfg.cache_features:
         encode_start = time.perf_counter()
@@ -422,6 +446,7 @@ def train_worksheet_adapter(cfg: StageConfig, callbacks: list | None = None) -> 
         )
         extra = {"feature_cache": False}
     extra["trainable_token_rows"] = len(tokens)
+    extra["knowledge_adapter_applied"] = ("stacked" if stacked else "merged") if cfg.knowledge_adapter else None
     return _run(cfg, trainer, processor, len(dataset), base, placement, extra)
 
 

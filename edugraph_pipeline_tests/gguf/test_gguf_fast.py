@@ -304,3 +304,34 @@ def test_gguf_publication_asset_needs_a_passed_gate_and_current_files(hub, tmp_p
     stale = dg.materialize([gguf_publication], resources=resources, raise_on_error=False)
     assert not stale.success
     assert "materialize gguf_model again" in stale.get_step_failure_events()[0].step_failure_data.error.message
+
+
+def test_an_architecture_the_pinned_converter_lacks_is_refused_naming_what_it_converts(tmp_path):
+    from edugraph_pipeline.gguf.convert import UnsupportedArchitectureError, check_architecture
+
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlavaForConditionalGeneration"]}))
+    with pytest.raises(UnsupportedArchitectureError, match=r"LlavaForConditionalGeneration.*llama-cpp-python 0\.3\.36 "
+                       r"converts to GGUF with an mmproj \(Qwen3VLForConditionalGeneration, "
+                       r"Qwen3_5ForConditionalGeneration\)"):
+        check_architecture(tmp_path, "0.3.36")
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["Qwen3_5ForConditionalGeneration"]}))
+    assert check_architecture(tmp_path, "0.3.36") == "Qwen3_5ForConditionalGeneration"
+
+
+def test_the_vision_weights_hash_reads_only_the_vision_tensors(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from edugraph_pipeline.gguf.convert import vision_weights_sha256
+
+    vision = {"model.visual.blocks.0.attn.qkv.weight": torch.ones(4, 2, dtype=torch.bfloat16)}
+    save_file({**vision, "model.language_model.embed_tokens.weight": torch.zeros(3, 2)}, str(tmp_path / "a.safetensors"))
+    first = vision_weights_sha256(tmp_path)
+    save_file({**vision, "model.language_model.embed_tokens.weight": torch.ones(3, 2)}, str(tmp_path / "a.safetensors"))
+    assert vision_weights_sha256(tmp_path) == first  # the language model changed, the vision tower did not
+    vision["model.visual.blocks.0.attn.qkv.weight"][0, 0] = 2
+    save_file(vision, str(tmp_path / "a.safetensors"))
+    assert vision_weights_sha256(tmp_path) != first
+    save_file({"lm_head.weight": torch.ones(1)}, str(tmp_path / "a.safetensors"))
+    with pytest.raises(ValueError, match="no model.visual"):
+        vision_weights_sha256(tmp_path)

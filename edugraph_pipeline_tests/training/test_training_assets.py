@@ -84,14 +84,18 @@ def test_training_assets_materialize_through_the_local_launcher(tiny_datasets, t
         from edugraph_pipeline.defs.partitions import ontology_partitions
 
         upstream = [dg.AssetSpec(name, partitions_def=ontology_partitions) for name in ("knowledge_dataset", "worksheet_dataset")]
+        # stage 2 with a placement override from its run config (the CPU honours the micro-batch), and the
+        # environment's LoRA targets (the run config leaves them empty)
+        monkeypatch.setenv("EDUGRAPH_LORA_TARGETS", "language")
+        overridden = {**chosen, "placement": "micro_batch=2"}
         result = dg.materialize(
             [*upstream, knowledge_adapter, trained_adapter], resources=resources, instance=instance,
             selection=["knowledge_adapter", "trained_adapter"],
-            run_config={"ops": {name: {"config": chosen} for name in ("knowledge_adapter", "trained_adapter")}},
+            run_config={"ops": {"knowledge_adapter": {"config": chosen}, "trained_adapter": {"config": overridden}}},
         )
         assert result.success
         recorded_config = instance.get_run_by_id(result.run_id).run_config["ops"]
-        assert recorded_config["trained_adapter"]["config"] == chosen
+        assert recorded_config["trained_adapter"]["config"] == overridden
         logs = "\n".join(e.user_message for e in instance.all_logs(result.run_id))
         assert "training started" in logs and "loss" in logs
 
@@ -109,12 +113,30 @@ def test_training_assets_materialize_through_the_local_launcher(tiny_datasets, t
                 assert key in meta, (asset, key)
             assert meta["loss_curve"].value.startswith("![loss curve](data:image/png;base64,")
             assert meta["steps"].value == 2
+            # the placement decided in the step: in its metrics and, as a table, in the asset's metadata
+            micro = 2 if asset == "trained_adapter" else 4
+            placement = json.loads((folder / "job_result.json").read_text())["placement"]
+            assert {k: placement[k] for k in ("device", "precision", "micro_batch", "grad_accum", "effective_batch",
+                                              "gradient_checkpointing", "memory")} == {
+                "device": "cpu", "precision": "fp32", "micro_batch": micro, "grad_accum": 4 // micro,
+                "effective_batch": 4, "gradient_checkpointing": False, "memory": None}, asset
+            assert placement["reason"].startswith("no CUDA device: the tiny profile trains on the CPU: fp32, "
+                                                  f"micro-batch {micro} x {4 // micro} (effective 4)"), asset
+            assert meta["precision"].value == "fp32"
+            table = meta["placement"].value
+            assert "| device | cpu |" in table and f"| micro-batch × accumulation | {micro} × {4 // micro} (effective 4) |" in table
+            assert meta["hyperparameters"].value["batch_size"] == micro
             recorded = json.loads((folder / "lineage.json").read_text())
             assert recorded["data_version"] and recorded["ontology_version"] == TAG
             assert (recorded["profile"], recorded["run_mode"]) == ("tiny", "test")
             assert (meta["profile"].value, meta["run_mode"].value) == ("tiny", "test")
         trained_meta = result.asset_materializations_for_node("trained_adapter")[0].metadata
         assert trained_meta["knowledge_adapter_source"].value == "asset"
+        assert (trained_meta["lora_targets"].value, trained_meta["placement_override"].value) == ("language",
+                                                                                                  "micro_batch=2")
+        assert trained_meta["hyperparameters"].value["lora_targets"] == "language"
+        lineage = json.loads((store.asset_dir("trained_adapter") / "lineage.json").read_text())
+        assert (lineage["lora_targets"], lineage["placement_override"]) == ("language", "micro_batch=2")
         assert trained_meta["upstream_versions"].value == {"worksheet_dataset": "worksheet_dataset-fixture"[:16]}
         # checkpoints lived in the work folder and were removed once published
         assert not any((store.root / ".work" / "trained_adapter").rglob("checkpoint-*"))

@@ -5,8 +5,9 @@ VM: all run ``python -m edugraph_pipeline.training.entrypoint`` and talk back th
 artifact's staging folder as its output dir; checkpoints go to a stable work folder
 (``<data_dir>/.work/<asset>/latest/<job hash>``) so that a killed run resumes where it stopped.
 
-The per-run knobs (profile, run mode, base model, device, stage-1 choice) are the assets' run config
-(`defs/training/run_config.py`), each defaulting to its environment variable.
+The per-run knobs (profile, run mode, base model, device, stage-2 LoRA targets, placement override, stage-1
+choice) are the assets' run config (`defs/training/run_config.py`), each defaulting to its environment variable.
+Where the step ran, in which precision, micro-batch and checkpointing, is in the metadata's ``placement`` table.
 """
 
 
@@ -263,6 +264,9 @@ def _train_stage_asset(
         prof=choice.profile,
         mode=choice.run_mode,
         device=choice.device,
+        lora_targets=choice.lora_targets,
+        placement=choice.placement,
+        save_minutes=choice.save_minutes,
     )
     job = TrainingJob(stage=stage, mode=choice.run_mode, config=cfg, log_every=cfg.logging_steps)
     inputs = {

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from edugraph_pipeline.charts import inline_line_chart
+from edugraph_pipeline.training.device import placement_markdown
 
 LOSS_TABLE_ROWS = 12  # enough to read the trend; the curve shows the rest
 
@@ -53,6 +54,14 @@ def step_figures(metrics: dict) -> dict:
     }
 
 
+def placement_figures(placement: dict) -> dict:
+    """Where and how the step trained (`device.Placement`): a small table, and the precision as a figure."""
+    if not placement:
+        return {}
+    return {"precision": placement.get("precision") or "unknown",
+            "placement": dg.MetadataValue.md(placement_markdown(placement))}
+
+
 def adapter_metadata(metrics: dict, staging: Path, final: Path, extra: dict) -> dict:
     m = {k: _relocate(v, staging, final) for k, v in metrics.items()}
     return {
@@ -68,6 +77,7 @@ def adapter_metadata(metrics: dict, staging: Path, final: Path, extra: dict) -> 
         "samples_per_s": round(float(m.get("samples_per_s") or 0.0), 2),
         "tokens_per_s": round(float(m.get("tokens_per_s") or 0.0), 1),
         "train_loss": round(float(m.get("train_loss") or 0.0), 4),
+        **placement_figures(m.get("placement") or {}),
         **step_figures(m),
         **extra,
     }
