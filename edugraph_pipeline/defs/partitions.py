@@ -16,3 +16,12 @@ def newest_release_dep(asset: str) -> dg.AssetDep:
     new release makes them stale and `dagster asset materialize --select trained_adapter` needs no partition.
     """
     return dg.AssetDep(asset, partition_mapping=dg.LastPartitionMapping())
+
+
+def sync_release_partitions(instance: dg.DagsterInstance, tags: list[str]) -> list[str]:
+    """Add a partition for every release tag (in release order) the instance does not know yet; returns those."""
+    known = set(instance.get_dynamic_partitions(ontology_partitions.name))
+    new = [tag for tag in tags if tag not in known]
+    if new:
+        instance.add_dynamic_partitions(ontology_partitions.name, new)
+    return new

@@ -8,6 +8,8 @@ reported when the code location loads, naming the variable.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from edugraph_pipeline import settings
@@ -28,6 +30,10 @@ class ArtifactStoreResource(dg.ConfigurableResource):
 
     def store(self) -> ArtifactStore:
         return open_store(self.data_dir, cache_dir=self.cache_dir or None)
+
+    def cache_root(self) -> Path:
+        """`cache_dir`, or the default cache dir of this data dir (what `settings.cache_dir` gives for it)."""
+        return settings.cache_dir_for(self.store().location, self.cache_dir)
 
 
 class HubPublisher(dg.ConfigurableResource):

@@ -108,12 +108,16 @@ def pretrain_tiny_model(base: str | Path, out: str | Path, cfg: PretrainConfig =
     return metrics
 
 
+def pretrain_config(mode: str) -> PretrainConfig:
+    """The pretraining of run mode `mode` (``test``: a few steps, checks the path)."""
+    return PretrainConfig() if mode == "train" else PretrainConfig(steps=4, batch_size=2, n_images=8, log_every=2)
+
+
 def build_pretrained_tiny_model(out: str | Path, mode: str = "train", log_fn=None) -> dict:
     """Build + pretrain in one go (``mode='test'``: a few steps). Returns the pretraining metrics."""
     import tempfile
 
-    cfg = PretrainConfig() if mode == "train" else PretrainConfig(steps=4, batch_size=2, n_images=8, log_every=2)
     with tempfile.TemporaryDirectory() as tmp:
         raw = build_tiny_model(Path(tmp) / "raw")
-        return pretrain_tiny_model(raw, out, cfg, log_fn=log_fn)
+        return pretrain_tiny_model(raw, out, pretrain_config(mode), log_fn=log_fn)
 
