@@ -15,8 +15,9 @@ command run locally; `edugraph_pipeline_tests/kit/gcp.py`), on the same machine 
   adapter back (the round trip);
 - gcs store: the step reads its inputs from the store's versions and writes the adapter into the store itself:
   the launcher moves nothing (it reads a few control objects: status, outputs report).
-Transfer is counted by the store (`store_gcs.PROCESS_TRANSFERRED`: file bytes and manifests, not HTTP framing)
-and, for the launcher, by the objects it staged (``work/*/inputs/``) and left to download (``runs/*/files/``).
+Transfer is counted by the stores (`transferred`: file bytes and manifests, not HTTP framing; every store a stage
+opens adds to one count, `CountedStore`) and, for the launcher, by the objects it staged (``work/*/inputs/``) and
+left to download (``runs/*/files/``).
 Needs ../shared/ontology-releases (a local git remote of the releases is built from it).
 """
 
@@ -34,18 +35,27 @@ sys.path.insert(0, str(ROOT))
 import dagster as dg  # noqa: E402
 
 import edugraph_pipeline.defs  # noqa: E402
-from edugraph_pipeline import store_gcs  # noqa: E402
+from edugraph_pipeline.cloud.gcs import client as gcs_client  # noqa: E402
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository  # noqa: E402
 from edugraph_pipeline.defs.partitions import ontology_partitions  # noqa: E402
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher  # noqa: E402
 from edugraph_pipeline.defs.training.launchers import GcpLauncher, LocalLauncher  # noqa: E402
 from edugraph_pipeline.defs.worksheets.resources import ContentSource  # noqa: E402
+from edugraph_pipeline.storage import ArtifactStore, open_store  # noqa: E402
 from edugraph_pipeline_tests.kit.gcp import FakeCompute, StorageEmulator  # noqa: E402
 from edugraph_pipeline_tests.kit.remotes import SHARED_RELEASES, build_ontology_remote  # noqa: E402
 
 STAGES = ("ontology_release", "knowledge_dataset", "worksheet_dataset")
 TRAINING = ("base_model", "knowledge_adapter")
 BUCKET = "edugraph-bench"
+TRANSFERRED = {"uploaded": 0, "downloaded": 0}  # what every store the stages open moved, added up
+
+
+class CountedStore(ArtifactStoreResource):
+    """The artifact store resource, its stores counting into `TRANSFERRED` (asset code opens a store per call)."""
+
+    def store(self) -> ArtifactStore:
+        return open_store(self.data_dir, cache_dir=self.cache_dir or None, transferred=TRANSFERRED)
 
 
 def folder_bytes(folder: Path) -> int:
@@ -54,8 +64,6 @@ def folder_bytes(folder: Path) -> int:
 
 def launcher_bytes(prefix: str) -> dict:
     """Bytes the GCP launcher staged (inputs it uploaded) and left for itself to download (outputs), by object."""
-    from edugraph_pipeline.training.remote import gcs_client
-
     uploaded = downloaded = 0
     for blob in gcs_client().list_blobs(BUCKET, prefix=f"{prefix}/"):
         if blob.name.startswith(f"{prefix}/work/") and "/inputs/files/" in blob.name:
@@ -84,13 +92,13 @@ def run_stages(work: Path, remote: Path, data_dir: str, tag: str, samples: int, 
                                        poll_interval_s=0.2, message_interval_s=0.5,
                                        compute_endpoint=compute.endpoint)
             resources = {
-                "artifact_store": ArtifactStoreResource(data_dir=data_dir, cache_dir=str(machine)),
+                "artifact_store": CountedStore(data_dir=data_dir, cache_dir=str(machine)),
                 "ontology_repository": OntologyRepository(remote=str(remote), cache_dir=str(work / "git-cache")),
                 "content_source": ContentSource(source="sample", sample_count=samples, sample_seed=3),
                 "training_launcher": launcher,
                 "hub": HubPublisher(),
             }
-            before = dict(store_gcs.PROCESS_TRANSFERRED)
+            before = dict(TRANSFERRED)
             before_launcher = launcher_bytes(launcher_prefix) if compute is not None else None
             result = dg.materialize(assets, selection=[stage], partition_key=None if training else tag,
                                     resources=resources, instance=instance)
@@ -98,8 +106,8 @@ def run_stages(work: Path, remote: Path, data_dir: str, tag: str, samples: int, 
                 sys.exit(f"{stage} failed on {data_dir}")
             row = {
                 "stage": stage,
-                "uploaded_bytes": store_gcs.PROCESS_TRANSFERRED["uploaded"] - before["uploaded"],
-                "downloaded_bytes": store_gcs.PROCESS_TRANSFERRED["downloaded"] - before["downloaded"],
+                "uploaded_bytes": TRANSFERRED["uploaded"] - before["uploaded"],
+                "downloaded_bytes": TRANSFERRED["downloaded"] - before["downloaded"],
             }
             if before_launcher is not None:
                 after = launcher_bytes(launcher_prefix)

@@ -30,10 +30,11 @@ def _releases(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from edugraph_pipeline.defs.pipeline.run_command import run
+def _run(_args: argparse.Namespace) -> int:
+    from edugraph_pipeline.definitions import defs
+    from edugraph_pipeline.defs.pipeline.run_command import run_pipeline
 
-    return run(args)
+    return run_pipeline(defs, write=lambda line: print(line, flush=True))
 
 
 DEFAULT_LINEAGE_ASSETS = ("hf_publication", "merged_model")
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _gcp(_args: argparse.Namespace) -> int:
-    from edugraph_pipeline.defs.training.launchers.preflight import main as check
+    from edugraph_pipeline.cloud.preflight import main as check
 
     return check()
 

@@ -7,16 +7,17 @@ the tag's tree: nothing is ever checked out, so no file of a release lands anywh
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import git
 from filelock import FileLock
+
+from edugraph_pipeline import settings
+from edugraph_pipeline.redaction import redact_url  # also imported from here by the release readers' callers
 
 SEMVER_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 MAX_RELEASE_BYTES = 256 * 1024 * 1024
@@ -54,21 +55,10 @@ def semver_key(tag: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
-def redact_url(url: str) -> str:
-    """The remote without any credentials, safe for logs and metadata."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
-    return url
-
-
 def list_release_tags(remote: str) -> list[ReleaseTag]:
     """Release tags (vX.Y.Z) of a remote in semver order, each with the commit it points to."""
     try:
-        output = git.cmd.Git().execute(["git", "ls-remote", "--tags", remote], env={**os.environ, **_GIT_ENV})
+        output = git.cmd.Git().execute(["git", "ls-remote", "--tags", remote], env=settings.child_environment(**_GIT_ENV))
     except git.GitCommandError as error:
         raise ReleaseSourceError(f"cannot list tags of {redact_url(remote)}: {_git_reason(error)}") from error
     commits: dict[str, str] = {}

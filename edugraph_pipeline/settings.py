@@ -80,7 +80,7 @@ SETTINGS: tuple[Setting, ...] = (
         "local",
         "Where training runs: `local` (subprocess), `docker`, `gcp` (a Compute Engine VM), `vertex` (a Vertex AI CustomJob).",
     ),
-    Setting("EDUGRAPH_TRAINING_IMAGE", "edugraph-trainer:latest", "Training image for the docker and gcp launchers."),
+    Setting("EDUGRAPH_TRAINING_IMAGE", "edugraph-trainer:latest", "Training image for the docker, gcp and vertex launchers."),
     Setting("EDUGRAPH_DOCKER_GPUS", "true", "docker launcher: request all GPUs."),
     Setting("EDUGRAPH_DOCKER_NETWORK", "", "docker launcher: container network mode (engine default)."),
     Setting("EDUGRAPH_DOCKER_USER", "", "docker launcher: `uid:gid` the container runs as (image default)."),
@@ -121,6 +121,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EDUGRAPH_GCP_COMPUTE_ENDPOINT", "", "gcp launcher: Compute Engine API endpoint override (tests)."),
     Setting("EDUGRAPH_VERTEX_REGION", "us-central1", "vertex launcher: region of the CustomJob (the bucket should be there)."),
     Setting("EDUGRAPH_VERTEX_ENDPOINT", "", "vertex launcher: Vertex AI API endpoint override (tests)."),
+    Setting(
+        "EDUGRAPH_CHECKPOINT_SYNC",
+        "",
+        "Training step: `gs://<bucket>/<folder>` its checkpoints are restored from and synced to (the gcp/vertex "
+        "launchers' in-machine wrapper sets it; unset: checkpoints stay on the local disk).",
+    ),
     Setting("EDUGRAPH_HF_REPO", "", "Hub model repository `namespace/name` to publish to (unset: publication is skipped)."),
     Setting("EDUGRAPH_HF_KNOWLEDGE_REPO", "", "Hub dataset repository for the knowledge dataset (default `<namespace>/edugraph-knowledge`)."),
     Setting("EDUGRAPH_HF_WORKSHEETS_REPO", "", "Hub dataset repository for the worksheet dataset (default `<namespace>/edugraph-worksheets`)."),
@@ -239,18 +245,23 @@ def user_cache_home() -> Path:
     return Path(other_tool("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
+def url_scheme(location: str | os.PathLike) -> str | None:
+    """`gs` for ``gs://...``; None for a local path. Also catches ``gs:/x`` (a URL a Path has collapsed)."""
+    text = os.fspath(location)
+    scheme, sep, _ = text.partition(":")
+    if sep and len(scheme) > 1 and scheme.isalnum() and text[len(scheme) + 1 :].startswith("/"):
+        return scheme.lower()
+    return None
+
+
 def data_location() -> str:
     """`EDUGRAPH_DATA_DIR` as `storage.open_store` takes it: an object store URL as given, a folder resolved."""
-    from edugraph_pipeline.storage import url_scheme
-
     value = setting("EDUGRAPH_DATA_DIR")
     return value if url_scheme(value) else str(Path(value).expanduser().resolve())
 
 
 def data_dir() -> Path:
     """`EDUGRAPH_DATA_DIR` as a local folder; a gs:// store has none (a Path would make it a folder named `gs:`)."""
-    from edugraph_pipeline.storage import url_scheme
-
     location = data_location()
     if url_scheme(location):
         raise ValueError(
@@ -266,12 +277,16 @@ def cache_dir() -> Path:
 
 def cache_dir_for(location: str, configured: str = "") -> Path:
     """The cache dir of the data store at `location`: `configured` when given, else ``<location>/.cache`` for a
-    folder, or the per-user mirror of an object store."""
-    from edugraph_pipeline.storage import default_cache_dir, url_scheme
-
+    folder, or the per-user mirror of an object store (`store_cache_dir`)."""
     if configured:
         return Path(configured).expanduser().resolve()
-    return default_cache_dir(location) if url_scheme(location) else Path(location) / ".cache"
+    return store_cache_dir(location) if url_scheme(location) else Path(location) / ".cache"
+
+
+def store_cache_dir(location: str) -> Path:
+    """The local cache of an object store when `EDUGRAPH_CACHE_DIR` is unset: per user, per bucket and prefix."""
+    base = user_cache_home() / "edugraph" / "stores"
+    return base / location.split("://", 1)[1].strip("/")
 
 
 def other_tool(name: str) -> str:

@@ -119,31 +119,6 @@ def test_the_hub_resource_binds_set_variables_as_env_vars(monkeypatch):
         assert (built.hub.repo_id, built.hub.code_version, built.hub.is_private) == ("acme/labeller", "release-7", False)
 
 
-# Modules that still read the environment themselves, owned by other parts of issue 21; nothing else may.
-ENVIRONMENT_READERS_NOT_YET_MIGRATED = {
-    "storage.py", "store_gcs.py", "releases.py", "training/remote.py", "training/checkpoint_sync.py",
-    "defs/training/launchers/base.py", "defs/training/launchers/docker.py", "defs/training/launchers/gcp.py",
-}
-
-
-def test_only_settings_reads_the_environment():
-    """`os.environ` / `os.getenv` appear in settings.py only: every other module gets its values from it."""
-    import ast
-
-    package = REPO_ROOT / "edugraph_pipeline"
-    readers = set()
-    for path in sorted(package.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in ast.walk(tree):
-            reads = (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb")
-                     and isinstance(node.value, ast.Name) and node.value.id == "os")
-            reads = reads or (isinstance(node, ast.ImportFrom) and node.module == "os"
-                              and any(alias.name in ("environ", "getenv") for alias in node.names))
-            if reads:
-                readers.add(path.relative_to(package).as_posix())
-    assert readers - ENVIRONMENT_READERS_NOT_YET_MIGRATED == {"settings.py"}
-
-
 def test_dg_sees_every_definition_under_defs():
     dg_cli = Path(sys.executable).parent / "dg"
     check = subprocess.run([dg_cli, "check", "defs"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

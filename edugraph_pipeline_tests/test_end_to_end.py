@@ -12,8 +12,8 @@ from datasets import load_from_disk
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.pipeline.jobs import full_pipeline_job
 from edugraph_pipeline.defs.pipeline.schedules import newest_release_schedule
-from edugraph_pipeline.layout import model_version
 from edugraph_pipeline.lineage import lineage, render
+from edugraph_pipeline.storage.layout import model_version
 from edugraph_pipeline_tests.conftest import PIPELINE_ASSETS, TOKEN, dag_resources
 
 TAG = "v0.21.0"

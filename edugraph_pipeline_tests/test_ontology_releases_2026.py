@@ -10,8 +10,8 @@ from edugraph_pipeline.defs.ontology.assets import knowledge_dataset, ontology_r
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
-from edugraph_pipeline.layout import load_ontology
 from edugraph_pipeline.ontology.model import PART_OF_HIERARCHY, SPECIALIZATION_AND_COMPOSITION
+from edugraph_pipeline.storage.layout import load_ontology
 from edugraph_pipeline_tests.conftest import skip_or_fail
 from edugraph_pipeline_tests.kit.remotes import SHARED_RELEASES, commit_release, init_repo, shared_release_files
 from edugraph_pipeline_tests.ontology_2026 import TAG_2026, load_ontology_2026, ontology_2026_files

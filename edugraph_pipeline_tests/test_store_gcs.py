@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edugraph_pipeline.storage import LINEAGE_FILE, ArtifactStore, open_store
-from edugraph_pipeline.store_gcs import MANIFEST_SUFFIX, PUBLISH_STEPS, GcsArtifactStore, GcsStoreError
+from edugraph_pipeline.storage.gcs import MANIFEST_SUFFIX, PUBLISH_STEPS, GcsArtifactStore, GcsStoreError
 from edugraph_pipeline_tests.kit.gcp import StorageEmulator
 
 BUCKET = "edugraph-store-test"
@@ -254,13 +254,12 @@ def test_a_remote_writer_report_is_checked_against_the_bucket(tmp_path, emulator
     import hashlib
 
     from edugraph_pipeline.storage import new_version_id
-    from edugraph_pipeline.store_gcs import remote_staging
 
     writer = machine(tmp_path, "writer")
     publish_version(writer, 1)
 
     def step_writes(staging: Path, content: bytes, *, report_size: int | None = None, extra: bool = False):
-        remote = remote_staging(staging)
+        remote = writer.remote_staging(staging)
         assert remote is not None and remote.versions_url == f"{URL}/{ASSET}/.versions/latest"
         version = new_version_id()
         name = f"pipeline/{ASSET}/.versions/latest/{version}"
@@ -299,3 +298,122 @@ def test_portable_names_are_the_same_on_every_machine(tmp_path, emulator):
     assert one.portable(str(one.root) + "-sibling") == str(one.root) + "-sibling"  # a prefix is not a parent
     local = open_store(tmp_path / "local")
     assert local.portable(job) == job  # a local store's names are its paths
+
+
+# ---- hostile manifests and reports: refused by name and field, nothing published, the previous artifact intact
+
+MANIFEST = f"pipeline/{ASSET}/latest{MANIFEST_SUFFIX}"
+
+
+def manifest_with(store: GcsArtifactStore, change) -> bytes:
+    """The current manifest's bytes after `change(manifest)` (a dict to edit in place)."""
+    manifest = json.loads(store.bucket.blob(MANIFEST).download_as_bytes())
+    change(manifest)
+    return json.dumps(manifest).encode()
+
+
+def set_entry(field: str, value):
+    def change(manifest):
+        entry = next(e for e in manifest["files"] if e["path"] == "config.json")
+        entry[field] = value
+
+    return change
+
+
+@pytest.mark.parametrize(("damage", "error"), [
+    (lambda m: b"{not json", r"latest\.manifest\.json is not a valid manifest: not JSON"),
+    (lambda m: b"[1, 2]", r"is not a valid manifest: a JSON list, expected an object"),
+    (lambda m: manifest_with(m, lambda d: d.update(files="all of them")),
+     r"field 'files' is 'all of them', expected a list of files"),
+    (lambda m: manifest_with(m, lambda d: d.pop("lineage")), r"field 'lineage' is missing"),
+    (lambda m: manifest_with(m, lambda d: d.update(version="../../escape")),
+     r"field 'version' is '\.\./\.\./escape', expected a version id"),
+    (lambda m: manifest_with(m, set_entry("size", "1")), r"field 'files\[\d\]\.size' is '1', expected a byte count"),
+    (lambda m: manifest_with(m, set_entry("sha256", None)), r"field 'files\[\d\]\.sha256' is None, expected 64"),
+    (lambda m: manifest_with(m, set_entry("path", "../../../outside.json")),
+     r"field 'files\[\d\]\.path' is '\.\./\.\./\.\./outside\.json', expected a path inside the version"),
+    (lambda m: manifest_with(m, set_entry("path", "/tmp/outside.json")),
+     r"field 'files\[\d\]\.path' is '/tmp/outside\.json', expected a path inside the version"),
+])
+def test_a_hostile_manifest_is_refused_by_name_and_field(tmp_path, emulator, damage, error):
+    writer = machine(tmp_path, "writer")
+    publish_version(writer, 1)
+    reader = machine(tmp_path, "reader")
+    assert read_artifact(reader) == 1
+    seen = reader.current(ASSET)
+    good = writer.bucket.blob(MANIFEST).download_as_bytes()
+    writer.bucket.blob(MANIFEST).upload_from_string(damage(writer))
+    bad = writer.bucket.blob(MANIFEST).download_as_bytes()
+    where = f"gs://{BUCKET}/{MANIFEST}"
+
+    for read in (reader.current, reader.lineage, machine(tmp_path, "fresh").current):
+        with pytest.raises(GcsStoreError, match=error) as refused:
+            read(ASSET)
+        assert where in str(refused.value)
+    # the reader's mirror still shows the version it had, complete; nothing landed outside a version folder
+    assert (reader.root / ASSET / "latest").resolve() == seen.resolve()
+    assert (seen / "model" / "weights.bin").read_bytes() == payload(1)
+    assert not list(tmp_path.rglob("outside.json")) and not (tmp_path / "escape").exists()
+    assert not list((tmp_path / "fresh").rglob("weights.bin"))
+
+    # a publication over it commits nothing and leaves no version behind
+    with pytest.raises(GcsStoreError, match=error):
+        publish_version(machine(tmp_path, "next"), 2)
+    assert writer.bucket.blob(MANIFEST).download_as_bytes() == bad
+    assert remote_versions(writer) == {json.loads(good)["version"]}
+
+    writer.bucket.blob(MANIFEST).upload_from_string(good)  # repaired: the previous artifact is all there
+    assert read_artifact(machine(tmp_path, "after")) == 1
+
+
+def test_a_file_of_another_size_than_its_manifest_says_is_refused(tmp_path, emulator):
+    writer = machine(tmp_path, "writer")
+    publish_version(writer, 1)
+    reader = machine(tmp_path, "reader")
+    assert read_artifact(reader) == 1
+    good = writer.bucket.blob(MANIFEST).download_as_bytes()
+    publish_version(writer, 2)
+    # version 2's manifest claims another size for its weights (a corrupted or forged commit)
+    writer.bucket.blob(MANIFEST).upload_from_string(manifest_with(writer, lambda d: next(
+        e for e in d["files"] if e["path"] == "model/weights.bin").update(size=WEIGHTS + 1)))
+    version = writer.manifest(ASSET)["version"]
+    with pytest.raises(GcsStoreError, match=rf"gs://{BUCKET}/pipeline/{ASSET}/\.versions/latest/{version}/model/"
+                                            rf"weights\.bin does not match its manifest \(size {WEIGHTS}, expected "
+                                            rf"{WEIGHTS + 1}"):
+        reader.current(ASSET)
+    versions = tmp_path / "reader" / "artifacts" / ASSET / ".versions" / "latest"
+    assert not (versions / version).exists() and not list(versions.glob("*.download-*"))  # no partial copy kept
+    assert json.loads((reader.root / ASSET / "latest" / LINEAGE_FILE).read_text())["version"] == 1  # still v1
+    assert json.loads(good)["version"] != version
+
+
+def test_a_hostile_remote_report_is_refused_before_anything_is_committed(tmp_path, emulator):
+    """The training step's report of the files it wrote (`RemoteStaging.adopt`) is outside input too: a path
+    outside the version, a malformed field or an md5 the bucket does not hold commits nothing."""
+    import base64
+    import hashlib
+
+    from edugraph_pipeline.storage import new_version_id
+
+    writer = machine(tmp_path, "writer")
+    publish_version(writer, 1)
+    content = payload(2)
+    good = {"path": "model/weights.bin", "size": len(content), "sha256": hashlib.sha256(content).hexdigest(),
+            "md5": base64.b64encode(hashlib.md5(content).digest()).decode()}
+    other_md5 = base64.b64encode(hashlib.md5(payload(3)).digest()).decode()
+    cases = [
+        ({**good, "path": "../../escape.bin"}, r"field 'files\[0\]\.path' is '\.\./\.\./escape\.bin'"),
+        ({**good, "size": "3145745"}, r"field 'files\[0\]\.size' is '3145745', expected a byte count"),
+        ({**good, "md5": None}, r"field 'files\[0\]\.md5' is None"),
+        ({**good, "md5": other_md5}, rf"the bucket holds {len(content)} bytes \(md5 .*\), the training step reported"),
+    ]
+    for entry, error in cases:
+        with pytest.raises(GcsStoreError, match=error):
+            with writer.publish(ASSET, None, {"version": 2}) as staging:
+                version = new_version_id()
+                writer.bucket.blob(f"pipeline/{ASSET}/.versions/latest/{version}/model/weights.bin").upload_from_string(
+                    content)
+                writer.remote_staging(staging).adopt(version, [entry])
+        assert read_artifact(machine(tmp_path, f"reader-{cases.index((entry, error))}")) == 1
+        assert remote_versions(writer) == {writer.manifest(ASSET)["version"]}  # the refused upload is gone
+    assert not list(tmp_path.rglob("escape.bin"))

@@ -10,7 +10,7 @@ import inspect
 import dagster as dg
 
 from edugraph_pipeline.evaluation.gate import PublicationRefused
-from edugraph_pipeline.layout import ArtifactMissing
+from edugraph_pipeline.storage.layout import ArtifactMissing
 
 REPORTED = (ArtifactMissing, PublicationRefused)
 

@@ -8,11 +8,10 @@ reported when the code location loads, naming the variable.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 
 from edugraph_pipeline import settings
+from edugraph_pipeline.defs.env import bound
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.training.launchers import launcher_from_settings
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
@@ -26,14 +25,10 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     """The artifact root (`EDUGRAPH_DATA_DIR`): a folder, or gs://<bucket>/<prefix> mirrored under `cache_dir`."""
 
     data_dir: str
-    cache_dir: str = ""  # an object store's local mirror and work dirs (default: storage.default_cache_dir)
+    cache_dir: str = ""  # an object store's local mirror and work dirs (default: settings.store_cache_dir)
 
     def store(self) -> ArtifactStore:
         return open_store(self.data_dir, cache_dir=self.cache_dir or None)
-
-    def cache_root(self) -> Path:
-        """`cache_dir`, or the default cache dir of this data dir (what `settings.cache_dir` gives for it)."""
-        return settings.cache_dir_for(self.store().location, self.cache_dir)
 
 
 class HubPublisher(dg.ConfigurableResource):
@@ -68,40 +63,29 @@ def hub_publisher_from_settings() -> HubPublisher:
     # The dataset repositories default to the model repository's namespace: derived now, from today's values.
     targets = HubTargets.of(*(settings.setting(name) for name in HUB_REPO_VARIABLES))
     return HubPublisher(
-        repo_id=from_env("EDUGRAPH_HF_REPO", targets.model_repo or ""),
-        knowledge_repo=from_env("EDUGRAPH_HF_KNOWLEDGE_REPO", targets.knowledge_repo or ""),
-        worksheets_repo=from_env("EDUGRAPH_HF_WORKSHEETS_REPO", targets.worksheets_repo or ""),
-        endpoint=from_env("HF_ENDPOINT", settings.setting("HF_ENDPOINT")),
-        private=from_env("EDUGRAPH_HF_PRIVATE", settings.default("EDUGRAPH_HF_PRIVATE")),
+        repo_id=bound("EDUGRAPH_HF_REPO", targets.model_repo or ""),
+        knowledge_repo=bound("EDUGRAPH_HF_KNOWLEDGE_REPO", targets.knowledge_repo or ""),
+        worksheets_repo=bound("EDUGRAPH_HF_WORKSHEETS_REPO", targets.worksheets_repo or ""),
+        endpoint=bound("HF_ENDPOINT", settings.setting("HF_ENDPOINT")),
+        private=bound("EDUGRAPH_HF_PRIVATE", settings.default("EDUGRAPH_HF_PRIVATE")),
         token=dg.EnvVar(token_variable) if token_variable else None,
-        code_version=from_env("EDUGRAPH_CODE_VERSION", ""),
+        code_version=bound("EDUGRAPH_CODE_VERSION", ""),
     )
 
 
-def from_env(name: str, default, *, kind: type = str):
-    """`dg.EnvVar(name)` when the variable is set (checked here, resolved when a run starts, shown as such in the
-    launchpad and the run's config), else the setting's default. A malformed value fails now, naming it."""
-    if not settings.is_set(name):
-        return default
-    if kind is int:
-        settings.integer(name)
-        return dg.EnvVar.int(name)
-    return dg.EnvVar(name)
-
-
 def default_resources() -> dict[str, dg.ConfigurableResource]:
-    cache_dir = from_env("EDUGRAPH_CACHE_DIR", str(settings.cache_dir()))
+    cache_dir = bound("EDUGRAPH_CACHE_DIR", str(settings.cache_dir()))
     return {
         "artifact_store": ArtifactStoreResource(
-            data_dir=from_env("EDUGRAPH_DATA_DIR", settings.data_location()), cache_dir=cache_dir
+            data_dir=bound("EDUGRAPH_DATA_DIR", settings.data_location()), cache_dir=cache_dir
         ),
         "ontology_repository": OntologyRepository(
-            remote=from_env("EDUGRAPH_ONTOLOGY_REPO", settings.setting("EDUGRAPH_ONTOLOGY_REPO")), cache_dir=cache_dir
+            remote=bound("EDUGRAPH_ONTOLOGY_REPO", settings.setting("EDUGRAPH_ONTOLOGY_REPO")), cache_dir=cache_dir
         ),
         "content_source": ContentSource(
-            source=from_env("EDUGRAPH_CONTENT_SOURCE", settings.setting("EDUGRAPH_CONTENT_SOURCE")),
-            sample_count=from_env("EDUGRAPH_SAMPLE_COUNT", settings.integer("EDUGRAPH_SAMPLE_COUNT"), kind=int),
-            sample_seed=from_env("EDUGRAPH_SAMPLE_SEED", settings.integer("EDUGRAPH_SAMPLE_SEED"), kind=int),
+            source=bound("EDUGRAPH_CONTENT_SOURCE", settings.setting("EDUGRAPH_CONTENT_SOURCE")),
+            sample_count=bound("EDUGRAPH_SAMPLE_COUNT", settings.integer("EDUGRAPH_SAMPLE_COUNT"), kind=int),
+            sample_seed=bound("EDUGRAPH_SAMPLE_SEED", settings.integer("EDUGRAPH_SAMPLE_SEED"), kind=int),
             cache_dir=cache_dir,
         ),
         "training_launcher": launcher_from_settings(),

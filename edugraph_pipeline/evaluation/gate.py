@@ -7,9 +7,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.evaluation.report import MOST_FREQUENT_BASELINE, STRONGEST, EvaluationReport, strongest_baseline
-from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.storage import ArtifactStore, layout
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from edugraph_pipeline.layout import GGUF_MANIFEST_FILE as MANIFEST  # what the llama.cpp backend reads
-from edugraph_pipeline.layout import ONTOLOGY_FILE
 from edugraph_pipeline.llama_cpp_build import LlamaCpp
+from edugraph_pipeline.storage.layout import GGUF_MANIFEST_FILE as MANIFEST  # what the llama.cpp backend reads
+from edugraph_pipeline.storage.layout import ONTOLOGY_FILE
 
 # llama-quantize types offered (a subset of its list: the usual ones for CPU inference).
 QUANT_TYPES = ("Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16")

@@ -26,9 +26,11 @@ from edugraph_pipeline.inference.images import (
 )
 from edugraph_pipeline.inference.label_resolver import DEFAULT_FUZZY_CUTOFF, LabelResolver
 from edugraph_pipeline.labels import format_answer, format_unsupported
-from edugraph_pipeline.layout import ONTOLOGY_FILE  # the ontology a model folder is bound to (both kinds ship it)
 from edugraph_pipeline.ontology.model import Ontology
 from edugraph_pipeline.prompts import classification_messages
+from edugraph_pipeline.storage.layout import (
+    ONTOLOGY_FILE,  # the ontology a model folder is bound to (both kinds ship it)
+)
 
 BACKENDS = ("transformers", "gguf")
 

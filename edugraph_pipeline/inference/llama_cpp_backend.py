@@ -28,9 +28,9 @@ from typing import Any
 
 from edugraph_pipeline.inference.backend import AnswerSpec, ModelFolderError
 from edugraph_pipeline.inference.constraint import ANSWER_PREFIX, AnswerVocabulary, JsonObjectTracker
-from edugraph_pipeline.layout import GGUF_MANIFEST_FILE as MANIFEST
 from edugraph_pipeline.llama_cpp_build import default_threads
 from edugraph_pipeline.prompts import classification_messages
+from edugraph_pipeline.storage.layout import GGUF_MANIFEST_FILE as MANIFEST
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 

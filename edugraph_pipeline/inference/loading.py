@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edugraph_pipeline import layout
-from edugraph_pipeline.storage import ArtifactStore, open_store
+from edugraph_pipeline.storage import ArtifactStore, layout, open_store
 
 
 def data_store(root: str | os.PathLike | None = None) -> ArtifactStore:

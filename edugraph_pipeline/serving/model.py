@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edugraph_pipeline.inference.classifier import Classifier
-from edugraph_pipeline.layout import model_version
+from edugraph_pipeline.storage.layout import model_version
 
 
 @dataclass

@@ -10,6 +10,10 @@ The marker is written after every file of its checkpoint, and lists them with th
 marker, or with a file missing or of another size (an upload cut short by a preemption), is never restored.
 Once a new checkpoint is complete, older ones beyond `keep` are deleted (newest first kept).
 
+A marker is read from a bucket, so it is outside input: one that is not JSON, has fields of the wrong type, or
+lists a file outside its checkpoint folder (``../x``, an absolute path) is refused with an error naming the marker
+and the field, and nothing of it is downloaded.
+
 The step turns it on when the launcher's wrapper (`training/remote.py`) sets ``EDUGRAPH_CHECKPOINT_SYNC`` to
 ``gs://<bucket>/<root>``: `synced_checkpoints` restores into the Trainer's checkpoint folder, then returns the
 `TrainerCallback` that uploads each save. Only google-cloud-storage and the standard library (transformers is
@@ -25,17 +29,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edugraph_pipeline import settings
+from edugraph_pipeline.cloud import gcs
+
 SYNC_ENV = "EDUGRAPH_CHECKPOINT_SYNC"
 MARKER = "_EDUGRAPH_COMPLETE.json"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
-def parse_gs_uri(uri: str) -> tuple[str, str]:
-    """``gs://bucket/a/b`` -> ``("bucket", "a/b")``; anything else is an error naming the value."""
-    if not uri.startswith("gs://") or "/" not in uri[5:]:
-        raise ValueError(f"{SYNC_ENV}={uri!r}: expected gs://<bucket>/<folder>")
-    bucket, _, root = uri[5:].partition("/")
-    return bucket, root.strip("/")
+class CheckpointMarkerError(ValueError):
+    """A checkpoint's marker in GCS is not one this module wrote (the message names the marker and the field)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,8 @@ class CheckpointStore:
             match = _CHECKPOINT.fullmatch(folder)
             if leaf != MARKER or not match:
                 continue
-            marker = json.loads(self.bucket.blob(f"{self.root}/{name}").download_as_bytes())
-            files = {str(k): int(v) for k, v in marker.get("files", {}).items()}
+            where = f"{self.uri}/{name}"
+            files = _marker_files(self.bucket.blob(f"{self.root}/{name}").download_as_bytes(), int(match.group(1)), where)
             if files and all(blobs.get(f"{folder}/{rel}") == size for rel, size in files.items()):
                 found.append(RemoteCheckpoint(step=int(match.group(1)), name=folder, files=files))
         return sorted(found, key=lambda c: c.step)
@@ -118,7 +121,7 @@ class CheckpointStore:
             return newest  # this machine has it already
         partial = checkpoints_dir / f".{newest.name}.restoring"
         shutil.rmtree(partial, ignore_errors=True)
-        for rel in newest.files:
+        for rel in newest.files:  # each checked by `_marker_files` to lie inside the checkpoint folder
             destination = partial / rel
             destination.parent.mkdir(parents=True, exist_ok=True)
             self.bucket.blob(f"{self.root}/{newest.name}/{rel}").download_to_filename(str(destination))
@@ -145,18 +148,15 @@ def _trainer_callback(store: CheckpointStore, log_fn: Callable[[str], None]):
     return CheckpointSync()
 
 
-def synced_checkpoints(checkpoints_dir: Path, log_fn: Callable[[str], None], *, environ=None) -> list:
-    """With ``EDUGRAPH_CHECKPOINT_SYNC`` set: restore the newest complete remote checkpoint into `checkpoints_dir`
-    and return ``[callback]`` that uploads every later save; unset: ``[]`` (local runs keep checkpoints on disk)."""
-    import os
-
-    uri = (environ if environ is not None else os.environ).get(SYNC_ENV, "").strip()
+def synced_checkpoints(checkpoints_dir: Path, log_fn: Callable[[str], None], *, sync_to: str | None = None) -> list:
+    """With a sync folder (`sync_to`, default ``EDUGRAPH_CHECKPOINT_SYNC``): restore the newest complete remote
+    checkpoint into `checkpoints_dir` and return ``[callback]`` that uploads every later save; none: ``[]`` (local
+    runs keep checkpoints on disk)."""
+    uri = (settings.setting(SYNC_ENV) if sync_to is None else sync_to).strip()
     if not uri:
         return []
-    from edugraph_pipeline.training.remote import gcs_client
-
-    bucket, root = parse_gs_uri(uri)
-    store = CheckpointStore(gcs_client(), bucket, root)
+    bucket, root = gcs.parse_gs_url(uri, named=SYNC_ENV, folder_required=True)
+    store = CheckpointStore(gcs.client(), bucket, root)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     restored = store.restore(checkpoints_dir)
     if restored is None:
@@ -164,3 +164,26 @@ def synced_checkpoints(checkpoints_dir: Path, log_fn: Callable[[str], None], *, 
     else:
         log_fn(f"resumed from checkpoint-{restored.step} (restored from {store.uri})")
     return [_trainer_callback(store, log_fn)]
+
+
+def _marker_files(data: bytes, step: int, where: str) -> dict[str, int]:
+    """The files a marker lists (relative path -> size), each inside its checkpoint folder; else an error."""
+    try:
+        marker = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointMarkerError(f"{where}: not a checkpoint marker: not JSON ({error})") from None
+    if not isinstance(marker, dict) or not isinstance(marker.get("files"), dict):
+        raise CheckpointMarkerError(f"{where}: not a checkpoint marker: field 'files' must be an object of sizes")
+    if marker.get("step") != step:
+        raise CheckpointMarkerError(f"{where}: field 'step' is {marker.get('step')!r}, expected {step} (its folder)")
+    files = {}
+    for relative, size in marker["files"].items():
+        try:
+            relative = gcs.inside(relative, f"{where}: field 'files'")
+        except ValueError as error:
+            raise CheckpointMarkerError(f"{error}: refused, a marker may list only files of its own checkpoint") from None
+        if relative == MARKER or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise CheckpointMarkerError(f"{where}: field 'files' lists {relative!r} with size {size!r}, expected a "
+                                        "file of the checkpoint and its byte count")
+        files[relative] = size
+    return files

@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from edugraph_pipeline.layout import JOB_RESULT_FILE, MODEL_FOLDER
 from edugraph_pipeline.storage import file_sha256
+from edugraph_pipeline.storage.layout import JOB_RESULT_FILE, MODEL_FOLDER
 from edugraph_pipeline.training.job import TINY_BASE, TrainingJob
 
 

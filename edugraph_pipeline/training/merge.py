@@ -12,8 +12,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from edugraph_pipeline.layout import ADAPTER_FOLDER, KNOWLEDGE_ADAPTER_COPY_FOLDER, PROMPTS_FILE, STAGE_METRICS_FILE
 from edugraph_pipeline.prompts import SYSTEM_PROMPT, USER_PROMPT
+from edugraph_pipeline.storage.layout import (
+    ADAPTER_FOLDER,
+    KNOWLEDGE_ADAPTER_COPY_FOLDER,
+    PROMPTS_FILE,
+    STAGE_METRICS_FILE,
+)
 from edugraph_pipeline.training.revision import pinned_folder
 
 

@@ -1,34 +1,36 @@
-"""In-container wrapper for the GCP launcher: GCS staging around the training entry point, with a Pipes relay.
+"""In-machine wrapper of the gcp and vertex launchers: GCS staging around the training entry point, with a Pipes relay.
 
-``python -m edugraph_pipeline.training.remote [-- STEP COMMAND...]`` (default step:
-``python -m edugraph_pipeline.training.entrypoint``) runs inside the training image on the VM, with the Pipes
-bootstrap environment the launcher's GCS context injector and message reader produced:
+``python -m edugraph_pipeline.training.remote [--message-interval S] [--local-root DIR] [-- STEP COMMAND...]``
+(default step: ``python -m edugraph_pipeline.training.entrypoint``) runs inside the training image on the VM or
+the Vertex worker, with the Pipes bootstrap environment the launcher's GCS context injector and message reader
+produced:
 
 1. loads the Pipes context from GCS (``DAGSTER_PIPES_CONTEXT`` = ``{bucket, key}``); its extras carry the job and
    ``edugraph_staging`` = ``{bucket, root, inputs_root, inputs, outputs, scratch, checkpoints}`` (absolute paths on
    the Dagster host; ``inputs_root`` and ``checkpoints`` are stable per job identity, ``root`` is this attempt's);
-2. downloads every input from ``gs://<bucket>/<inputs_root>/files<path>`` to the same path (prefixed with
-   ``EDUGRAPH_REMOTE_ROOT`` when set - tests use it to keep the "VM disk" apart; job paths are rewritten) and
-   creates the ``scratch`` folders (the job's work dir: its checkpoints come from GCS, not from the host);
+2. downloads every input from ``gs://<bucket>/<inputs_root>/files<path>`` to the same path (below ``--local-root``
+   when given - the tests' stand-in machines share one disk, so each gets its own folder; job paths are rewritten)
+   and creates the ``scratch`` folders (the job's work dir: its checkpoints come from GCS, not from the host);
 3. runs the step with a file-based Pipes context and message file (the entry point needs no GCS code) and relays
    each message to GCS like dagster-pipes' ``PipesGCSMessageWriter`` (``DAGSTER_PIPES_MESSAGES`` =
-   ``{bucket, key_prefix}``) while it runs; ``EDUGRAPH_CHECKPOINT_SYNC`` = ``gs://<bucket>/<checkpoints>`` makes
-   the step restore and sync its checkpoints (`training/checkpoint_sync.py`); the step's stdout/stderr go to our
-   stdout (the serial console) and to ``<root>/logs/step.log``;
+   ``{bucket, key_prefix}``) every ``--message-interval`` seconds; ``EDUGRAPH_CHECKPOINT_SYNC`` =
+   ``gs://<bucket>/<checkpoints>`` makes the step restore and sync its checkpoints (`training/checkpoint_sync.py`);
+   the step's stdout/stderr go to our stdout (the serial console) and to ``<root>/logs/step.log``;
 4. uploads the outputs, then ``<root>/status.json`` (``{"exit_code": N, "error": ...}``) - the launcher's signal.
 
 With the artifact store in GCS, ``store_inputs`` (``{path, url, files}``) are read from the store's committed
 version prefixes, each file checked against its manifest entry (size, sha256); ``store_outputs`` (``{path, url}``)
 are uploaded to ``<url>/<new version id>/`` and reported, with size, sha256 and md5 per file (small JSON files
-also inline), in ``<root>/outputs.json``: the publication on the Dagster host commits them, nothing is downloaded.
+also inline), in ``<root>/outputs.json``: the publication on the Dagster host commits them, nothing is downloaded
+(`storage.transfer`).
 
 Only google-cloud-storage, dagster-pipes and the standard library: it must not import dagster.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -38,104 +40,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from edugraph_pipeline import settings
+from edugraph_pipeline.cloud import gcs
+from edugraph_pipeline.storage.transfer import read_version, write_version
 from edugraph_pipeline.training.checkpoint_sync import SYNC_ENV as CHECKPOINT_SYNC_ENV
 
 ENTRYPOINT_MODULE = "edugraph_pipeline.training.entrypoint"
 LOG_UPLOAD_INTERVAL_S = 30.0
-
-
-def gcs_client(project: str | None = None):
-    """A google-cloud-storage client: anonymous against ``STORAGE_EMULATOR_HOST``, else Application Default
-    Credentials (on the VM: its service account, through the metadata server)."""
-    from google.cloud import storage
-
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(project=project or "edugraph-emulator", credentials=AnonymousCredentials())
-    return storage.Client(project=project)
-
-
-def blob_name(root: str, path: str) -> str:
-    """Where a host path is staged: ``<root>/files<absolute path>``."""
-    return f"{root}/files{path}"
-
-
-def upload_tree(bucket, root: str, path: str, source: str | None = None) -> int:
-    """Upload the file or folder `source` (default `path`) to ``<root>/files<path>``; returns the file count."""
-    base = Path(source or path)
-    files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
-    for file in files:
-        relative = "" if file == base else "/" + file.relative_to(base).as_posix()
-        bucket.blob(blob_name(root, path) + relative).upload_from_filename(str(file))
-    return len(files)
-
-
-def download_tree(client, bucket_name: str, root: str, path: str, destination: str | None = None) -> int:
-    """Download ``<root>/files<path>`` (a file or a folder) to `destination` (default `path`)."""
-    destination = destination or path
-    prefix = blob_name(root, path)
-    count = 0
-    for blob in client.list_blobs(bucket_name, prefix=prefix):
-        if blob.name != prefix and not blob.name.startswith(prefix + "/"):
-            continue  # a sibling that merely shares the name prefix
-        target = Path(destination + blob.name[len(prefix) :])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(target))
-        count += 1
-    return count
-
-
-INLINE_LIMIT = 64 * 1024  # JSON outputs up to this size also travel in outputs.json (the asset reads its result)
-
-
-def _split_url(url: str) -> tuple[str, str]:
-    bucket, _, name = url.removeprefix("gs://").partition("/")
-    return bucket, name.strip("/")
-
-
-def download_store_input(client, source: dict, destination: str) -> int:
-    """Download a committed store version's files (`source`: ``{url, files}``) below `destination`, each checked
-    against its manifest entry; returns the bytes read."""
-    from edugraph_pipeline.storage import file_sha256
-
-    bucket_name, name = _split_url(source["url"])
-    bucket = client.bucket(bucket_name)
-    total = 0
-    for entry in source["files"]:
-        relative = entry["path"]
-        target = Path(destination + (f"/{relative}" if relative else ""))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        url = f"gs://{bucket_name}/{name}" + (f"/{relative}" if relative else "")
-        bucket.blob(f"{name}/{relative}" if relative else name).download_to_filename(str(target))
-        if target.stat().st_size != entry["size"] or file_sha256(target) != entry["sha256"]:
-            raise RuntimeError(f"{url} does not match the store's manifest (size or sha256)")
-        total += entry["size"]
-    return total
-
-
-def upload_store_output(client, target: dict, source: str) -> dict:
-    """Upload the folder `source` to a fresh version ``<url>/<id>/`` of the store; what `outputs.json` reports."""
-    import base64
-    import hashlib
-
-    from edugraph_pipeline.storage import file_sha256, new_version_id
-
-    bucket_name, name = _split_url(target["url"])
-    bucket = client.bucket(bucket_name)
-    version = new_version_id()  # taken as the upload starts: the store's cleaner reads the upload's age from it
-    files, inline = [], {}
-    base = Path(source)
-    for path in sorted(p for p in base.rglob("*") if p.is_file()):
-        relative = path.relative_to(base).as_posix()
-        bucket.blob(f"{name}/{version}/{relative}").upload_from_filename(str(path))
-        with path.open("rb") as handle:
-            md5 = base64.b64encode(hashlib.file_digest(handle, "md5").digest()).decode("ascii")
-        size = path.stat().st_size
-        files.append({"path": relative, "size": size, "sha256": file_sha256(path), "md5": md5})
-        if relative.endswith(".json") and size <= INLINE_LIMIT:
-            inline[relative] = path.read_text(encoding="utf-8")
-    return {"version": version, "files": files, "inline": inline}
+DEFAULT_MESSAGE_INTERVAL_S = 10.0
 
 
 def reroot(value: Any, mapping: dict[str, str]) -> Any:
@@ -240,20 +152,27 @@ def _run_step(command: list[str], env: dict[str, str], log_path: Path, upload_lo
     return process.wait()
 
 
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m edugraph_pipeline.training.remote", description=__doc__.splitlines()[0])
+    parser.add_argument("--message-interval", type=float, default=DEFAULT_MESSAGE_INTERVAL_S,
+                        help="seconds between uploads of the step's Pipes messages")
+    parser.add_argument("--local-root", default="",
+                        help="place every job path below this folder on this machine (default: the same paths)")
+    parser.add_argument("step", nargs="*", help="the step command after `--` (default: the training entry point)")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     from dagster_pipes import decode_param, encode_param
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    command = argv or [sys.executable, "-m", ENTRYPOINT_MODULE]
+    arguments = parse_arguments(list(sys.argv[1:] if argv is None else argv))
+    command = arguments.step or [sys.executable, "-m", ENTRYPOINT_MODULE]
+    local_root = arguments.local_root.rstrip("/")
+    interval = arguments.message_interval
 
-    context_params = decode_param(os.environ["DAGSTER_PIPES_CONTEXT"])
-    message_params = decode_param(os.environ["DAGSTER_PIPES_MESSAGES"])
-    local_root = os.environ.get("EDUGRAPH_REMOTE_ROOT", "").rstrip("/")
-    interval = float(os.environ.get("EDUGRAPH_PIPES_UPLOAD_INTERVAL", "10"))
-
-    client = gcs_client()
+    context_params = decode_param(settings.other_tool("DAGSTER_PIPES_CONTEXT"))
+    message_params = decode_param(settings.other_tool("DAGSTER_PIPES_MESSAGES"))
+    client = gcs.client()
     bucket = client.bucket(context_params["bucket"])
     context = json.loads(bucket.blob(context_params["key"]).download_as_bytes())
     staging = (context.get("extras") or {}).get("edugraph_staging") or {}
@@ -282,12 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                 *staging.get("inputs", []), *staging.get("outputs", []), *scratch,
                 *(entry["path"] for entry in store_inputs), *store_outputs]}
             for source in store_inputs:
-                size = download_store_input(client, source, mapping[source["path"]])
+                size = read_version(client, source, mapping[source["path"]])
                 print(f"edugraph-remote: read {source['path']} from {source['url']} ({len(source['files'])} files, "
                       f"{size} bytes)", flush=True)
             inputs_root = staging.get("inputs_root") or root
             for path in staging.get("inputs", []):
-                count = download_tree(client, data_bucket.name, inputs_root, path, mapping[path])
+                count = gcs.download_tree(client, data_bucket.name, inputs_root, path, mapping[path])
                 if count == 0:  # an empty folder (e.g. a fresh checkpoint dir): nothing was staged
                     Path(mapping[path]).mkdir(parents=True, exist_ok=True)
                 print(f"edugraph-remote: downloaded {path} ({count} files)", flush=True)
@@ -303,11 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             context_file.write_text(json.dumps(context), encoding="utf-8")
             messages_file = work / "messages.jsonl"
             messages_file.touch()
-            env = dict(os.environ)
-            env["DAGSTER_PIPES_CONTEXT"] = encode_param({"path": str(context_file)})
-            env["DAGSTER_PIPES_MESSAGES"] = encode_param({"path": str(messages_file)})
-            if staging.get("checkpoints"):
-                env[CHECKPOINT_SYNC_ENV] = staging["checkpoints"]
+            env = settings.child_environment(
+                DAGSTER_PIPES_CONTEXT=encode_param({"path": str(context_file)}),
+                DAGSTER_PIPES_MESSAGES=encode_param({"path": str(messages_file)}),
+                **({CHECKPOINT_SYNC_ENV: staging["checkpoints"]} if staging.get("checkpoints") else {}),
+            )
             relay = _MessageRelay(messages_file, channel)
             relay.start()
             print(f"edugraph-remote: running {command}", flush=True)
@@ -318,12 +237,12 @@ def main(argv: list[str] | None = None) -> int:
             if exit_code == 0:
                 for path in staging.get("outputs", []):
                     if Path(mapping[path]).exists():
-                        count = upload_tree(data_bucket, root, path, mapping[path])
+                        count = gcs.upload_tree(data_bucket, root, path, mapping[path])
                         print(f"edugraph-remote: uploaded {path} ({count} files)", flush=True)
                 written = {}
                 for target in staging.get("store_outputs", []):
                     if Path(mapping[target["path"]]).is_dir():
-                        written[target["path"]] = upload_store_output(client, target, mapping[target["path"]])
+                        written[target["path"]] = write_version(client, target["url"], mapping[target["path"]])
                         print(f"edugraph-remote: wrote {target['path']} to {target['url']}/"
                               f"{written[target['path']]['version']}", flush=True)
                 if written:  # before status.json: the launcher reads it once the status says we are done

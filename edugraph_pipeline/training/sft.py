@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from edugraph_pipeline.layout import ADAPTER_FOLDER, KNOWLEDGE_ADAPTER_COPY_FOLDER, STAGE_METRICS_FILE
+from edugraph_pipeline.storage.layout import ADAPTER_FOLDER, KNOWLEDGE_ADAPTER_COPY_FOLDER, STAGE_METRICS_FILE
 from edugraph_pipeline.training.chat_template import training_chat_template
 from edugraph_pipeline.training.data import (
     FeatureCollator,

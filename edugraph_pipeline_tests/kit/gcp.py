@@ -52,9 +52,18 @@ def parse_docker_run(script: str) -> tuple[str, dict[str, str | None], list[str]
     raise AssertionError(f"no image in {line!r}")
 
 
+def on_own_disk(command: list[str], disk: Path) -> list[str]:
+    """The machine's command with the in-machine wrapper told to keep the job's paths below `disk`: the stand-in
+    machines share this host's file system, so each gets a folder of its own (``--local-root``)."""
+    from edugraph_pipeline.defs.training.launchers import REMOTE_MODULE
+
+    at = command.index(REMOTE_MODULE) + 1
+    return [*command[:at], "--local-root", str(disk), *command[at:]]
+
+
 def checkpoint_markers() -> set[str]:
     """Every checkpoint marker in the emulator (STORAGE_EMULATOR_HOST is set in the test's environment)."""
-    from edugraph_pipeline.training.remote import gcs_client
+    from edugraph_pipeline.cloud.gcs import client as gcs_client
 
     client = gcs_client()
     return {b.name for bucket in client.list_buckets() for b in client.list_blobs(bucket.name)
@@ -192,7 +201,6 @@ class FakeCompute:
         process_env = {
             "PATH": os.environ["PATH"],
             "STORAGE_EMULATOR_HOST": self.emulator_host,
-            "EDUGRAPH_REMOTE_ROOT": str(self.vm_root / name),
             "PYTHONPATH": str(REPO_ROOT),
         }
         for key, value in env.items():
@@ -203,7 +211,9 @@ class FakeCompute:
                 process_env[key] = value
         self.instances[name]["status"] = "RUNNING"
         self.instances[name]["image"] = image
-        returncode, output, preempted = run_container(command, process_env, self.preempt_after_checkpoints if preempt else None)
+        returncode, output, preempted = run_container(
+            on_own_disk(command, self.vm_root / name), process_env, self.preempt_after_checkpoints if preempt else None
+        )
         self.serial[name] = f"edugraph: running the training step\n{output}\nedugraph: step exited with status {returncode}\n"
         if preempted:
             op_name = f"op-preempted-{name}"

@@ -15,7 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from edugraph_pipeline_tests.kit.gcp import REPO_ROOT, free_port, run_container
+from edugraph_pipeline_tests.kit.gcp import REPO_ROOT, free_port, on_own_disk, run_container
 
 
 class FakeVertex:
@@ -110,9 +110,9 @@ class FakeVertex:
         while True:
             worker = f"{name.rsplit('/', 1)[1]}-{len(entry['workers'])}"  # a fresh VM, a fresh disk
             entry["workers"].append(worker)
-            env["EDUGRAPH_REMOTE_ROOT"] = str(self.worker_root / worker)
             preempt_after = self.restart_after_checkpoints if restarts_left else None
-            returncode, output, preempted = run_container(list(pool.container_spec.command), env, preempt_after)
+            command = on_own_disk(list(pool.container_spec.command), self.worker_root / worker)
+            returncode, output, preempted = run_container(command, env, preempt_after)
             entry.setdefault("outputs", []).append(output)
             if preempted and restarts_left:
                 restarts_left -= 1

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from transformers import TrainerCallback
 
+from edugraph_pipeline.cloud.gcs import client as gcs_client
 from edugraph_pipeline.training.checkpoint_sync import SYNC_ENV, CheckpointStore, synced_checkpoints
 from edugraph_pipeline.training.entrypoint import run_job
 from edugraph_pipeline.training.job import TrainingJob
-from edugraph_pipeline.training.remote import gcs_client
 from edugraph_pipeline_tests.kit.gcp import StorageEmulator
 from edugraph_pipeline_tests.training.conftest import (  # noqa: F401 - the training tests' fixtures
     offline,

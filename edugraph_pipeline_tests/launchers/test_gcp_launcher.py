@@ -81,7 +81,8 @@ def test_gcp_round_trip(gcp: FakeCompute, training_job):
     assert SECRET_NAME in script  # the reference, read on the VM
     image, env, command = parse_docker_run(script)
     assert image == launcher.image
-    assert command[:4] == [sys.executable, "-m", REMOTE_MODULE, "--"]
+    assert command[:6] == [sys.executable, "-m", REMOTE_MODULE, "--message-interval", "0.5", "--"]
+    assert command[6:] == [sys.executable, str(data / "bin" / "stand_in_step.py")]
     assert env["HF_TOKEN"] is None  # passed by name only
     context_params = decode_param(env["DAGSTER_PIPES_CONTEXT"])
     message_params = decode_param(env["DAGSTER_PIPES_MESSAGES"])

@@ -12,10 +12,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from edugraph_pipeline.cloud.gcs import client as gcs_client
 from edugraph_pipeline.defs.training.launchers import LocalLauncher
 from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_CEILING
 from edugraph_pipeline.training.checkpoint_sync import MARKER, CheckpointStore
-from edugraph_pipeline.training.remote import gcs_client
 from edugraph_pipeline_tests.launchers.conftest import (
     RESUMABLE_STEP,
     failure_text,
@@ -135,7 +135,7 @@ def test_zone_exhaustion_moves_to_the_next_zone(gcp, training_job):  # noqa: F81
     job, data = training_job
     gcp.exhausted = {"europe-west4-a": "ZONE_RESOURCE_POOL_EXHAUSTED", "europe-west4-b": "QUOTA_EXCEEDED"}
     launcher = make_launcher(
-        gcp, data / "bin" / "stand_in_step.py", zones=["europe-west4-a", "europe-west4-b", "europe-west4-c"]
+        gcp, data / "bin" / "stand_in_step.py", zones="europe-west4-a, europe-west4-b,europe-west4-c"
     )
     result, instance = materialize_with(launcher, job, data / "work", retry_policy=FAST_RETRIES)
     messages = [m or "" for m in user_messages(instance, result.run_id)]
@@ -171,17 +171,21 @@ def test_preemption_cap_and_on_demand_fallback(gcp, training_job):  # noqa: F811
 
 def test_training_assets_retry_preemptions_with_backoff(monkeypatch):
     from edugraph_pipeline.defs.training.assets import base_model, knowledge_adapter, trained_adapter
-    from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY, max_preemptions
+    from edugraph_pipeline.defs.training.launchers import launcher_from_settings
+    from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY
 
     for asset in (base_model, knowledge_adapter, trained_adapter):
         assert asset.op.retry_policy == PREEMPTION_RETRY_POLICY
     assert PREEMPTION_RETRY_POLICY.max_retries == PREEMPTION_RETRY_CEILING
     assert [PREEMPTION_RETRY_POLICY.backoff, PREEMPTION_RETRY_POLICY.delay] == [dg.Backoff.LINEAR, 60]
+    for name, value in (("EDUGRAPH_TRAINING_LAUNCHER", "gcp"), ("EDUGRAPH_GCP_PROJECT", "p"),
+                        ("EDUGRAPH_GCS_BUCKET", "b")):
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("EDUGRAPH_GCP_MAX_PREEMPTIONS", raising=False)
-    assert max_preemptions() == 5
+    assert launcher_from_settings().max_preemptions == 5  # the setting's default
     monkeypatch.setenv("EDUGRAPH_GCP_MAX_PREEMPTIONS", "21")
     with pytest.raises(ValueError, match="EDUGRAPH_GCP_MAX_PREEMPTIONS=21: expected 0 to 20"):
-        max_preemptions()
+        launcher_from_settings()  # refused when the code location loads, not hours into a run
 
 
 def test_no_capacity_anywhere_is_retried_then_given_up(gcp, training_job):  # noqa: F811

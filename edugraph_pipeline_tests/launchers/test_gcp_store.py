@@ -40,7 +40,8 @@ def publish_dataset(store, tag: str, *, failing: bool = False) -> None:
 
 
 def train(launcher: TrainingLauncher, url: str, cache: Path, tag: str):
-    """What a training asset does: its job names the store's mirror paths; the publication is the output dir."""
+    """What a training asset does: its job names the store's mirror paths; the publication is the output dir; the
+    launcher is handed the store (which answers what in the bucket backs those paths)."""
 
     @dg.asset(name=ASSET)
     def trained(context: dg.AssetExecutionContext, launcher: TrainingLauncher) -> dg.MaterializeResult:
@@ -51,7 +52,8 @@ def train(launcher: TrainingLauncher, url: str, cache: Path, tag: str):
                           log_every=1)
         with store.publish(ASSET, None, {"trained_on": tag}) as staging:
             placed = job.placed(output_dir=str(staging), work_dir=str(store.work_root / ASSET))
-            reported = launcher.launch(context, job=placed, workdir=store.work_root / ASSET).get_materialize_result()
+            reported = launcher.launch(context, job=placed, workdir=store.work_root / ASSET,
+                                       store=store).get_materialize_result()
             result = json.loads((staging / "job_result.json").read_text())  # returned inline, not downloaded
         return dg.MaterializeResult(metadata={**reported.metadata, "result_examples": result["examples"]})
 

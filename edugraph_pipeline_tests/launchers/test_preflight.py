@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from edugraph_pipeline.defs.training.launchers.preflight import PreflightConfig, report, run_checks
+from edugraph_pipeline.cloud.preflight import PreflightConfig, report, run_checks
 from edugraph_pipeline_tests.kit.gcp import free_port
 
 ACCOUNT = "trainer@edugraph-test.iam.gserviceaccount.com"

@@ -84,7 +84,8 @@ def test_vertex_worker_restart_resumes_from_the_synced_checkpoint(vertex, tmp_pa
     assert (pool.machine_spec.machine_type, pool.machine_spec.accelerator_type.name,
             pool.machine_spec.accelerator_count) == ("g2-standard-8", "NVIDIA_L4", 1)
     assert pool.container_spec.image_uri == launcher.image
-    assert list(pool.container_spec.command[:4]) == [sys.executable, "-m", REMOTE_MODULE, "--"]
+    assert list(pool.container_spec.command) == [sys.executable, "-m", REMOTE_MODULE, "--message-interval", "0.5", "--",
+                                                 sys.executable, str(RESUMABLE_STEP)]
     assert spec.service_account == "trainer@edugraph-test.iam.gserviceaccount.com"
 
     # the restarted worker restored checkpoint-4 and its Pipes messages reached the run after the first worker's

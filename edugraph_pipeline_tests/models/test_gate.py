@@ -9,8 +9,8 @@ import dagster as dg
 
 from edugraph_pipeline.defs.publication.assets import hf_publication
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
-from edugraph_pipeline.layout import model_version
 from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.storage.layout import model_version
 from edugraph_pipeline_tests.conftest import TOKEN
 
 REPO = "edugraph/labeller"

@@ -41,7 +41,7 @@ def _logits(model, processor):
 def test_merged_folder_equals_adapters_on_base(base_and_adapters):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from edugraph_pipeline.layout import PROMPTS_FILE
+    from edugraph_pipeline.storage.layout import PROMPTS_FILE
     from edugraph_pipeline.training.merge import load_with_adapters, merge_into_folder
 
     base, adapters, root = base_and_adapters

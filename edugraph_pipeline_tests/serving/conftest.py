@@ -26,7 +26,7 @@ def png_of_zeros(width: int, height: int, rows: int | None = None) -> bytes:
 
 @pytest.fixture(scope="session")
 def served_model(classifier, tiny_model_folder):  # noqa: F811 - the fixtures imported above
-    from edugraph_pipeline.layout import model_version
     from edugraph_pipeline.serving.model import ServedModel
+    from edugraph_pipeline.storage.layout import model_version
 
     return ServedModel(classifier, tiny_model_folder, model_version(tiny_model_folder))

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from edugraph_pipeline.inference.classify_command import classify_main
-from edugraph_pipeline.layout import model_version
 from edugraph_pipeline.llama_cpp_build import LlamaCpp
 from edugraph_pipeline.serving.app import create_app
 from edugraph_pipeline.serving.model import open_model
+from edugraph_pipeline.storage.layout import model_version
 from edugraph_pipeline_tests.conftest import skip_or_fail
 from edugraph_pipeline_tests.kit.serving import running, wait_ready
 

@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from edugraph_pipeline.layout import model_version
+from edugraph_pipeline.storage.layout import model_version
 from edugraph_pipeline_tests.kit.serving import png_bytes, wait_ready
 
 

@@ -12,10 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edugraph_pipeline.inference.classify_command import classify_main
 from edugraph_pipeline.labels import UNSUPPORTED_MATERIAL
-from edugraph_pipeline.layout import model_version
 from edugraph_pipeline.serving.app import create_app
 from edugraph_pipeline.serving.batching import BatchSettings
 from edugraph_pipeline.serving.uploads import UploadLimits
+from edugraph_pipeline.storage.layout import model_version
 from edugraph_pipeline_tests.kit.serving import png_bytes, running, wait_ready
 from edugraph_pipeline_tests.serving.conftest import png_of_zeros
 

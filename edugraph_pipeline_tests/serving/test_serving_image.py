@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edugraph_pipeline.layout import model_version
+from edugraph_pipeline.storage.layout import model_version
 from edugraph_pipeline_tests.conftest import build_source_only_image
 
 TEST_IMAGE = "edugraph-serve:image-test"

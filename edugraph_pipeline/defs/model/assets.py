@@ -4,13 +4,18 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.model.evaluation_metadata import report_metadata
 from edugraph_pipeline.defs.partitions import newest_release_dep
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
-from edugraph_pipeline.layout import MODEL_VERSION, current_model_folder, load_ontology, model_version, release_of
-from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.storage import ArtifactStore, layout
+from edugraph_pipeline.storage.layout import (
+    MODEL_VERSION,
+    current_model_folder,
+    load_ontology,
+    model_version,
+    release_of,
+)
 from edugraph_pipeline.training.profiles import TINY
 
 GATE_CHECK = "evaluation_gate"

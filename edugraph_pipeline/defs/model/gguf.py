@@ -6,10 +6,11 @@ import json
 import dagster as dg
 from pydantic import Field
 
-from edugraph_pipeline import layout, settings
+from edugraph_pipeline import settings
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
-from edugraph_pipeline.layout import current_model_folder, model_version, release_of
+from edugraph_pipeline.storage import layout
+from edugraph_pipeline.storage.layout import current_model_folder, model_version, release_of
 
 GGUF_ASSET = layout.GGUF_MODEL
 

@@ -8,16 +8,16 @@ from collections import Counter
 import dagster as dg
 import datasets
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.knowledge.qa import LABEL_ANSWER_KINDS, count_by_kind, generate_pairs
-from edugraph_pipeline.layout import DATASET_FOLDER, ONTOLOGY_FILE, load_ontology
 from edugraph_pipeline.ontology.model import DIMENSIONS, Ontology
 from edugraph_pipeline.ontology.parsing import OntologyReleaseError, parse_release
 from edugraph_pipeline.releases import ReleaseSourceError
+from edugraph_pipeline.storage import layout
+from edugraph_pipeline.storage.layout import DATASET_FOLDER, ONTOLOGY_FILE, load_ontology
 
 
 @dg.asset(

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from edugraph_pipeline import layout
+from edugraph_pipeline.storage import layout
 
 ontology_release_job = dg.define_asset_job(
     "ontology_release_job",

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from edugraph_pipeline import layout
+from edugraph_pipeline.storage import layout
 
 # Everything from a release to the Hub. base_model is built once and reused; the GGUF export needs a llama.cpp
 # build (scripts/build-llama-cpp.sh) and is materialized on its own. The job carries the GPU tag that

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from edugraph_pipeline import layout, settings
+from edugraph_pipeline import settings
 from edugraph_pipeline.defs.model.assets import GATE_CHECK
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.partitions import ontology_partitions, sync_release_partitions
@@ -31,6 +31,7 @@ from edugraph_pipeline.defs.pipeline.summary import print_summary
 from edugraph_pipeline.defs.resources import HUB_REPO_VARIABLES
 from edugraph_pipeline.publishing import HubTargets
 from edugraph_pipeline.releases import ReleaseSourceError
+from edugraph_pipeline.storage import layout
 
 ONTOLOGY_REPO_VARIABLE = "EDUGRAPH_ONTOLOGY_REPO"
 RUN_TAG = "edugraph/launched_by"  # marks the runs of this command in the UI's run list
@@ -46,11 +47,6 @@ OFFLINE_HINT = (
 
 class RunRefused(RuntimeError):
     """Something the run needs is missing or wrong; the message names the setting and what to do."""
-
-
-def run(_args) -> int:
-    """The command (what `edugraph_pipeline.cli` dispatches to): 0 when every step succeeded."""
-    return run_pipeline(write=lambda line: print(line, flush=True))
 
 
 def dagster_home() -> Path:
@@ -93,17 +89,20 @@ def release_tags(repository: OntologyRepository) -> list[str]:
     return tags
 
 
-def run_pipeline(write: Callable[[str], None] = print, error: Callable[[str], None] | None = None) -> int:
-    """Build the whole graph for the newest release and print the summary; 0 on success, 1 when a step failed,
-    2 when the run could not start (the message names what to fix)."""
+def run_pipeline(
+    load_definitions: Callable[[], dg.Definitions],
+    write: Callable[[str], None] = print,
+    error: Callable[[str], None] | None = None,
+) -> int:
+    """Build the whole graph of `load_definitions()` (the code location: `definitions.defs`) for the newest
+    release and print the summary; 0 on success, 1 when a step failed or the model failed its evaluation gate, 2
+    when the run could not start (the message names what to fix)."""
     error = error or (lambda line: print(line, file=sys.stderr, flush=True))
-    from edugraph_pipeline.definitions import defs
-
     home = dagster_home()
     try:
         repository = OntologyRepository.from_settings()
         tags = release_tags(repository)  # first: an unreachable remote fails before anything is written
-        definitions = defs()  # binds the resources from the settings: a bad setting fails here, named
+        definitions = load_definitions()  # binds the resources from the settings: a bad setting fails here, named
     except (RunRefused, ValueError) as refused:
         error(f"error: {refused}")
         return 2

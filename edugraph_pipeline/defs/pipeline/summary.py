@@ -9,10 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.pipeline.progress import RunTimeline, clock
 from edugraph_pipeline.lineage import lineage, render
-from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.storage import ArtifactStore, layout
 
 PARTITIONED = (layout.ONTOLOGY_RELEASE, layout.KNOWLEDGE_DATASET, layout.WORKSHEET_DATASET)
 UI_URL = "http://127.0.0.1:3000"

@@ -9,12 +9,10 @@ import json
 
 import dagster as dg
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
 from edugraph_pipeline.evaluation.gate import passed_evaluation
-from edugraph_pipeline.layout import MODEL_VERSION, current_model_folder, model_version, release_of
 from edugraph_pipeline.publishing import (
     AdapterLineage,
     PublicationError,
@@ -25,7 +23,8 @@ from edugraph_pipeline.publishing import (
     render_model_card,
 )
 from edugraph_pipeline.publishing.model_card import LINEAGE_FILE as CARD_LINEAGE_FILE
-from edugraph_pipeline.storage import ArtifactStore
+from edugraph_pipeline.storage import ArtifactStore, layout
+from edugraph_pipeline.storage.layout import MODEL_VERSION, current_model_folder, model_version, release_of
 
 
 def card_evaluation(record: dict) -> dict:

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
 from edugraph_pipeline.evaluation.gate import passed_evaluation
-from edugraph_pipeline.layout import current_model_folder, model_version
+from edugraph_pipeline.storage import layout
+from edugraph_pipeline.storage.layout import current_model_folder, model_version
 
 
 @dg.asset(

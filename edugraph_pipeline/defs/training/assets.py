@@ -17,7 +17,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from edugraph_pipeline import layout
+from edugraph_pipeline import settings
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import newest_release_dep
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
@@ -31,7 +31,7 @@ from edugraph_pipeline.defs.training.run_config import (
     WorksheetTrainingConfig,
 )
 from edugraph_pipeline.defs.training.training_metadata import adapter_metadata, step_figures
-from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore
+from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore, layout
 from edugraph_pipeline.training.job import TINY_BASE, TrainingJob
 from edugraph_pipeline.training.profiles import TINY, stage_config
 from edugraph_pipeline.training.tiny_model.base_cache import TinyBaseCache
@@ -103,9 +103,11 @@ def run_training_job(
     workdir: Path,
     staging: Path,
     identity: str | None = None,
+    store: ArtifactStore | None = None,
 ) -> dict:
-    """Launch the job, then read its metrics back from the staging folder (the step wrote them there)."""
-    invocation = launcher.launch(context, job=job, workdir=workdir, identity=identity)
+    """Launch the job, then read its metrics back from the staging folder (the step wrote them there). `store` is
+    the store the job's paths lie in: a cloud launcher lets the step read and write a GCS store itself."""
+    invocation = launcher.launch(context, job=job, workdir=workdir, identity=identity, store=store)
     reported = invocation.get_materialize_result()
     result_file = staging / layout.JOB_RESULT_FILE
     if not result_file.exists():
@@ -185,7 +187,7 @@ def base_model(
 
     files = layout.base_model(store)
     job = TrainingJob(stage=TINY_BASE, mode=choice.run_mode)
-    cache = TinyBaseCache(artifact_store.cache_root(), choice.run_mode)
+    cache = TinyBaseCache(settings.cache_dir_for(store.location, artifact_store.cache_dir), choice.run_mode)
     identity = job.identity({"tiny_base": cache.key})  # the key changes with the tiny model's code and config
     metrics = reusable_result(store, layout.BASE_MODEL, identity)
     workdir = work_dir_for(store, layout.BASE_MODEL, None, job)
@@ -194,7 +196,9 @@ def base_model(
     else:
         lineage = {**choice.as_record(), "job_identity": identity, "tiny_base_key": cache.key}
         with store.publish(layout.BASE_MODEL, None, lineage) as staging:
-            metrics = _pretrained_tiny_base(context, training_launcher, cache, job, staging, workdir, identity)
+            metrics = _pretrained_tiny_base(
+                context, training_launcher, store, cache, job, staging, workdir, identity
+            )
             record = {
                 "profile": TINY,
                 "local_folder": layout.MODEL_FOLDER,
@@ -222,6 +226,7 @@ def base_model(
 def _pretrained_tiny_base(
     context: dg.AssetExecutionContext,
     launcher: TrainingLauncher,
+    store: ArtifactStore,
     cache: TinyBaseCache,
     job: TrainingJob,
     staging: Path,
@@ -232,7 +237,7 @@ def _pretrained_tiny_base(
     through the launcher and kept in the cache."""
     cached = cache.lookup()
     if cached is None:
-        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging, identity)
+        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging, identity, store)
         cache.save(staging / layout.MODEL_FOLDER, metrics)
         return metrics
     context.log.info(f"tiny base {cache.key} from the cache ({cache.folder}): the same code and config built it")
@@ -307,7 +312,7 @@ def _train_stage_asset(
         context.log.info(
             f"{asset} {tag}: stage {stage} on {base['model_id']} ({choice.profile.name}, {choice.run_mode})"
         )
-        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging, identity)
+        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging, identity, store)
         lineage["data_version"] = metrics["data_version"]  # publish() writes the lineage after this block
         metadata = adapter_metadata(metrics, staging.resolve(), final.absolute(), {**extra, "reused": False})
     shutil.rmtree(workdir, ignore_errors=True)  # published: the checkpoints are no longer needed

@@ -17,14 +17,14 @@ import datasets
 from PIL import Image
 from pydantic import Field
 
-from edugraph_pipeline import layout
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import ontology_partitions
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG
-from edugraph_pipeline.layout import DATASET_FOLDER, SUMMARY_FILE, load_ontology
 from edugraph_pipeline.ontology.model import Ontology
+from edugraph_pipeline.storage import layout
+from edugraph_pipeline.storage.layout import DATASET_FOLDER, SUMMARY_FILE, load_ontology
 from edugraph_pipeline.worksheets.content_release import ContentSourceError
 from edugraph_pipeline.worksheets.dataset import (
     DatasetSummary,

@@ -3,17 +3,17 @@
 Every launcher runs the same entry point (``python -m edugraph_pipeline.training.entrypoint``) with the same
 job description and brings its logs, metrics and materialization back to Dagster through Dagster Pipes.
 
-``launcher_from_settings()`` picks one from ``EDUGRAPH_TRAINING_LAUNCHER`` (``local``, ``docker``, ``gcp``);
-docs/training-launchers.md documents every variable.  Secrets (the Hugging Face token) never reach Dagster's
-event log or metadata: Docker passes them as container environment only, GCP reads them on the VM from Secret
-Manager, and every text the launchers copy into logs or error messages goes through ``redact``.
+``launcher_from_settings()`` picks one from ``EDUGRAPH_TRAINING_LAUNCHER`` (``local``, ``docker``, ``gcp``,
+``vertex``) and binds its fields to their variables (`defaults.bound`: a `dg.EnvVar` where the variable is set);
+docs/training-launchers.md documents every variable. Secrets (the Hugging Face token) never reach Dagster's event
+log or metadata: Docker passes them as container environment only, GCP reads them on the VM from Secret Manager,
+and every text the launchers copy into logs or error messages goes through ``redacted``.
 """
 
 from __future__ import annotations
 
 from edugraph_pipeline import settings
 from edugraph_pipeline.defs.training.launchers.base import (
-    DEFAULT_IMAGE,
     ENTRYPOINT_MODULE,
     LAUNCHER_ENV,
     REMOTE_MODULE,
@@ -21,64 +21,79 @@ from edugraph_pipeline.defs.training.launchers.base import (
     StepFailed,
     StepPreempted,
     TrainingLauncher,
-    redact,
+    redacted,
     staging_plan,
 )
+from edugraph_pipeline.defs.training.launchers.cloud import CloudLauncher
+from edugraph_pipeline.defs.training.launchers.defaults import DEFAULT_IMAGE, bound, flag, number
 from edugraph_pipeline.defs.training.launchers.docker import DockerLauncher
 from edugraph_pipeline.defs.training.launchers.gcp import GcpLauncher
+from edugraph_pipeline.defs.training.launchers.retry import (
+    MAX_PREEMPTIONS_ENV,
+    ON_DEMAND_AFTER_ENV,
+    checked_max_preemptions,
+    checked_on_demand_after,
+)
 from edugraph_pipeline.defs.training.launchers.vertex import VertexLauncher
 
+_REQUIRED_FOR_CLOUD = ("EDUGRAPH_GCP_PROJECT", "EDUGRAPH_GCS_BUCKET")
 
-def _cloud_fields(kind: str, image: str) -> dict:
-    """The settings the `gcp` and `vertex` launchers share (the project and bucket must be set)."""
-    missing = [n for n in ("EDUGRAPH_GCP_PROJECT", "EDUGRAPH_GCS_BUCKET") if not settings.setting(n)]
+
+def _cloud_fields(kind: str) -> dict:
+    """The fields the `gcp` and `vertex` launchers share (the project and the bucket must be set)."""
+    missing = [name for name in _REQUIRED_FOR_CLOUD if not settings.setting(name)]
     if missing:
         raise ValueError(f"{LAUNCHER_ENV}={kind} needs {', '.join(missing)} to be set")
+    # out-of-range counts fail when the code location loads (the launcher checks the resolved values again)
+    checked_max_preemptions(settings.integer(MAX_PREEMPTIONS_ENV))
+    if settings.setting(ON_DEMAND_AFTER_ENV):
+        checked_on_demand_after(settings.integer(ON_DEMAND_AFTER_ENV))
     return {
-        "project": settings.setting("EDUGRAPH_GCP_PROJECT"),
-        "bucket": settings.setting("EDUGRAPH_GCS_BUCKET"),
-        "prefix": settings.setting("EDUGRAPH_GCS_PREFIX"),
-        "image": image,
-        "machine_type": settings.setting("EDUGRAPH_GCP_MACHINE_TYPE"),
-        "accelerator_type": settings.setting("EDUGRAPH_GCP_ACCELERATOR"),
-        "accelerator_count": settings.integer("EDUGRAPH_GCP_ACCELERATOR_COUNT"),
-        "boot_disk_gb": settings.integer("EDUGRAPH_GCP_BOOT_DISK_GB"),
-        "service_account": settings.setting("EDUGRAPH_GCP_SERVICE_ACCOUNT") or None,
-        "spot": settings.flag("EDUGRAPH_GCP_SPOT"),
-        "max_run_hours": settings.number("EDUGRAPH_GCP_MAX_RUN_HOURS"),
+        "project": bound("EDUGRAPH_GCP_PROJECT"),
+        "bucket": bound("EDUGRAPH_GCS_BUCKET"),
+        "prefix": bound("EDUGRAPH_GCS_PREFIX"),
+        "image": bound("EDUGRAPH_TRAINING_IMAGE"),
+        "machine_type": bound("EDUGRAPH_GCP_MACHINE_TYPE"),
+        "accelerator_type": bound("EDUGRAPH_GCP_ACCELERATOR"),
+        "accelerator_count": bound("EDUGRAPH_GCP_ACCELERATOR_COUNT", kind=int),
+        "boot_disk_gb": bound("EDUGRAPH_GCP_BOOT_DISK_GB", kind=int),
+        "service_account": bound("EDUGRAPH_GCP_SERVICE_ACCOUNT", optional=True),
+        "max_preemptions": bound(MAX_PREEMPTIONS_ENV, kind=int),
+        "on_demand_after": bound(ON_DEMAND_AFTER_ENV, kind=int, optional=True),
+        "spot": flag("EDUGRAPH_GCP_SPOT"),
+        "max_run_hours": number("EDUGRAPH_GCP_MAX_RUN_HOURS"),
     }
 
 
 def launcher_from_settings() -> TrainingLauncher:
-    """The launcher ``EDUGRAPH_TRAINING_LAUNCHER`` names (``local`` default, ``docker``, ``gcp``, ``vertex``), configured from
-    the environment (docs/training-launchers.md lists the variables)."""
+    """The launcher ``EDUGRAPH_TRAINING_LAUNCHER`` names (``local`` default, ``docker``, ``gcp``, ``vertex``; the
+    choice of class is made when the code location loads), its fields bound to their variables."""
     kind = settings.setting(LAUNCHER_ENV).strip().lower()
-    image = settings.setting("EDUGRAPH_TRAINING_IMAGE")
     if kind == "local":
         return LocalLauncher()
     if kind == "docker":
         return DockerLauncher(
-            image=image,
-            gpus=settings.flag("EDUGRAPH_DOCKER_GPUS"),
-            network=settings.setting("EDUGRAPH_DOCKER_NETWORK") or None,
-            user=settings.setting("EDUGRAPH_DOCKER_USER") or None,
+            image=bound("EDUGRAPH_TRAINING_IMAGE"),
+            gpus=flag("EDUGRAPH_DOCKER_GPUS"),
+            network=bound("EDUGRAPH_DOCKER_NETWORK", optional=True),
+            user=bound("EDUGRAPH_DOCKER_USER", optional=True),
         )
     if kind == "gcp":
         return GcpLauncher(
-            **_cloud_fields(kind, image),
-            zone=settings.setting("EDUGRAPH_GCP_ZONE"),
-            zones=[z.strip() for z in settings.setting("EDUGRAPH_GCP_ZONES").split(",") if z.strip()],
-            vm_image=settings.setting("EDUGRAPH_GCP_VM_IMAGE"),
-            network=settings.setting("EDUGRAPH_GCP_NETWORK"),
-            subnetwork=settings.setting("EDUGRAPH_GCP_SUBNETWORK") or None,
-            hf_token_secret=settings.setting("EDUGRAPH_GCP_HF_TOKEN_SECRET") or None,
-            compute_endpoint=settings.setting("EDUGRAPH_GCP_COMPUTE_ENDPOINT") or None,
+            **_cloud_fields(kind),
+            zone=bound("EDUGRAPH_GCP_ZONE"),
+            zones=bound("EDUGRAPH_GCP_ZONES"),
+            vm_image=bound("EDUGRAPH_GCP_VM_IMAGE"),
+            network=bound("EDUGRAPH_GCP_NETWORK"),
+            subnetwork=bound("EDUGRAPH_GCP_SUBNETWORK", optional=True),
+            hf_token_secret=bound("EDUGRAPH_GCP_HF_TOKEN_SECRET", optional=True),
+            compute_endpoint=bound("EDUGRAPH_GCP_COMPUTE_ENDPOINT", optional=True),
         )
     if kind == "vertex":
         return VertexLauncher(
-            **_cloud_fields(kind, image),
-            region=settings.setting("EDUGRAPH_VERTEX_REGION"),
-            endpoint=settings.setting("EDUGRAPH_VERTEX_ENDPOINT") or None,
+            **_cloud_fields(kind),
+            region=bound("EDUGRAPH_VERTEX_REGION"),
+            endpoint=bound("EDUGRAPH_VERTEX_ENDPOINT", optional=True),
         )
     raise ValueError(f"{LAUNCHER_ENV}={kind!r}: expected local, docker, gcp or vertex")
 
@@ -88,6 +103,7 @@ __all__ = [
     "ENTRYPOINT_MODULE",
     "LAUNCHER_ENV",
     "REMOTE_MODULE",
+    "CloudLauncher",
     "DockerLauncher",
     "GcpLauncher",
     "LocalLauncher",
@@ -96,6 +112,6 @@ __all__ = [
     "TrainingLauncher",
     "VertexLauncher",
     "launcher_from_settings",
-    "redact",
+    "redacted",
     "staging_plan",
 ]

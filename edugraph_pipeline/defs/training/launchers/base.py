@@ -1,8 +1,9 @@
-"""The launcher interface, the secret-redaction every launcher uses, and the local subprocess launcher."""
+"""The launcher interface, the local subprocess launcher, and what every launcher shares: the step's modules, the
+staging plan of a job's paths, the two failures (a step's own, a preemption), and secrets kept out of every text
+a launcher forwards (`edugraph_pipeline.redaction`, with the secret values read through settings)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,17 +12,18 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from edugraph_pipeline import redaction, settings
+from edugraph_pipeline.storage import ArtifactStore
 from edugraph_pipeline.training.job import TrainingJob
 
 ENTRYPOINT_MODULE = "edugraph_pipeline.training.entrypoint"
 REMOTE_MODULE = "edugraph_pipeline.training.remote"
 LAUNCHER_ENV = "EDUGRAPH_TRAINING_LAUNCHER"
-DEFAULT_IMAGE = "edugraph-trainer:latest"
 
-# Environment variables holding secrets: passed to the step, never logged; their values are scrubbed from any
-# text the launchers forward (container logs, serial console, error messages).
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-# Non-secret variables forwarded to the Docker step when set here.
+# Environment variables holding secrets: passed to the step, never logged; their values are masked in any text
+# the launchers forward (container logs, serial console, error messages).
+SECRET_ENV = ("HF_TOKEN", settings.LEGACY_HUB_TOKEN_VARIABLE)
+# Variables forwarded to the Docker step when set here (the secrets as container environment only).
 PASSTHROUGH_ENV = (
     *SECRET_ENV,
     "HF_ENDPOINT",
@@ -32,16 +34,21 @@ PASSTHROUGH_ENV = (
     "EDUGRAPH_BASE_MODEL",
     "EDUGRAPH_RUN_MODE",
 )
-_LOG_TAIL_LINES = 60
+LOG_TAIL_LINES = 60
 
 
-def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
-    """`text` with the values of secret environment variables (and `extra_secrets`) replaced by ``***``."""
-    values = [os.environ.get(name, "") for name in SECRET_ENV] + list(extra_secrets)
-    for value in values:
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
+def secret_values() -> list[str]:
+    """The values of the secret variables (`SECRET_ENV`) as the settings read them."""
+    return [settings.setting("HF_TOKEN"), settings.other_tool(settings.LEGACY_HUB_TOKEN_VARIABLE)]
+
+
+def redacted(text: str) -> str:
+    """`text` with every secret value, bearer value, hf_-shaped token and URL credential masked."""
+    return redaction.redact(text, secret_values())
+
+
+def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
 class StepFailed(dg.Failure):
@@ -60,10 +67,6 @@ class StepPreempted(dg.Failure):
         super().__init__(description=description, metadata=metadata, allow_retries=True)
 
 
-def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
-
-
 class TrainingLauncher(dg.ConfigurableResource):
     """Base: `launch` runs one training job and returns the Pipes invocation to read results from."""
 
@@ -74,10 +77,18 @@ class TrainingLauncher(dg.ConfigurableResource):
     )
 
     def launch(
-        self, context: dg.AssetExecutionContext, *, job: TrainingJob, workdir: Path, identity: str | None = None
+        self,
+        context: dg.AssetExecutionContext,
+        *,
+        job: TrainingJob,
+        workdir: Path,
+        identity: str | None = None,
+        store: ArtifactStore | None = None,
     ) -> dg.PipesClientCompletedInvocation:
         """Run `job`; `identity` (the asset's `job.identity(inputs)`) names the job's stable remote folders
-        (checkpoints, staged inputs) for the cloud launchers; None derives one from `job.decisive()`."""
+        (checkpoints, staged inputs) for the cloud launchers (None: one derived from `job.decisive()`); `store`
+        is the artifact store the job's paths lie in (the cloud launchers let the step read and write a GCS
+        store's objects itself; None: the job's paths are plain local files)."""
         raise NotImplementedError
 
     def step_command(self, python: str) -> list[str]:
@@ -90,7 +101,13 @@ class LocalLauncher(TrainingLauncher):
     python: str = sys.executable
 
     def launch(
-        self, context: dg.AssetExecutionContext, *, job: TrainingJob, workdir: Path, identity: str | None = None
+        self,
+        context: dg.AssetExecutionContext,
+        *,
+        job: TrainingJob,
+        workdir: Path,
+        identity: str | None = None,
+        store: ArtifactStore | None = None,
     ) -> dg.PipesClientCompletedInvocation:
         workdir.mkdir(parents=True, exist_ok=True)
         return dg.PipesSubprocessClient(cwd=str(workdir)).run(
@@ -98,9 +115,6 @@ class LocalLauncher(TrainingLauncher):
             command=self.step_command(self.python),
             extras={"job": job.to_dict()},
         )
-
-
-# --------------------------------------------------------------------------------------------------- docker
 
 
 def staging_plan(job: Any) -> dict[str, list[str]]:

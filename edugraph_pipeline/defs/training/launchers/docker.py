@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections import deque
 from collections.abc import Iterator
@@ -13,15 +12,17 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from edugraph_pipeline import settings
 from edugraph_pipeline.defs.training.launchers.base import (
-    _LOG_TAIL_LINES,
-    DEFAULT_IMAGE,
+    LOG_TAIL_LINES,
     PASSTHROUGH_ENV,
     StepFailed,
     TrainingLauncher,
-    redact,
+    redacted,
     staging_plan,
 )
+from edugraph_pipeline.defs.training.launchers.defaults import DEFAULT_IMAGE, default_flag
+from edugraph_pipeline.storage import ArtifactStore, url_scheme
 from edugraph_pipeline.training.job import TrainingJob
 
 
@@ -42,7 +43,7 @@ class _ContainerLogsReader(dg.PipesMessageReader):
 
     def __init__(self) -> None:
         self._handler: dg.PipesMessageHandler | None = None
-        self.tail: deque[str] = deque(maxlen=_LOG_TAIL_LINES)
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
 
     @contextmanager
     def read_messages(self, handler: dg.PipesMessageHandler) -> Iterator[dict]:
@@ -70,7 +71,7 @@ class _ContainerLogsReader(dg.PipesMessageReader):
         if message is not None:
             self._handler.handle_message(message)
             return
-        line = redact(line)
+        line = redacted(line)
         self.tail.append(line)
         sys.stdout.write(line + "\n")  # the step's own output: into Dagster's captured stdout
 
@@ -78,12 +79,12 @@ class _ContainerLogsReader(dg.PipesMessageReader):
         return "Attempted to read Pipes messages from the training container's log stream."
 
 
-def _default_mount() -> Path:
-    """The folder every path of a training job lies in: `EDUGRAPH_DATA_DIR`, or for a gs:// store its local
-    mirror and work dirs (`EDUGRAPH_CACHE_DIR`), which is where the asset stages and reads artifacts."""
-    from edugraph_pipeline import settings
-    from edugraph_pipeline.storage import url_scheme
-
+def _default_mount(store: ArtifactStore | None) -> Path:
+    """The folder every path of a training job lies in: the store's local root when the launcher is handed the
+    store, else `EDUGRAPH_DATA_DIR`, or for a gs:// store its local mirror and work dirs (`EDUGRAPH_CACHE_DIR`),
+    which is where the asset stages and reads artifacts."""
+    if store is not None:
+        return store.root
     if url_scheme(settings.data_location()):
         return settings.cache_dir()
     return settings.data_dir().expanduser().resolve()
@@ -98,7 +99,8 @@ class DockerLauncher(TrainingLauncher):
     """
 
     image: str = DEFAULT_IMAGE
-    gpus: bool = Field(default=True, description="Request every GPU (DeviceRequest count=-1, capability gpu).")
+    gpus: bool = Field(default=default_flag("EDUGRAPH_DOCKER_GPUS"),
+                       description="Request every GPU (DeviceRequest count=-1, capability gpu).")
     data_dir: str | None = Field(
         default=None,
         description="Mounted read-write at the same path (default: EDUGRAPH_DATA_DIR; for a gs:// store its local "
@@ -118,8 +120,8 @@ class DockerLauncher(TrainingLauncher):
     python: str = "python"
     pull: bool = Field(default=False, description="Pull the image before running (else only when missing).")
 
-    def _mounts(self, workdir: Path) -> tuple[dict[str, dict], dict[str, str]]:
-        data = Path(self.data_dir).expanduser().resolve() if self.data_dir else _default_mount()
+    def _mounts(self, workdir: Path, store: ArtifactStore | None) -> tuple[dict[str, dict], dict[str, str]]:
+        data = Path(self.data_dir).expanduser().resolve() if self.data_dir else _default_mount(store)
         data.mkdir(parents=True, exist_ok=True)
         volumes: dict[str, dict] = {str(data): {"bind": str(data), "mode": "rw"}}
         workdir = workdir.resolve()
@@ -128,7 +130,7 @@ class DockerLauncher(TrainingLauncher):
         env: dict[str, str] = {}
         hf_home = self.hf_home
         if hf_home is None:
-            hf_home = os.environ.get("HF_HOME") or str(Path("~/.cache/huggingface").expanduser())
+            hf_home = settings.other_tool("HF_HOME") or str(Path("~/.cache/huggingface").expanduser())
             hf_home = hf_home if Path(hf_home).is_dir() else ""
         if hf_home:
             volumes[str(Path(hf_home).resolve())] = {"bind": "/hf-cache", "mode": "rw"}
@@ -140,7 +142,13 @@ class DockerLauncher(TrainingLauncher):
         return volumes, env
 
     def launch(
-        self, context: dg.AssetExecutionContext, *, job: TrainingJob, workdir: Path, identity: str | None = None
+        self,
+        context: dg.AssetExecutionContext,
+        *,
+        job: TrainingJob,
+        workdir: Path,
+        identity: str | None = None,
+        store: ArtifactStore | None = None,
     ) -> dg.PipesClientCompletedInvocation:
         from docker.types import DeviceRequest
 
@@ -156,9 +164,10 @@ class DockerLauncher(TrainingLauncher):
             except docker.errors.ImageNotFound:
                 context.log.info(f"Pulling {self.image}")
                 client.images.pull(self.image)
-        volumes, env = self._mounts(workdir)
+        volumes, env = self._mounts(workdir, store)
         env.update(self.env)
-        env.update({name: os.environ[name] for name in self.passthrough_env if os.environ.get(name)})
+        here = settings.child_environment()
+        env.update({name: here[name] for name in self.passthrough_env if here.get(name)})
         command = self.step_command(self.python)
         mounted = [Path(bind["bind"]) for bind in volumes.values()]
         for path in (job.output_dir, job.work_dir):
@@ -211,7 +220,4 @@ class DockerLauncher(TrainingLauncher):
                     + "\n".join(reader.tail)
                 )
         return dg.PipesClientCompletedInvocation(session)
-
-
-# ------------------------------------------------------------------------------------------------------ gcp
 

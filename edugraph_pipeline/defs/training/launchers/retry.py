@@ -2,8 +2,9 @@
 
 The training assets carry `PREEMPTION_RETRY_POLICY`. A policy is part of the definitions, built when the code
 location is imported, and that import reads no environment, so its `max_retries` is a static ceiling
-(`PREEMPTION_RETRY_CEILING`); the launcher enforces ``EDUGRAPH_GCP_MAX_PREEMPTIONS`` (read when a step runs) below
-it, turning the preemption after the last allowed one into a `StepFailed`.
+(`PREEMPTION_RETRY_CEILING`); the cloud launchers enforce their `max_preemptions` field (bound to
+``EDUGRAPH_GCP_MAX_PREEMPTIONS``) below it, turning the preemption after the last allowed one into a `StepFailed`,
+and their `on_demand_after` (``EDUGRAPH_GCP_ON_DEMAND_AFTER``) decides when spot gives way.
 
 A Dagster retry policy retries every exception of the asset body except a ``Failure(allow_retries=False)``; only a
 preemption should be retried. The launchers raise real step failures as `StepFailed` (not retried), and
@@ -17,7 +18,6 @@ import functools
 
 import dagster as dg
 
-from edugraph_pipeline import settings
 from edugraph_pipeline.defs.training.launchers.base import StepPreempted
 
 MAX_PREEMPTIONS_ENV = "EDUGRAPH_GCP_MAX_PREEMPTIONS"
@@ -29,21 +29,16 @@ PREEMPTION_RETRY_POLICY = dg.RetryPolicy(
 )
 
 
-def max_preemptions() -> int:
-    """``EDUGRAPH_GCP_MAX_PREEMPTIONS``: preemptions a run survives (0 .. the policy's ceiling)."""
-    value = settings.integer(MAX_PREEMPTIONS_ENV)
+def checked_max_preemptions(value: int) -> int:
+    """A launcher's `max_preemptions`: preemptions a run survives (0 .. the policy's ceiling)."""
     if not 0 <= value <= PREEMPTION_RETRY_CEILING:
         raise ValueError(f"{MAX_PREEMPTIONS_ENV}={value}: expected 0 to {PREEMPTION_RETRY_CEILING}")
     return value
 
 
-def on_demand_after() -> int | None:
-    """``EDUGRAPH_GCP_ON_DEMAND_AFTER``: after this many preemptions the next machine is on-demand (unset: never)."""
-    raw = settings.setting(ON_DEMAND_AFTER_ENV).strip()
-    if not raw:
-        return None
-    value = settings.integer(ON_DEMAND_AFTER_ENV)
-    if value < 0:
+def checked_on_demand_after(value: int | None) -> int | None:
+    """A launcher's `on_demand_after`: after this many preemptions the next machine is on-demand (None: never)."""
+    if value is not None and value < 0:
         raise ValueError(f"{ON_DEMAND_AFTER_ENV}={value}: expected a count >= 0 (unset: stay on spot)")
     return value
 

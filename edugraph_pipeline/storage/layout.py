@@ -4,6 +4,8 @@ Asset code, the training step, the CLIs and the serving app open artifacts throu
 or file name appears in this module only. Each accessor is a small frozen view over an artifact's folder in the
 store (`ArtifactStore.asset_dir`: the stable link; pass ``current=True`` for the version folder it points at now,
 when several files must come from one version). Plain Python: no Dagster.
+
+Import it as ``from edugraph_pipeline.storage import layout``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edugraph_pipeline.ontology.model import Ontology
-from edugraph_pipeline.storage import ArtifactStore, folder_sha256
+from edugraph_pipeline.storage.local import ArtifactStore
+from edugraph_pipeline.storage.versions import folder_sha256
 
 # ---- asset names
 ONTOLOGY_RELEASE = "ontology_release"
