@@ -104,6 +104,8 @@ def apply(timeline: RunTimeline, entry) -> str | None:
         if reused is not None:
             timing.reused = bool(getattr(reused, "value", reused))
         return None
+    if event_type == EventType.ENGINE_EVENT and "blocked" in entry.user_message:
+        return f"  {entry.user_message} (another run holds it; `dagster dev` shows which)"
     if event_type == EventType.ASSET_CHECK_EVALUATION:
         evaluation = entry.get_dagster_event().event_specific_data
         timing.checks[evaluation.check_name] = evaluation.passed

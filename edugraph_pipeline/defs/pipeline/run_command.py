@@ -13,6 +13,8 @@ assets reuse (an unchanged tiny base, adapters trained on the same inputs, an un
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 import uuid
 import warnings
@@ -34,7 +36,9 @@ from edugraph_pipeline.releases import ReleaseSourceError
 from edugraph_pipeline.storage import layout
 
 ONTOLOGY_REPO_VARIABLE = "EDUGRAPH_ONTOLOGY_REPO"
-RUN_TAG = "edugraph/launched_by"  # marks the runs of this command in the UI's run list
+RUN_TAG, RUN_TAG_VALUE = "edugraph/launched_by", "edugraph run"  # marks the runs of this command in the UI
+PID_TAG, HOST_TAG = "edugraph/pid", "edugraph/host"  # the process running it: gone means the run was killed
+UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 # The console logger prints every engine event at DEBUG; this command prints its own progress from the event log,
 # which keeps every event whatever the console shows.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -89,6 +93,31 @@ def release_tags(repository: OntologyRepository) -> list[str]:
     return tags
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def release_killed_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Earlier runs of this command on this machine whose process is gone (killed, or the machine restarted)
+    still count as running and still hold the `gpu-training` pool's slot, which would block this run's training
+    steps forever: mark them failed and free their slots. Returns their ids."""
+    released = []
+    for run in instance.get_runs(dg.RunsFilter(tags={RUN_TAG: RUN_TAG_VALUE}, statuses=UNFINISHED)):
+        pid, host = run.tags.get(PID_TAG, ""), run.tags.get(HOST_TAG)
+        if host != socket.gethostname() or not pid.isdigit() or process_alive(int(pid)):
+            continue
+        instance.report_run_failed(run, f"the process that ran it (pid {pid}) is gone: it was killed")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
 def run_pipeline(
     load_definitions: Callable[[], dg.Definitions],
     write: Callable[[str], None] = print,
@@ -108,6 +137,8 @@ def run_pipeline(
         return 2
     home.mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.from_config(str(home))
+    for run_id in release_killed_runs(instance):
+        write(f"run {run_id} of an earlier `edugraph run` was killed: marked failed, its pool slot freed")
     added = sync_release_partitions(instance, tags)  # as `edugraph releases sync`
     # The newest release is the last partition: the one the model assets learn from (`newest_release_dep`).
     tag = instance.get_dynamic_partitions(ontology_partitions.name)[-1]
@@ -131,7 +162,7 @@ def run_pipeline(
             partition_key=tag,
             asset_selection=selection,
             run_id=run_id,
-            tags={RUN_TAG: "edugraph run"},
+            tags={RUN_TAG: RUN_TAG_VALUE, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
             raise_on_error=False,
         )
     timeline = progress.timeline

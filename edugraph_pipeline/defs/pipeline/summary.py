@@ -67,7 +67,8 @@ def lineage_section(instance: dg.DagsterInstance, asset: str) -> list[str]:
 
 def timings_section(timeline: RunTimeline) -> list[str]:
     lines = ["Steps:"]
-    for timing in timeline.steps.values():
+    started = sorted(timeline.steps.values(), key=lambda timing: (timing.started is None, timing.started or 0.0))
+    for timing in started:
         took = clock(timing.seconds) if timing.seconds is not None else "-"
         reused = "  reused" if timing.reused else ""
         lines.append(f"  {timing.step:<32} {timing.outcome:<10} {took:>6}{reused}")
