@@ -9,8 +9,11 @@ Path: `read_content` + `build_dataset` (the worksheet dataset, the release's own
 (`build_pretrained_tiny_model`, or `--base` to reuse one) -> optional stage 1 (`generate_pairs` + `train_stage`) ->
 stage 2 (`stage_config` of the tiny profile + `train_stage`) -> `merge_into_folder` -> `Classifier` ->
 `evaluate_model` (what `model_evaluation` runs). Prints per-dimension micro/macro F1, exact match, JSON/label
-validity, a per-generator table, the wall time of every step; with `--sample-kinds`, the same recipe trained on our
-sample generator's kinds only and scored on the same validation split. The recipe knobs (`--steps`, `--epochs`,
+validity, the table comparable to upstream's (exact-set match on valid outputs, micro P/R/F1, mean per-example F1,
+macro F1, invalid and incompatible rates, per dimension, question/solution and training-frequency slices) on the
+final cohort, the selection cohort and the whole validation split, a per-generator table, the wall time of every
+step; with `--sample-kinds`, the same recipe trained on our sample generator's kinds only and scored on the same
+validation split. The recipe knobs (`--steps`, `--epochs`,
 `--max-pixels`, `--rank`, `--lr`, `--targets`, `--stage1`) override the tiny profile's stage-2 settings for
 experiments; without them the run is exactly the `tiny` profile. Offline; `../shared` is required.
 """
@@ -30,7 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edugraph_pipeline.evaluation.baselines import MOST_FREQUENT, NEAREST_NEIGHBOUR, nearest_neighbour_answers  # noqa: E402
+from edugraph_pipeline.evaluation.cohorts import FINAL, SELECTION, assign_cohorts  # noqa: E402
+from edugraph_pipeline.evaluation.comparable import comparable_table  # noqa: E402
 from edugraph_pipeline.evaluation.metrics import evaluate_predictions, most_frequent_answer  # noqa: E402
+from edugraph_pipeline.evaluation.run import WHOLE_SPLIT, comparable_tables  # noqa: E402
 from edugraph_pipeline.ontology.model import DIMENSIONS  # noqa: E402
 from edugraph_pipeline.ontology.parsing import parse_release  # noqa: E402
 from edugraph_pipeline.worksheets.content_sources import SAMPLE, read_content  # noqa: E402
@@ -197,6 +203,7 @@ def main() -> None:
         predictions = {MOST_FREQUENT: [most_frequent_answer(train["labels"])] * len(validation)}
         predictions[NEAREST_NEIGHBOUR] = clock.run("nearest neighbour", nearest_neighbour_answers, train, validation)
         reports = {name: evaluate_predictions(expected, predictions[name], ontology) for name in predictions}
+        texts = dict(predictions)  # what each predictor said, as scored by the comparable table (models: raw)
         training: dict[str, dict] = {}
         if not args.baselines_only:
             prof = recipe(args)
@@ -211,8 +218,9 @@ def main() -> None:
             for index, (name, dataset) in enumerate(variants.items()):
                 run, metrics = train_and_evaluate(f"model{index}", prof, base, dataset, real, ontology, work, clock,
                                                   knowledge)
-                reports[name] = run.report
+                reports[name] = evaluate_predictions(expected, run.raw, ontology)  # every row, like the baselines
                 predictions[name] = [example_answer(text, ontology) for text in run.raw]
+                texts[name] = run.raw
                 training[name] = {"steps": metrics["steps"], "train_loss": metrics["train_loss"],
                                   "trainable_parameters": metrics["trainable_parameters"]}
 
@@ -230,6 +238,16 @@ def main() -> None:
               + ", ".join(f"{d} {gap:+.3f}" for d, gap in gaps.items()))
     print()
     print("\n".join(per_generator_table(validation, predictions)))
+    cohorts = assign_cohorts(list(validation["problem_id"]))
+    groups = {FINAL: cohorts.rows(FINAL), SELECTION: cohorts.rows(SELECTION), WHOLE_SPLIT: list(range(len(validation)))}
+    tables = comparable_tables(expected, texts, ontology, groups, views=list(validation["view"]),
+                               train_labels=train["labels"], eligible=ontology.is_eligible,
+                               compatible=ontology.is_compatible)
+    print(f"\nComparable to upstream's ({cohorts.note}):")
+    for cohort, title in ((FINAL, "final cohort"), (SELECTION, "selection cohort"), (WHOLE_SPLIT, "whole split")):
+        if cohort in tables:
+            print()
+            print(comparable_table(tables[cohort], title))
     print("\n| Step | Wall time |\n| --- | ---: |")
     for name, seconds in clock.steps:
         print(f"| {name} | {seconds:.1f} s |")
@@ -239,6 +257,8 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({
             "recipe": vars(args), "training": training, "wall_s": total, "steps": dict(clock.steps),
             "reports": {name: {**r.summary(), "exact_match": r.exact_match} for name, r in reports.items()},
+            "comparable": {cohort: {name: r.to_json() for name, r in by_name.items()}
+                           for cohort, by_name in tables.items()},
         }, indent=2, default=str), encoding="utf-8")
 
 

@@ -7,6 +7,13 @@ then ingested twice, each time ending in the same `build_dataset` + `save_to_dis
 - pipeline: `content_formats.read_folder` (full decode for validation, original bytes kept for plain RGB PNG/JPEG);
 - baseline: the naive way, decoding every image, converting to RGB and re-encoding it as PNG, no shortcuts.
 Peak memory is Python allocations measured with tracemalloc (which slows both runs the same way).
+
+    python bench/worksheet_ingestion.py --shared-hub
+
+instead serves the shared real release (`../shared/edugraph-exercises`) from the local Hub of the test kit, tagged
+`v0.21.0-01` with its rows' `tags` renamed `labels` as upstream publishes them now, and times what
+`worksheet_dataset` does with it: the download of the tag's commit, reading it (every image decoded and
+normalised), upstream's ingestion contract (strict) and the dataset built and saved with the release's own splits.
 """
 
 from __future__ import annotations
@@ -82,14 +89,76 @@ def measure(label: str, ingest, ontology, out: Path) -> dict:
             "images_per_s": len(items) / seconds, "peak_mib": peak / 2**20, "skipped": len(summary.skipped)}
 
 
+def shared_release_via_hub(ontology) -> None:
+    """The shared release as the Hub tag v0.21.0-01 (`labels` rows), through download, read, contract, dataset."""
+    import tarfile
+
+    import pytest
+    from huggingface_hub import HfApi
+
+    from edugraph_pipeline.worksheets.content_sources import read_content
+    from edugraph_pipeline.worksheets.contract import enforce
+    from edugraph_pipeline_tests.kit.hub_server import HubServer, disable_xet, no_phone_home
+
+    release = SHARED / "edugraph-exercises" / "edugraph-exercises-A.tar.gz"
+    if not release.is_file():
+        sys.exit(f"{release} is absent: --shared-hub needs ../shared")
+    with tempfile.TemporaryDirectory() as scratch, pytest.MonkeyPatch.context() as patch, HubServer() as hub:
+        disable_xet(patch)
+        no_phone_home(patch)
+        patch.setenv("HF_ENDPOINT", hub.endpoint)
+        patch.setenv("HF_HOME", str(Path(scratch) / "hf-home"))
+        with tarfile.open(release) as archive:
+            archive.extractall(scratch, filter="data")
+        root = Path(scratch) / "edugraph-exercises-A"
+        for split in ("train", "validation"):
+            metadata = root / split / "metadata.jsonl"
+            rows = [json.loads(line) for line in metadata.read_text(encoding="utf-8").splitlines()]
+            metadata.write_text("".join(json.dumps({"file_name": r["file_name"], "labels": r["tags"],
+                                                    "solution": r["solution"]}) + "\n" for r in rows))
+        api = HfApi(endpoint=hub.endpoint, token=hub.token)
+        api.create_repo("bench/edugraph-exercises", repo_type="dataset")
+        api.upload_folder(repo_id="bench/edugraph-exercises", repo_type="dataset", folder_path=root,
+                          allow_patterns=["train/**", "validation/**"])
+        api.create_tag("bench/edugraph-exercises", repo_type="dataset", tag="v0.21.0-01")
+        source = "hf://datasets/bench/edugraph-exercises@v0.21.0-01"
+        steps: dict[str, float] = {}
+        started = time.perf_counter()
+        from edugraph_pipeline.worksheets import hub_source
+
+        hub_source.download_release(source, Path(scratch) / "cache")
+        steps["download (local Hub)"] = time.perf_counter() - started
+        mark = time.perf_counter()
+        content = read_content(source, Path(scratch) / "work", ontology, cache_dir=Path(scratch) / "cache")
+        steps["read and normalise"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        enforce(content, ontology)
+        steps["ingestion contract (strict)"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        dataset, summary = build_dataset(content.items, ontology, release_splits=content.splits)
+        dataset.save_to_disk(str(Path(scratch) / "out"))
+        steps["build and save the dataset"] = time.perf_counter() - mark
+        total = time.perf_counter() - started
+    print(f"{source}: {len(content.items)} images ({content.reencoded_images} re-encoded), label field "
+          f"{content.label_field}, rows {summary.rows}, split {summary.split_method}, {len(summary.skipped)} skipped")
+    for name, seconds in steps.items():
+        print(f"{name:>30}: {seconds:.1f} s")
+    print(f"{'total':>30}: {total:.1f} s = {len(content.items) / total:.1f} images/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=2000, help="images in the generated release (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ontology", default="v0.21.0", help="ontology release tag under ../shared")
+    parser.add_argument("--shared-hub", action="store_true",
+                        help="time the shared real release served by the local Hub as v0.21.0-01 instead")
     args = parser.parse_args()
 
     ontology = load_ontology(args.ontology)
+    if args.shared_hub:
+        shared_release_via_hub(ontology)
+        return
     started = time.perf_counter()
     release = sample_release(ontology, args.count, args.seed)
     generation = time.perf_counter() - started

@@ -7,6 +7,8 @@ binding: a module of its own so that neither package imports the other for it).
 ```
 <dir>/BUILD_COMPLETE                          marker: version, build seconds (absent while building)
 <dir>/bin/llama-quantize, llama-mtmd-cli      tools (+ their shared libraries, RPATH $ORIGIN)
+<dir>/bin/llama-server                        llama.cpp's server (marker SERVER_COMPLETE; an older cache gets it built
+                                              incrementally by the script)
 <dir>/src/                                    the sdist; src/llama_cpp is the Python binding, its lib/ holds
                                               libllama/libggml*/libmtmd from the same build
 <dir>/src/vendor/llama.cpp/convert_hf_to_gguf.py, gguf-py/   the converter and its own gguf package
@@ -112,6 +114,11 @@ class LlamaCpp:
     @property
     def mtmd_cli_bin(self) -> Path:
         return self.root / "bin" / "llama-mtmd-cli"
+
+    @property
+    def server_bin(self) -> Path:
+        """llama.cpp's own OpenAI-compatible server (built beside the tools; absent from builds made before it)."""
+        return self.root / "bin" / "llama-server"
 
     @property
     def binding_lib(self) -> Path:

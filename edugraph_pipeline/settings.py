@@ -55,8 +55,23 @@ SETTINGS: tuple[Setting, ...] = (
         "EDUGRAPH_CONTENT_SOURCE",
         "sample",
         "Worksheet content: `sample` (the bundled generator), a folder, a folder of `*.tar.gz` releases, a "
-        "`.tar.gz` path or https URL, a git remote (`git+<url>` / `*.git`) whose vX.Y.Z tags are releases, or a Hub "
-        "dataset `hf://datasets/<namespace>/<name>[@<revision>]` (without a revision its vX.Y.Z tags are releases).",
+        "`.tar.gz` path or https URL, a git remote (`git+<url>` / `*.git`) whose vX.Y.Z[-NN] tags are releases, or a "
+        "Hub dataset `hf://datasets/<namespace>/<name>[@<revision>]` (without a revision its vX.Y.Z[-NN] tags are "
+        "releases). A vX.Y.Z-NN release is built for, and only labelled against, ontology release vX.Y.Z.",
+    ),
+    Setting(
+        "EDUGRAPH_CONTENT_LABEL_FIELD",
+        "auto",
+        "Label field of a content release's `metadata.jsonl` rows: `auto` (the one every row of the release uses), "
+        "`labels` (upstream since v0.22.2-01) or `tags` (older releases).",
+    ),
+    Setting(
+        "EDUGRAPH_CONTENT_STRICT",
+        "",
+        "`true`: a content release with any problem (a path twice in a split, a missing image, identical bytes across "
+        "splits, a malformed row, an unknown, dimensionless or organizational label) fails with a report and nothing "
+        "is published; `false`: such items are skipped and counted; unset: strict for Hub, git and archive releases, "
+        "lenient for `sample` and a plain folder.",
     ),
     Setting("EDUGRAPH_SAMPLE_COUNT", "200", "Images generated when the content source is `sample`."),
     Setting("EDUGRAPH_SAMPLE_SEED", "0", "Seed of the sample worksheet generator."),
@@ -104,9 +119,25 @@ SETTINGS: tuple[Setting, ...] = (
         "gcp/vertex launchers: after this many preemptions the next machine is on-demand (unset: always spot).",
     ),
     Setting("EDUGRAPH_GCP_MACHINE_TYPE", "g2-standard-8", "gcp launcher: machine type."),
-    Setting("EDUGRAPH_GCP_ACCELERATOR", "nvidia-l4", "gcp launcher: GPU type."),
+    Setting(
+        "EDUGRAPH_GCP_ACCELERATOR",
+        "nvidia-l4",
+        "gcp/vertex launchers: GPU type, one with bf16 (L4, A100, H100, H200, B200: `cloud/accelerators.py`); "
+        "T4/V100/P100/P4/K80 are refused.",
+    ),
     Setting("EDUGRAPH_GCP_ACCELERATOR_COUNT", "1", "gcp launcher: GPUs per VM."),
-    Setting("EDUGRAPH_GCP_VM_IMAGE", "projects/cos-cloud/global/images/family/cos-stable", "gcp launcher: boot image."),
+    Setting(
+        "EDUGRAPH_GCP_VM_IMAGE",
+        "projects/cos-cloud/global/images/cos-125-19216-532-123",
+        "gcp launcher: boot image, a pinned Container-Optimized OS image (not a family: it moves); moved together with "
+        "`EDUGRAPH_GCP_GPU_DRIVER_VERSION` (docs/training-launchers.md, Moving the pins).",
+    ),
+    Setting(
+        "EDUGRAPH_GCP_GPU_DRIVER_VERSION",
+        "580.126.09",
+        "gcp launcher: NVIDIA driver `cos-extensions install gpu` installs on the VM image: a version (>= 580 for CUDA "
+        "13.0), a branch (`R580`) or `default`/`latest` (both move).",
+    ),
     Setting("EDUGRAPH_GCP_BOOT_DISK_GB", "100", "gcp launcher: boot disk size."),
     Setting("EDUGRAPH_GCP_SERVICE_ACCOUNT", "", "gcp launcher: VM service account (project default)."),
     Setting("EDUGRAPH_GCP_NETWORK", "global/networks/default", "gcp launcher: VPC network."),
@@ -126,6 +157,13 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Training step: `gs://<bucket>/<folder>` its checkpoints are restored from and synced to (the gcp/vertex "
         "launchers' in-machine wrapper sets it; unset: checkpoints stay on the local disk).",
+    ),
+    Setting(
+        "EDUGRAPH_BASE_SYNC",
+        "",
+        "Training step: `gs://<bucket>/<folder>` where it keeps the base model's Hub snapshot and the stage-1-merged "
+        "base for the next machine of its job (the gcp/vertex launchers' in-machine wrapper sets it; unset: each "
+        "machine downloads and merges them itself).",
     ),
     Setting("EDUGRAPH_HF_REPO", "", "Hub model repository `namespace/name` to publish to (unset: publication is skipped)."),
     Setting("EDUGRAPH_HF_KNOWLEDGE_REPO", "", "Hub dataset repository for the knowledge dataset (default `<namespace>/edugraph-knowledge`)."),
@@ -151,6 +189,22 @@ SETTINGS: tuple[Setting, ...] = (
         "llama-cpp-python sdist whose llama.cpp is built and used (names the default build folder).",
     ),
     Setting("EDUGRAPH_GGUF_THREADS", "", "llama.cpp threads for GGUF inference (default: half the CPUs)."),
+    Setting(
+        "EDUGRAPH_SERVE_ANSWER_FORMAT",
+        "legacy",
+        "`edugraph serve`: answer contract of chat completions whose request names none: `legacy` "
+        "(`{Area, Scope, Ability}`) or `v3` (`{areas, scopes, abilities}`); `--answer-format`.",
+    ),
+    Setting("EDUGRAPH_SERVE_MAX_BATCH", "8", "`edugraph serve`: images per model batch (`--max-batch`)."),
+    Setting(
+        "EDUGRAPH_SERVE_BATCH_WINDOW_MS", "10", "`edugraph serve`: how long a batch waits for more requests, ms."
+    ),
+    Setting("EDUGRAPH_SERVE_MAX_FILES", "16", "`edugraph serve`: images per `/v1/classify` request."),
+    Setting("EDUGRAPH_SERVE_MAX_REQUEST_MB", "32", "`edugraph serve`: request body cap, MiB (an image at most 16)."),
+    Setting(
+        "EDUGRAPH_SERVE_MAX_PIXELS", "16777216", "`edugraph serve`: pixels per image, checked before decoding."
+    ),
+    Setting("EDUGRAPH_SERVE_TIMEOUT", "60", "`edugraph serve`: per-request timeout in seconds (upload and answer)."),
     Setting("EDUGRAPH_CODE_VERSION", "", "Code version recorded in lineage and model cards (default: the git commit)."),
 )
 

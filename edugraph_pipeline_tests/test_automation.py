@@ -5,7 +5,7 @@ import pytest
 
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.ontology.sensors import ontology_release_sensor, plan_release_requests
-from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.defs.partitions import ontology_partitions, release_to_learn_from
 from edugraph_pipeline.defs.pipeline.schedules import newest_release, newest_release_schedule
 from edugraph_pipeline.releases import ReleaseTag
 from edugraph_pipeline_tests.kit.remotes import commit_release, init_repo, shared_release_files
@@ -63,6 +63,26 @@ def test_schedule_rebuilds_the_newest_release_once_per_release(instance):
     request = newest_release_schedule(context)
     assert request.partition_key == "v0.21.0" and request.run_key == "newest-v0.21.0"
     assert newest_release(["v0.2.0", "v0.10.0", "not-a-tag"]) == "v0.10.0"
+
+
+def test_models_learn_from_the_newest_release_that_has_content(instance, tmp_path):
+    from edugraph_pipeline.defs.training.assets import has_artifact
+    from edugraph_pipeline.storage import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "data")
+    instance.add_dynamic_partitions(ontology_partitions.name, ["v0.20.0", "v0.21.0", "v0.30.0"])
+
+    def learn_from() -> str:
+        return release_to_learn_from(instance, lambda tag: has_artifact(store, "worksheet_dataset", tag), "v0.30.0")
+
+    assert learn_from() == "v0.30.0"  # no content anywhere yet: the newest release (stage 1 needs none)
+    for tag in ("v0.20.0", "v0.21.0"):
+        with store.publish("worksheet_dataset", tag, {"ontology_version": tag}):
+            pass
+    assert learn_from() == "v0.21.0"  # v0.30.0 has no content (its -NN release is not out): the newest that has
+    with store.publish("worksheet_dataset", "v0.30.0", {"ontology_version": "v0.30.0"}):
+        pass
+    assert learn_from() == "v0.30.0"
 
 
 def test_lineage_follows_the_exact_upstream_materialization(pipeline_resources, instance, capsys):

@@ -1,6 +1,14 @@
 import pytest
 
-from edugraph_pipeline.releases import ReleaseSourceError, list_release_tags, read_release, redact_url, semver_key
+from edugraph_pipeline.releases import (
+    ReleaseSourceError,
+    bound_ontology_version,
+    content_tag_key,
+    list_release_tags,
+    read_release,
+    redact_url,
+    semver_key,
+)
 from edugraph_pipeline_tests.kit.remotes import commit_release, init_repo
 
 
@@ -59,3 +67,38 @@ def test_semver_key_rejects_non_release_tags():
     assert semver_key("v0.21.0") > semver_key("v0.9.6")
     with pytest.raises(ValueError, match="not a release tag"):
         semver_key("latest")
+
+
+def test_content_tags_order_by_version_then_dataset_revision():
+    tags = ["v0.30.0-03", "v0.21.0-01", "v0.9.6", "v0.21.0", "v0.30.0-02", "v0.22.2-01", "v0.21.0-10", "v0.21.0-02"]
+    assert sorted(tags, key=content_tag_key) == [
+        "v0.9.6", "v0.21.0", "v0.21.0-01", "v0.21.0-02", "v0.21.0-10", "v0.22.2-01", "v0.30.0-02", "v0.30.0-03"]
+    for bad in ("v0.21.0-", "v0.21.0-rc1", "0.21.0-01", "v0.21-01", "latest"):
+        with pytest.raises(ValueError, match="not a content release tag"):
+            content_tag_key(bad)
+    with pytest.raises(ValueError, match="not a release tag"):
+        semver_key("v0.21.0-01")  # ontology releases have no dataset revision
+
+
+def test_a_dataset_revision_is_bound_to_its_ontology_release():
+    assert bound_ontology_version("v0.21.0-01") == "v0.21.0"
+    assert bound_ontology_version("v0.30.0-03") == "v0.30.0"
+    assert bound_ontology_version("v00.021.0-1") == "v0.21.0"
+    for unbound in ("v0.21.0", "main", "c-v0.21.0-01.tar.gz", ""):
+        assert bound_ontology_version(unbound) is None
+
+
+def test_content_tags_of_a_remote_and_reading_one(small_remote, tmp_path):
+    commit_release(small_remote, "v0.10.0-01", {"a.ttl": b"ten, first dataset"})
+    commit_release(small_remote, "v0.10.0-02", {"a.ttl": b"ten, second dataset"})
+    remote = small_remote.working_tree_dir
+    assert [tag.name for tag in list_release_tags(remote)] == ["v0.2.0", "v0.9.1", "v0.10.0"]
+    content = list_release_tags(remote, content=True)
+    assert [tag.name for tag in content] == ["v0.2.0", "v0.9.1", "v0.10.0", "v0.10.0-01", "v0.10.0-02"]
+    assert content[-1].commit == small_remote.commit("v0.10.0-02").hexsha
+    snapshot = read_release(remote, "v0.10.0-01", tmp_path, select=lambda p: True, content=True)
+    assert snapshot.files == {"a.ttl": b"ten, first dataset"}
+    with pytest.raises(ValueError, match="not a release tag"):
+        read_release(remote, "v0.10.0-01", tmp_path, select=lambda p: True)
+    with pytest.raises(ReleaseSourceError, match=r"release v0\.10\.0-03 does not exist .*v0\.10\.0, v0\.10\.0-01, v0\.10\.0-02"):
+        read_release(remote, "v0.10.0-03", tmp_path, select=lambda p: True, content=True)

@@ -13,6 +13,8 @@
 #
 # One CMake build of the vendored llama.cpp serves everything:
 #   bin/llama-quantize, bin/llama-mtmd-cli       the quantizer and the multimodal CLI
+#   bin/llama-server                             llama.cpp's own OpenAI-compatible server (what upstream deploys;
+#                                                built without its web UI, which would be downloaded)
 #   src/llama_cpp/lib/lib{llama,ggml*,mtmd}.so   the shared libraries, copied into the sdist's own
 #                                                `llama_cpp` package, which is then importable with
 #                                                PYTHONPATH=<dir>/src (pure Python + ctypes), so pip
@@ -44,17 +46,91 @@ while [ $# -gt 0 ]; do
         --force) FORCE=1 ;;
         --print-dir) echo "$ROOT"; exit 0 ;;
         --pip-install) PIP_INTO="$2"; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
 done
 
 MARKER="$ROOT/BUILD_COMPLETE"
+SERVER_MARKER="$ROOT/SERVER_COMPLETE"
+LLAMA_SRC="$ROOT/src/vendor/llama.cpp"
+
+configure() {
+    local cpu_flags=() extra=() generator=()
+    if [ "$NATIVE" = OFF ] && [ "$(uname -m)" = x86_64 ]; then
+        cpu_flags=(-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+                   -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF)
+    fi
+    # shellcheck disable=SC2206
+    extra=(${EDUGRAPH_LLAMA_CPP_CMAKE_ARGS:-})
+    if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
+    # The server's web UI is neither built (npm) nor downloaded (a Hugging Face bucket): the build stays offline
+    # and the server answers its API routes only.
+    cmake -S "$LLAMA_SRC" -B "$ROOT/build" "${generator[@]}" \
+        -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_SHARED_LIBS=ON \
+        -DGGML_NATIVE="$NATIVE" \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
+        -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+        -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF \
+        -DCMAKE_BUILD_RPATH_USE_ORIGIN=ON "${cpu_flags[@]}" "${extra[@]}"
+}
+
+# Copies a built file into place through a temporary name and a rename: a library another process has mapped is
+# never truncated under it (cp over it would be), and a reader never sees half a file.
+install_file() {
+    local source="$1" target_dir="$2" tmp
+    if [ -L "$source" ]; then
+        cp -Pf "$source" "$target_dir/"
+        return
+    fi
+    if [ -f "$target_dir/$(basename "$source")" ] && cmp -s "$source" "$target_dir/$(basename "$source")"; then
+        return
+    fi
+    tmp="$(mktemp "$target_dir/.install.XXXXXX")"
+    cp -f "$source" "$tmp"
+    chmod --reference="$source" "$tmp"
+    mv -f "$tmp" "$target_dir/$(basename "$source")"
+}
+
+install_libraries() {
+    find "$ROOT/build" -name 'lib*.so*' \( -type f -o -type l \) -print0 | while IFS= read -r -d '' lib; do
+        install_file "$lib" "$ROOT/bin"
+        install_file "$lib" "$ROOT/src/llama_cpp/lib"
+    done
+}
+
+build_server() {
+    # llama-server on top of an existing build: CMake reconfigures with the server on and Ninja compiles only what
+    # the server adds (its sources, cpp-httplib), not llama.cpp again.
+    local start end
+    rm -f "$SERVER_MARKER"
+    start=$(date +%s)
+    configure
+    cmake --build "$ROOT/build" -j "$JOBS" --target llama-server
+    install_file "$ROOT/build/bin/llama-server" "$ROOT/bin"
+    install_libraries
+    end=$(date +%s)
+    printf 'version=%s\nseconds=%s\nbuilt=%s\n' "$VERSION" "$((end - start))" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+        > "$SERVER_MARKER"
+    echo "llama-server of llama.cpp $VERSION built in $ROOT in $((end - start)) s"
+}
+
+# One build at a time per folder (CI and a developer, two test sessions): the second waits, then finds it done.
+mkdir -p "$ROOT"
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$ROOT/.build.lock"
+    flock 9
+fi
+
 if [ "$FORCE" = 0 ] && [ -f "$MARKER" ]; then
     echo "llama.cpp $VERSION already built in $ROOT"
+    if [ ! -f "$SERVER_MARKER" ] || [ ! -x "$ROOT/bin/llama-server" ]; then
+        build_server
+    fi
 else
-    rm -f "$MARKER"
+    rm -f "$MARKER" "$SERVER_MARKER"
     mkdir -p "$ROOT"
     start=$(date +%s)
     if [ ! -f "$ROOT/src/vendor/llama.cpp/convert_hf_to_gguf.py" ]; then
@@ -65,31 +141,14 @@ else
         mv "$tmp/llama_cpp_python-$VERSION" "$ROOT/src"
         rm -rf "$tmp"
     fi
-    LLAMA_SRC="$ROOT/src/vendor/llama.cpp"
-    cpu_flags=()
-    if [ "$NATIVE" = OFF ] && [ "$(uname -m)" = x86_64 ]; then
-        cpu_flags=(-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-                   -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF)
-    fi
-    # shellcheck disable=SC2206
-    extra=(${EDUGRAPH_LLAMA_CPP_CMAKE_ARGS:-})
-    generator=()
-    if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
-    cmake -S "$LLAMA_SRC" -B "$ROOT/build" "${generator[@]}" \
-        -DCMAKE_BUILD_TYPE=Release \
-        -DBUILD_SHARED_LIBS=ON \
-        -DGGML_NATIVE="$NATIVE" \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-        -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF \
-        -DCMAKE_BUILD_RPATH_USE_ORIGIN=ON "${cpu_flags[@]}" "${extra[@]}"
-    cmake --build "$ROOT/build" -j "$JOBS" --target llama-quantize llama-mtmd-cli mtmd llama
+    configure
+    cmake --build "$ROOT/build" -j "$JOBS" --target llama-quantize llama-mtmd-cli mtmd llama llama-server
     mkdir -p "$ROOT/bin" "$ROOT/src/llama_cpp/lib"
-    cp -f "$ROOT/build/bin/llama-quantize" "$ROOT/build/bin/llama-mtmd-cli" "$ROOT/bin/"
-    # Shared libraries next to the binaries (their RPATH is $ORIGIN) and inside the Python package.
-    find "$ROOT/build" -name 'lib*.so*' \( -type f -o -type l \) -print0 | while IFS= read -r -d '' lib; do
-        cp -Pf "$lib" "$ROOT/bin/"
-        cp -Pf "$lib" "$ROOT/src/llama_cpp/lib/"
+    for tool in llama-quantize llama-mtmd-cli llama-server; do
+        install_file "$ROOT/build/bin/$tool" "$ROOT/bin"
     done
+    # Shared libraries next to the binaries (their RPATH is $ORIGIN) and inside the Python package.
+    install_libraries
     # Extras the converter and the binding import that the project venv lacks, kept out of the venv
     # (the converter falls back from sentencepiece to the BPE vocabulary, but imports it first).
     "$PYTHON" -m pip install --quiet --upgrade --target "$ROOT/pydeps" \
@@ -97,6 +156,7 @@ else
     end=$(date +%s)
     printf 'version=%s\nseconds=%s\nnative=%s\njobs=%s\nbuilt=%s\n' \
         "$VERSION" "$((end - start))" "$NATIVE" "$JOBS" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$MARKER"
+    cp -f "$MARKER" "$SERVER_MARKER"
     echo "llama.cpp $VERSION built in $ROOT in $((end - start)) s"
 fi
 

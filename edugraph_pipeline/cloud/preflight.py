@@ -6,11 +6,13 @@ quota, and the roles of the service account the training machine runs as. Prints
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from edugraph_pipeline import settings
+from edugraph_pipeline.cloud import accelerators
 
 # The roles the training machine's service account needs (docs/training-launchers.md, IAM), where, and why.
 BUCKET_ROLES = ("roles/storage.objectAdmin", "roles/storage.objectUser", "roles/storage.admin")
@@ -145,6 +147,11 @@ def run_checks(config: PreflightConfig) -> list[Check]:
             checks.append(Check("image", False, f"{config.image}: {_error_text(error)}",
                                 "docker push it (docs/training-launchers.md, Building and pushing the images)"))
 
+    try:
+        accelerators.compute_name(config.accelerator)
+    except ValueError as error:  # no machine with it will be created: its zones and quota do not matter
+        checks.append(Check("gpu", False, str(error), "set EDUGRAPH_GCP_ACCELERATOR to a GPU with bf16"))
+        config = dataclasses.replace(config, zones=[])
     compute = _service("compute", "v1", config.endpoint)
     metric = _quota_metric(config.accelerator, config.spot)
     regions: dict[str, dict] = {}

@@ -1,6 +1,11 @@
-"""The Compute Engine training VM, described: its instance body (spot, GPU, COS, service account), its start
-script (GPU driver and its CUDA check, image pull, the step, log upload, self-delete) and its shutdown script
-(the preemption marker), the Compute API client, and the errors that mean "no capacity here, try the next zone".
+"""The Compute Engine training VM, described: its instance body (spot, GPU, a pinned COS image, service account),
+its start script (the pinned GPU driver and its CUDA check, image pull, the step, log upload, self-delete; any
+failure before the step reports written to ``status.json``) and its shutdown script (the preemption marker), the
+Compute API client, and the errors that mean "no capacity here, try the next zone".
+
+The image and the driver are pins (``EDUGRAPH_GCP_VM_IMAGE``, ``EDUGRAPH_GCP_GPU_DRIVER_VERSION``): the
+``cos-stable`` family and ``latest`` would change the machine under a project between two runs;
+docs/training-launchers.md says how to move them together.
 
 Plain values in, plain dicts and text out: the `gcp` launcher (``defs/training/launchers/gcp.py``) creates, polls
 and deletes the VM. Nothing here holds a secret: the HF token is read from Secret Manager on the VM itself.
@@ -8,10 +13,13 @@ and deletes the VM. Nothing here holds a secret: the HF token is read from Secre
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from edugraph_pipeline.cloud.accelerators import compute_name
 
 # The CUDA version of the torch wheels in requirements.lock (torch 2.14.1+cu130) and of docker/Dockerfile.trainer's
 # base: the VM's driver must support at least this, or torch sees no GPU.
@@ -27,6 +35,8 @@ CAPACITY_ERRORS = (
     "UNSUPPORTED_OPERATION_IN_ZONE",
 )
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+DRIVER_VERSION_ENV = "EDUGRAPH_GCP_GPU_DRIVER_VERSION"
+_DRIVER_VERSION = re.compile(r"\d{3}\.\d{1,3}(\.\d{1,3})?|R\d{3}|default|latest")
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class VmSpec:
     accelerator_type: str
     accelerator_count: int
     vm_image: str
+    gpu_driver_version: str
     boot_disk_gb: int
     network: str
     max_run_hours: float
@@ -48,6 +59,16 @@ class VmSpec:
     external_ip: bool = True
     hf_token_secret: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def checked_driver_version(value: str) -> str:
+    """`value` if ``cos-extensions install gpu -- --version=`` takes it: an exact driver (``580.126.09``), a
+    branch (``R580``: its newest on the image), or ``default``/``latest`` (they move with the image's driver
+    list); else a `ValueError` naming the setting."""
+    if not _DRIVER_VERSION.fullmatch(value):
+        raise ValueError(f"{DRIVER_VERSION_ENV}={value!r}: expected a driver version such as 580.126.09, a branch "
+                         "such as R580, or default/latest")
+    return value
 
 
 def capacity_reason(text: str) -> str | None:
@@ -81,8 +102,11 @@ def compute_client(endpoint: str | None, *, anonymous: bool):
 
 def startup_script(spec: VmSpec, *, zone: str, instance: str, run_root: str, container_env: Mapping[str, str],
                    command: list[str]) -> str:
-    """The VM's startup script (Container-Optimized OS): GPU driver, image pull, the step, log upload,
-    self-delete. Holds no secret: the HF token is read from Secret Manager on the VM."""
+    """The VM's startup script (Container-Optimized OS): the pinned GPU driver, the image pull, the step, log
+    upload, self-delete. Anything that keeps the step from reporting - the driver, the pull, ``docker run`` itself
+    (125: the daemon refused the container), a container that died without a status - is written to
+    ``status.json`` with its reason, so the launcher fails at once instead of waiting for the VM to go away.
+    Holds no secret: the HF token is read from Secret Manager on the VM."""
     q = shlex.quote
     first = spec.image.split("/", 1)[0]
     registry = first if "/" in spec.image and "." in first else ""
@@ -107,9 +131,12 @@ export HF_TOKEN
 """
     gpu_block = ""
     if spec.accelerator_count > 0:
+        driver = checked_driver_version(spec.gpu_driver_version)
         gpu_block = f"""
-echo "edugraph: installing the NVIDIA driver"
-cos-extensions install gpu -- --version=latest || fail_step "cos-extensions could not install the NVIDIA driver"
+# The driver is pinned (EDUGRAPH_GCP_GPU_DRIVER_VERSION), like the image: `latest` would move under a running project.
+echo "edugraph: installing the NVIDIA driver {driver}"
+cos-extensions install gpu -- --version={q(driver)} \\
+  || fail_step "cos-extensions could not install the NVIDIA driver {driver} on this image (see docs/training-launchers.md, Moving the pins)"
 mount --bind /var/lib/nvidia /var/lib/nvidia
 mount -o remount,exec /var/lib/nvidia
 # The driver must answer, and support the CUDA {TORCH_CUDA} of the image's torch; else torch would see no GPU.
@@ -132,8 +159,12 @@ ZONE={q(zone)}
 INSTANCE={q(instance)}
 BUCKET={q(spec.bucket)}
 RUN_ROOT={q(run_root)}
+IMAGE={q(spec.image)}
 MD=http://metadata.google.internal/computeMetadata/v1
-LOG=/var/tmp/edugraph-startup.log
+STATE=/var/lib/edugraph
+WORK=/var/tmp/edugraph
+mkdir -p "$STATE" "$WORK"
+LOG="$WORK/startup.log"
 exec > >(tee -a "$LOG") 2>&1
 access_token() {{
   curl -sf -H 'Metadata-Flavor: Google' "$MD/instance/service-accounts/default/token" \\
@@ -149,25 +180,51 @@ finish() {{
     || shutdown -h now
 }}
 trap finish EXIT
-# A failure before the step runs: status.json is what the launcher waits for, so it reports this at once.
+# The step could not report (the machine, the image, docker): status.json is what the launcher waits for, so it
+# fails at once with this reason. `fail_step MESSAGE [EXIT CODE]` (default {MACHINE_FAILURE_EXIT}).
 fail_step() {{
   echo "edugraph: $1"
   MSG="$(printf '%s' "$1" | head -c 2000 | tr '\\n\\r\\t' '   ' | tr -d '\\000-\\037' | sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g')"
-  printf '{{"exit_code": {MACHINE_FAILURE_EXIT}, "error": "%s"}}' "$MSG" > /var/tmp/edugraph-status.json
+  printf '{{"exit_code": %d, "error": "%s"}}' "${{2:-{MACHINE_FAILURE_EXIT}}}" "$MSG" > "$WORK/status.json"
   curl -sf -X POST -H "Authorization: Bearer $(access_token)" -H 'Content-Type: application/json' \\
-    --data-binary @/var/tmp/edugraph-status.json \\
+    --data-binary @"$WORK/status.json" \\
     "https://storage.googleapis.com/upload/storage/v1/b/$BUCKET/o?uploadType=media&name=$RUN_ROOT/status.json" >/dev/null || true
   exit 1
 }}
-if [ -e /var/lib/edugraph-step-started ]; then echo "edugraph: step already ran on this VM"; exit 0; fi
-touch /var/lib/edugraph-step-started
-export HOME=/var/tmp/edugraph-home
+# Whether the step's wrapper wrote status.json (it exits 0 once it has, whatever the step did).
+step_reported() {{
+  curl -sf -o /dev/null -H "Authorization: Bearer $(access_token)" \\
+    "https://storage.googleapis.com/storage/v1/b/$BUCKET/o/${{RUN_ROOT//\\//%2F}}%2Fstatus.json"
+}}
+container_failure() {{
+  case "$1" in
+    125) echo "docker run exited 125: the docker daemon refused to start the training container" ;;
+    126) echo "docker run exited 126: the training image's command cannot be invoked" ;;
+    127) echo "docker run exited 127: the training image has no such command" ;;
+    137) echo "the training container was killed (exit 137: out of memory, or stopped) before the step reported" ;;
+    *) echo "the training container exited $1 before the step reported" ;;
+  esac
+}}
+if [ -e "$STATE/step-started" ]; then echo "edugraph: step already ran on this VM"; exit 0; fi
+touch "$STATE/step-started"
+export HOME="$WORK/home"
 mkdir -p "$HOME"
 GPU_ARGS=()
 {gpu_block}{login}{secret_block}
+echo "edugraph: pulling $IMAGE"
+docker pull "$IMAGE" > "$WORK/pull.log" 2>&1 \\
+  || fail_step "docker pull $IMAGE failed: $(tail -n 5 "$WORK/pull.log")"
 echo "edugraph: running the training step"
+run_step() {{
 {docker_run}
-echo "edugraph: step exited with status $?"
+}}
+run_step 2> >(tee "$WORK/container.err" >&2)
+STEP_EXIT=$?
+wait $! 2>/dev/null || true  # the tee of the container's stderr has written its last lines
+echo "edugraph: step exited with status $STEP_EXIT"
+if [ "$STEP_EXIT" -ne 0 ] && ! step_reported; then
+  fail_step "$(container_failure "$STEP_EXIT"): $(tail -n 5 "$WORK/container.err")" "$STEP_EXIT"
+fi
 """
 
 
@@ -225,6 +282,8 @@ def instance_body(spec: VmSpec, *, zone: str, instance: str, startup: str, run_i
             "items": [
                 {"key": "startup-script", "value": startup},
                 {"key": "shutdown-script", "value": shutdown_script(bucket=spec.bucket, run_root=run_root)},
+                # the pinned image stays the image: no update is staged behind the step's back
+                {"key": "cos-update-strategy", "value": "update_disabled"},
             ]
         },
         "labels": {
@@ -236,7 +295,7 @@ def instance_body(spec: VmSpec, *, zone: str, instance: str, startup: str, run_i
     if spec.accelerator_count > 0:
         body["guestAccelerators"] = [
             {
-                "acceleratorType": f"{zone_path}/acceleratorTypes/{spec.accelerator_type}",
+                "acceleratorType": f"{zone_path}/acceleratorTypes/{compute_name(spec.accelerator_type)}",
                 "acceleratorCount": spec.accelerator_count,
             }
         ]

@@ -5,6 +5,8 @@
 * ``work/<job key>/inputs/``: the job's inputs (``files<absolute path>``) and ``manifest.json``, written last; a
   later attempt, zone or machine whose inputs match the manifest uploads nothing (`stage_inputs`);
 * ``work/<job key>/checkpoints/``: the Trainer's checkpoints, synced by the step (`training/checkpoint_sync.py`);
+* ``work/<job key>/bases/``: the base model's Hub snapshot (``base-snapshot/``) and the stage-1-merged base
+  (``merged-base/``), synced by the first machine that made them, restored by the ones after it (the same module);
 * ``work/<job key>/attempts/<run id>/<attempt>-<machine>.json``: one record per machine (`Ledger`);
 * ``runs/<run id>/<attempt>/``: one attempt's Pipes context and messages, logs, outputs and ``status.json``.
 
@@ -60,6 +62,10 @@ class CloudLayout:
     @property
     def checkpoints_url(self) -> str:
         return f"gs://{self.bucket}/{self.checkpoints_root}"
+
+    @property
+    def bases_url(self) -> str:
+        return f"gs://{self.bucket}/{self.work_root}/bases"
 
     @property
     def run_root(self) -> str:

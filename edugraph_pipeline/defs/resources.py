@@ -87,6 +87,8 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             sample_count=bound("EDUGRAPH_SAMPLE_COUNT", settings.integer("EDUGRAPH_SAMPLE_COUNT"), kind=int),
             sample_seed=bound("EDUGRAPH_SAMPLE_SEED", settings.integer("EDUGRAPH_SAMPLE_SEED"), kind=int),
             cache_dir=cache_dir,
+            label_field=bound("EDUGRAPH_CONTENT_LABEL_FIELD", settings.setting("EDUGRAPH_CONTENT_LABEL_FIELD")),
+            strict=bound("EDUGRAPH_CONTENT_STRICT", settings.setting("EDUGRAPH_CONTENT_STRICT")),
         ),
         "training_launcher": launcher_from_settings(),
         "hub": hub_publisher_from_settings(),

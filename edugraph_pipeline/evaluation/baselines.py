@@ -72,8 +72,15 @@ def most_frequent_baseline(train, validation, ontology: Ontology) -> EvaluationR
     return evaluate_predictions(list(validation["labels"]), [answer] * len(validation), ontology)
 
 
-def baselines(train, validation, ontology: Ontology) -> dict[str, EvaluationReport]:
+def baseline_answers(train, validation) -> dict[str, list[str]]:
+    """Each baseline's answer for every validation row (canonical answer strings), by baseline name."""
     return {
-        MOST_FREQUENT: most_frequent_baseline(train, validation, ontology),
-        NEAREST_NEIGHBOUR: nearest_neighbour_baseline(train, validation, ontology),
+        MOST_FREQUENT: [most_frequent_answer(train["labels"])] * len(validation),
+        NEAREST_NEIGHBOUR: nearest_neighbour_answers(train, validation),
     }
+
+
+def baselines(train, validation, ontology: Ontology) -> dict[str, EvaluationReport]:
+    expected = list(validation["labels"])
+    return {name: evaluate_predictions(expected, answers, ontology)
+            for name, answers in baseline_answers(train, validation).items()}

@@ -10,6 +10,9 @@ gguf.json                  manifest: files, sizes, quantization, tensor counts/t
                            converter/quantizer versions, the quantizer's fallbacks
 ```
 
+The text model's chat template is the merged model's behind the production prompts as defaults
+(`chat_template`): an image-only request to a server that renders it (llama.cpp's ``llama-server``) classifies.
+
 The converter needs the image processor's settings. It reads ``preprocessor_config.json`` and (this version)
 also ``processor_config.json``; when the first is missing (transformers 5 saves only the second) the conversion
 runs on a temporary folder of symlinks plus a derived ``preprocessor_config.json``: the merged model artifact is
@@ -33,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from edugraph_pipeline.gguf.chat_template import write_served_template
 from edugraph_pipeline.llama_cpp_build import LlamaCpp
 from edugraph_pipeline.storage.layout import GGUF_MANIFEST_FILE as MANIFEST  # what the llama.cpp backend reads
 from edugraph_pipeline.storage.layout import ONTOLOGY_FILE
@@ -73,16 +77,19 @@ def derived_preprocessor_config(model_folder: Path) -> dict | None:
 
 
 def prepare_source(model_folder: Path, workdir: Path) -> tuple[Path, str]:
-    """The folder to convert and how its preprocessor config was found ("present", "derived", "absent")."""
-    if (model_folder / "preprocessor_config.json").is_file():
-        return model_folder, "present"
-    config = derived_preprocessor_config(model_folder)
-    if config is None:
-        return model_folder, "absent"
+    """The folder to convert (links to the model's files, the served chat template, a derived preprocessor config
+    where needed) and how its preprocessor config was found ("present", "derived", "absent")."""
     source = workdir / "source"
     source.mkdir(parents=True)
     for item in model_folder.iterdir():
         (source / item.name).symlink_to(item.resolve())
+    # The GGUF carries the production prompts as template defaults: an image-only request classifies.
+    write_served_template(model_folder, source)
+    if (model_folder / "preprocessor_config.json").is_file():
+        return source, "present"
+    config = derived_preprocessor_config(model_folder)
+    if config is None:
+        return source, "absent"
     (source / "preprocessor_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return source, "derived"
 

@@ -6,10 +6,17 @@
 2. recognises the refusal ``{"Error": "UnsupportedMaterial"}`` (also as bare text when no object is found);
 3. normalises every label to a concept name of the bound ontology (`label_resolver`: IRIs, case and separators,
    optionally one unambiguous close match);
-4. files every concept under the dimension the ontology gives it (moves are reported) and drops unknown names.
+4. files every concept under the dimension the ontology gives it (moves are reported) and drops unknown names;
+5. drops labels that are not eligible in the bound release (organizational descriptors: `Ontology.is_eligible`;
+   every label of a release without composition apart from specialization is eligible);
+6. resolves logical conflicts (`Ontology.incompatible_pairs`: anything one label implies, or itself, contradicts
+   anything the other implies, or itself): going through the labels in the order the model gave them, a label
+   incompatible with one kept before it (or with itself) is dropped, so the earlier label wins (greedy decoding
+   has no scores to rank them by). Each drop is recorded with its reason.
 
-The result's `answer` is always ``{"Area": [...], "Scope": [...], "Ability": [...]}`` with sorted, unique
-ontology names (possibly empty lists), or exactly ``{"Error": "UnsupportedMaterial"}``.
+The result's `answer` is always ``{"Area": [...], "Scope": [...], "Ability": [...]}`` with sorted, unique,
+eligible and mutually compatible names of the bound release (possibly empty lists), or exactly
+``{"Error": "UnsupportedMaterial"}``.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ class ParsedAnswer:
     moved: dict[str, str] = field(default_factory=dict)  # name -> "Scope->Area": filed under its own dimension
     ignored_keys: list[str] = field(default_factory=list)  # object keys that are no dimension (values still used)
     found_object: bool = False  # some JSON-like object was found at all
+    ineligible: list[str] = field(default_factory=list)  # organizational labels of the bound release, dropped
+    incompatible: dict[str, str] = field(default_factory=dict)  # label dropped -> why it conflicts with a kept one
 
     @property
     def unsupported(self) -> bool:
@@ -67,6 +76,8 @@ class ParsedAnswer:
             and not self.remapped
             and not self.moved
             and not self.ignored_keys
+            and not self.ineligible
+            and not self.incompatible
         )
 
     def to_json(self) -> dict:
@@ -112,6 +123,7 @@ def normalise_object(obj: dict, resolver: LabelResolver, result: ParsedAnswer) -
             result.answer = dict(UNSUPPORTED_MATERIAL)
             return
     grouped: dict[str, set[str]] = {d: set() for d in DIMENSIONS}
+    order: list[str] = []  # labels as the model gave them, first occurrence
     for key, value in obj.items():
         given_dim = dim_by_key.get(comparison_key(str(key)))
         if given_dim is None and key != BARE_LIST_KEY:
@@ -135,8 +147,37 @@ def normalise_object(obj: dict, resolver: LabelResolver, result: ParsedAnswer) -
                 continue
             if given_dim is not None and dimension != given_dim:
                 result.moved[name] = f"{given_dim}->{dimension}"
+            if resolver.ontology is not None and not resolver.ontology.is_eligible(name):
+                result.ineligible.append(name)
+                continue
             grouped[dimension].add(name)
+            if name not in order:
+                order.append(name)
+    if resolver.ontology is not None:
+        result.incompatible = drop_incompatible(order, resolver.ontology)
+        for name in result.incompatible:
+            grouped[resolver.dimension(name)].discard(name)
     result.answer = {d: sorted(grouped[d]) for d in DIMENSIONS}
+
+
+def drop_incompatible(order: list[str], ontology: Ontology) -> dict[str, str]:
+    """The labels of `order` to drop so that the rest can apply together: each label incompatible with one kept
+    before it (or with itself), mapped to the reason."""
+    kept: list[str] = []
+    dropped: dict[str, str] = {}
+    for name in order:
+        partners = set(ontology.incompatible_with(name))
+        other = next((earlier for earlier in kept if earlier in partners), None)
+        if other is not None:
+            pair = next(p for p in ontology.incompatible_pairs([other, name]) if {p.first, p.second} == {other, name})
+            dropped[name] = f"incompatible with {other}: {pair.reason}"
+            continue
+        itself = ontology.incompatible_pairs([name])
+        if itself:
+            dropped[name] = f"contradicts itself: {itself[0].reason}"
+            continue
+        kept.append(name)
+    return dropped
 
 
 def parse_answer(
@@ -159,6 +200,7 @@ def parse_answer(
     normalise_object(obj, resolver, result)
     # keep reports free of duplicates, in first-seen order
     result.unknown = list(dict.fromkeys(result.unknown))
+    result.ineligible = list(dict.fromkeys(result.ineligible))
     return result
 
 

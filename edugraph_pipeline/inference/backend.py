@@ -38,6 +38,16 @@ class AnswerSpec:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
 
 
+@dataclass(frozen=True)
+class Generation:
+    """One answer as a backend generated it: the text (forced prefix included) and what it cost."""
+
+    text: str
+    prompt_tokens: int  # the rendered prompt, image tokens and forced prefix included
+    completion_tokens: int  # generated tokens, the end-of-turn token included when one ended the answer
+    finish_reason: str  # "stop": the answer ended (object closed, end of turn); "length": it hit max_new_tokens
+
+
 class Backend(Protocol):
     kind: ClassVar[str]  # what `--backend` names and the service reports: "transformers", "gguf"
     folder: Path | None  # the model folder it was loaded from (what a revision is the hash of)
@@ -51,8 +61,8 @@ class Backend(Protocol):
     def from_folder(cls, folder: Path, spec: AnswerSpec, **options: Any) -> Backend:
         """Load the model of a folder that passed `check_folder`."""
 
-    def generate(self, images: Sequence, batch_size: int) -> list[str]:
-        """The text of each (loaded, RGB) image's answer, in order, the forced prefix included."""
+    def generate(self, images: Sequence, batch_size: int) -> list[Generation]:
+        """Each (loaded, RGB) image's answer, in order."""
 
     def describe(self) -> dict:
         """What it is and how it generates (kind, files, device/threads, bound): for logs and metadata."""

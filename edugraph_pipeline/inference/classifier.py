@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from edugraph_pipeline.inference.answers import ParsedAnswer, parse_answer
-from edugraph_pipeline.inference.backend import DEFAULT_MAX_NEW_TOKENS, AnswerSpec, Backend, ModelFolderError
+from edugraph_pipeline.inference.backend import (
+    DEFAULT_MAX_NEW_TOKENS,
+    AnswerSpec,
+    Backend,
+    Generation,
+    ModelFolderError,
+)
 from edugraph_pipeline.inference.constraint import ANSWER_PREFIX, answer_texts
 from edugraph_pipeline.inference.images import (
     MAX_FILE_BYTES,
@@ -45,7 +51,12 @@ class ClassifyResult:
     unknown: list[str] = field(default_factory=list)
     remapped: dict[str, str] = field(default_factory=dict)
     moved: dict[str, str] = field(default_factory=dict)
+    ineligible: list[str] = field(default_factory=list)  # organizational labels of the bound release, dropped
+    incompatible: dict[str, str] = field(default_factory=dict)  # label dropped -> the conflict it was in
     error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""  # "stop" (the model ended its answer) or "length" (it hit the bound; repair closed it)
 
     @property
     def ok(self) -> bool:
@@ -59,7 +70,7 @@ class ClassifyResult:
         return format_unsupported() if "Error" in self.answer else format_answer(self.answer)
 
     @classmethod
-    def from_parsed(cls, source: str, parsed: ParsedAnswer) -> ClassifyResult:
+    def from_parsed(cls, source: str, parsed: ParsedAnswer, generation: Generation | None = None) -> ClassifyResult:
         return cls(
             source=source,
             answer=parsed.answer,
@@ -69,6 +80,11 @@ class ClassifyResult:
             unknown=list(parsed.unknown),
             remapped=dict(parsed.remapped),
             moved=dict(parsed.moved),
+            ineligible=list(parsed.ineligible),
+            incompatible=dict(parsed.incompatible),
+            prompt_tokens=generation.prompt_tokens if generation else 0,
+            completion_tokens=generation.completion_tokens if generation else 0,
+            finish_reason=generation.finish_reason if generation else "",
         )
 
     def to_json(self) -> dict:
@@ -203,16 +219,16 @@ class Classifier:
                 if failure is not None:
                     raise ImageInputError(failure.error)
         good = [i for i, image in enumerate(loaded) if image is not None]
-        raw = self.generate_raw([loaded[i] for i in good], batch_size) if good else []
+        generations = self.backend.generate([loaded[i] for i in good], batch_size) if good else []
         results: list[ClassifyResult | None] = list(failures)
-        for index, text in zip(good, raw):
-            parsed = parse_answer(text, self.ontology, resolver=self.resolver)
-            results[index] = ClassifyResult.from_parsed(source_name(images[index], index), parsed)
+        for index, generation in zip(good, generations):
+            parsed = parse_answer(generation.text, self.ontology, resolver=self.resolver)
+            results[index] = ClassifyResult.from_parsed(source_name(images[index], index), parsed, generation)
         return results  # type: ignore[return-value]
 
     def generate_raw(self, images: Sequence, batch_size: int = 8) -> list[str]:
         """The backend's text for each (already loaded, RGB) image, in order; the forced prefix included."""
-        return self.backend.generate(images, batch_size)
+        return [generation.text for generation in self.backend.generate(images, batch_size)]
 
     def describe(self) -> dict:
         """Settings worth recording in metadata."""

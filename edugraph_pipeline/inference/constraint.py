@@ -6,7 +6,7 @@ exception, and `answers.parse_answer` repairs and normalises whatever still come
 * the answer is started with the forced prefix ``{"`` (appended to the generation prompt; it is exactly the
   first token of every training answer, so the prompt tokens are those the model was trained on);
 * a static vocabulary mask (`AnswerVocabulary`): only tokens that occur in the tokenisation of some valid answer
-  of the bound ontology (structure, every concept name, the refusal) and the end-of-turn tokens may be
+  of the bound ontology (structure, every eligible label, the refusal) and the end-of-turn tokens may be
   generated: no prose, no other scripts, no code fences;
 * generation of an answer stops as soon as its JSON object is closed (`JsonObjectTracker`), even without
   end-of-turn.
@@ -27,11 +27,18 @@ from edugraph_pipeline.ontology.model import DIMENSIONS, Ontology
 ANSWER_PREFIX = '{"'
 
 
+def answer_labels(ontology: Ontology, dimension: str) -> list[str]:
+    """The names an answer may list under `dimension`, sorted: the bound release's eligible labels of that
+    dimension (organizational descriptors excluded; all of a release without composition apart from
+    specialization). The one vocabulary of decoding, repair and closed response schemas."""
+    return ontology.eligible_labels(dimension)
+
+
 def answer_texts(ontology: Ontology) -> list[str]:
-    """Valid answers that together show every concept name in every context it can take in an answer."""
+    """Valid answers that together show every answer label in every context it can take in an answer."""
     texts = [format_unsupported(), format_answer({})]
     for dimension in DIMENSIONS:
-        names = [c.name for c in ontology.by_dimension(dimension)]
+        names = answer_labels(ontology, dimension)
         if names:
             texts.append(format_answer({dimension: names}))  # each name after '", "' and before '", "' / '"]'
         texts.extend(format_answer({dimension: [name]}) for name in names)  # first and last in its list

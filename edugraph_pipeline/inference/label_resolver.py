@@ -32,7 +32,8 @@ class LabelResolver:
         if ontology is not None:
             for name in ontology.concepts:
                 self._by_key.setdefault(comparison_key(name), name)
-        self._keys = list(self._by_key)
+        # A close match is only ever an eligible label: a near-miss is not turned into an organizational one.
+        self._keys = [key for key, name in self._by_key.items() if ontology is None or ontology.is_eligible(name)]
         self._cache: dict[str, str | None] = {}
 
     def dimension(self, name: str) -> str | None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edugraph_pipeline.inference.backend import AnswerSpec, ModelFolderError
+from edugraph_pipeline.inference.backend import AnswerSpec, Generation, ModelFolderError
 from edugraph_pipeline.inference.constraint import ANSWER_PREFIX, AnswerVocabulary, JsonObjectTracker
 from edugraph_pipeline.llama_cpp_build import default_threads
 from edugraph_pipeline.prompts import classification_messages
@@ -239,29 +239,38 @@ class LlamaCppBackend:
             mtmd.mtmd_input_chunks_free(chunks)
             mtmd.mtmd_bitmap_free(bitmap)
 
-    def _generate_one(self, image) -> str:
+    def _generate_one(self, image) -> Generation:
         import numpy as np
 
         llm, lib, prefix = self.llm, self._lib, self.spec.prefix
         self._evaluate_prompt(image)
+        prompt_tokens = llm.n_tokens
         stop = JsonObjectTracker(prefix)
         tokens: list[int] = []
         n_vocab = llm.n_vocab()
+        finish, ended_by_eos = "length", False
         for _ in range(self.spec.max_new_tokens):
             logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,))
             if self._mask is not None:
                 logits = logits + self._mask
             token = int(np.argmax(logits))
             if token in self.eos_ids:
+                finish, ended_by_eos = "stop", True
                 break
             tokens.append(token)
             closed = stop.feed(llm.detokenize([token], prev_tokens=tokens[:-1]).decode("utf-8", errors="ignore"))
-            if closed or llm.n_tokens + 1 >= self.n_ctx:
+            if closed:
+                finish = "stop"
+                break
+            if llm.n_tokens + 1 >= self.n_ctx:
                 break
             llm.eval([token])
-        return prefix + llm.detokenize(tokens).decode("utf-8", errors="ignore")
+        return Generation(
+            text=prefix + llm.detokenize(tokens).decode("utf-8", errors="ignore"), prompt_tokens=prompt_tokens,
+            completion_tokens=len(tokens) + ended_by_eos, finish_reason=finish,
+        )
 
-    def generate(self, images: Sequence, batch_size: int = 1) -> list[str]:
+    def generate(self, images: Sequence, batch_size: int = 1) -> list[Generation]:
         return [self._generate_one(image) for image in images]
 
     def describe(self) -> dict:

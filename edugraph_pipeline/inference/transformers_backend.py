@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from edugraph_pipeline.inference.backend import AnswerSpec, ModelFolderError
+from edugraph_pipeline.inference.backend import AnswerSpec, Generation, ModelFolderError
 from edugraph_pipeline.inference.constraint import AnswerVocabulary, JsonObjectTracker
 
 
@@ -24,8 +24,11 @@ class JsonObjectEnd:
         self._texts: dict[int, str] = {}  # token id -> its text: decoding is the per-step cost
         self.rows = [JsonObjectTracker(prefix) for _ in range(batch_size)]
         self.done = torch.zeros(batch_size, dtype=torch.bool)
+        self.steps = 0
+        self.closed_after: list[int | None] = [None] * batch_size  # generated tokens when the row's object closed
 
     def __call__(self, input_ids, scores, **kwargs):
+        self.steps += 1
         for row, tracker in enumerate(self.rows):
             if tracker.done:
                 continue
@@ -33,6 +36,8 @@ class JsonObjectEnd:
             if token not in self._texts:
                 self._texts[token] = self.tokenizer.decode([token], skip_special_tokens=True)
             self.done[row] = tracker.feed(self._texts[token])
+            if tracker.done:
+                self.closed_after[row] = self.steps
         return self.done.to(input_ids.device).clone()
 
 
@@ -127,14 +132,23 @@ class TransformersBackend:
         model.eval()
         return cls(model, processor, spec, folder)
 
-    def generate(self, images: Sequence, batch_size: int = 8) -> list[str]:
+    def _finished(self, tokens: list[int], closed_after: int | None) -> tuple[int, str]:
+        """(generated tokens, finish reason) of one row: rows that ended early are padded after their end."""
+        if closed_after is not None:
+            return closed_after, "stop"
+        for index, token in enumerate(tokens):
+            if token in self.eos_ids:
+                return index + 1, "stop"
+        return len(tokens), "length"
+
+    def generate(self, images: Sequence, batch_size: int = 8) -> list[Generation]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         order = sorted(range(len(images)), key=lambda i: images[i].width * images[i].height)
-        texts: list[str] = [""] * len(images)
+        generations: list[Generation | None] = [None] * len(images)
         device = self.model.device
         vocab_size = self.model.get_output_embeddings().weight.shape[0]
         logits_processor = LogitsProcessorList()
@@ -160,9 +174,14 @@ class TransformersBackend:
                     pad_token_id=self.pad_id,
                 )
             new = output[:, inputs["input_ids"].shape[1] :]
+            prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
             for row, index in enumerate(chunk):
-                texts[index] = prefix + self.tokenizer.decode(new[row], skip_special_tokens=True)
-        return texts
+                count, finish = self._finished(new[row].tolist(), stop.closed_after[row])
+                generations[index] = Generation(
+                    text=prefix + self.tokenizer.decode(new[row][:count], skip_special_tokens=True),
+                    prompt_tokens=int(prompt_lengths[row]), completion_tokens=count, finish_reason=finish,
+                )
+        return generations  # type: ignore[return-value]
 
     def describe(self) -> dict:
         return {

@@ -1,22 +1,22 @@
 """The HTTP service: `create_app(load_model, ...)` -> a FastAPI app.
 
-Routes: ``POST /v1/classify`` (multipart image files -> one upstream answer per file), ``GET /healthz`` (the
-process answers), ``GET /readyz`` (the model is loaded), ``GET /metrics`` (Prometheus text) and the OpenAPI page
-(``/docs``, ``/openapi.json``). The model loads in a thread after startup, so the health route answers while a
-large model is still loading. The service only ever reads the bytes it is sent: it fetches no URL.
+Routes: ``POST /v1/classify`` (multipart image files -> one upstream answer per file), the OpenAI-compatible
+``POST /v1/chat/completions`` and ``GET /v1/models`` (`chat`), ``GET /healthz`` (the process answers), ``GET
+/readyz`` (the model is loaded), ``GET /metrics`` (Prometheus text) and the OpenAPI page (``/docs``,
+``/openapi.json``). The model loads in a thread after startup, so the health route answers while a large model is
+still loading. The service only ever reads the bytes it is sent: it fetches no URL.
 
-Every refusal is a JSON body ``{"error": {"code", "message", "file"?}}`` with a 4xx status, produced before the
-request reaches the model, so a bad upload never costs a batch slot nor disturbs the requests batched beside it.
+Every refusal is a JSON error with a 4xx status (`service.refuse`: the service's shape, OpenAI's on its routes),
+produced before the request reaches the model, so a bad upload never costs a batch slot nor disturbs the requests
+batched beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,15 +25,24 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from edugraph_pipeline.inference.contracts import check_format
+from edugraph_pipeline.prompts import LEGACY
 from edugraph_pipeline.serving.batching import BatchQueue, BatchSettings
-from edugraph_pipeline.serving.metrics import ServiceMetrics
+from edugraph_pipeline.serving.chat import add_chat_routes
 from edugraph_pipeline.serving.model import ServedModel
+from edugraph_pipeline.serving.service import (
+    CLASSIFY_ROUTE,
+    OPENAI_ROUTES,
+    ROUTES,
+    RequestTooLarge,
+    ServiceState,
+    answer,
+    log,
+    not_ready,
+    refuse,
+)
 from edugraph_pipeline.serving.uploads import UploadLimits, UploadRejected, decode_upload, display_name
 
-log = logging.getLogger("edugraph.serving")
-
-CLASSIFY_ROUTE = "/v1/classify"
-ROUTES = (CLASSIFY_ROUTE, "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 MAX_TEXT_FIELD_BYTES = 64 * 1024
 MULTIPART = "multipart/form-data"
 
@@ -48,18 +57,6 @@ class ClassifyResponse(BaseModel):
     model_revision: str
     ontology_version: str
     results: list[ImageAnswer]
-
-
-class RequestTooLarge(Exception):
-    """The body grew past the cap while it was being read (a client that sent no or a false Content-Length)."""
-
-
-@dataclass
-class ServiceState:
-    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
-    model: ServedModel | None = None
-    queue: BatchQueue | None = None
-    load_error: str | None = None
 
 
 class RequestGuard:
@@ -89,7 +86,8 @@ class RequestGuard:
                 413, "request_too_large", f"request body of {int(declared)} bytes, at most {self.max_body}"
             )
         if refusal is not None:
-            return await refuse(self.state, refusal)(scope, receive, measured_send)
+            openai = scope["path"] in OPENAI_ROUTES
+            return await refuse(self.state, refusal, openai)(scope, receive, measured_send)
 
         received = 0
 
@@ -103,11 +101,6 @@ class RequestGuard:
             return message
 
         await self.app(scope, counted_receive, measured_send)
-
-
-def refuse(state: ServiceState, rejection: UploadRejected) -> JSONResponse:
-    state.metrics.errors.labels(rejection.code).inc()
-    return JSONResponse(rejection.to_json(), status_code=rejection.status)
 
 
 async def read_uploads(request: Request, limits: UploadLimits) -> list[tuple[str, bytes]]:
@@ -157,9 +150,11 @@ def create_app(
     limits: UploadLimits = UploadLimits(),
     batching: BatchSettings = BatchSettings(),
     on_load_failure: Callable[[BaseException], None] | None = None,
+    answer_format: str = LEGACY,
 ) -> FastAPI:
-    """The service around the model `load_model` returns (called once, in a thread, after startup)."""
-    state = ServiceState()
+    """The service around the model `load_model` returns (called once, in a thread, after startup);
+    `answer_format`: the contract of chat answers whose request names none."""
+    state = ServiceState(answer_format=check_format(answer_format))
 
     async def load() -> None:
         try:
@@ -200,6 +195,7 @@ def create_app(
     )
     app.state.service = state
     app.add_middleware(RequestGuard, state=state, max_body=limits.max_request_bytes)
+    add_chat_routes(app, state, limits)
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -236,30 +232,21 @@ def create_app(
     async def classify(request: Request):
         """Classify one or more images (multipart file parts, any field name): one answer per file, in order."""
         if state.model is None or state.queue is None:
-            return refuse(state, UploadRejected(503, "model_not_ready", state.load_error or "the model is loading"))
+            return refuse(state, not_ready(state))
         started = time.monotonic()
         try:
-            async with asyncio.timeout(limits.request_timeout_s):
-                uploads = await read_uploads(request, limits)
+            try:
+                async with asyncio.timeout(limits.request_timeout_s):
+                    uploads = await read_uploads(request, limits)
+            except TimeoutError:
+                raise UploadRejected(408, "request_timeout", f"upload not complete within "
+                                     f"{limits.request_timeout_s:g} s") from None
             names = [name for name, _ in uploads]
             # Decoding is CPU work: in a thread, so the event loop keeps answering meanwhile.
             images = await asyncio.to_thread(lambda: [decode_upload(data, name, limits) for name, data in uploads])
-        except TimeoutError:
-            return refuse(state, UploadRejected(408, "request_timeout", f"upload not complete within "
-                                                f"{limits.request_timeout_s:g} s"))
+            results = await answer(state, images, limits, started)
         except UploadRejected as rejection:
             return refuse(state, rejection)
-        try:
-            async with asyncio.timeout(max(0.0, limits.request_timeout_s - (time.monotonic() - started))):
-                results = await state.queue.submit(images)
-        except TimeoutError:
-            return refuse(state, UploadRejected(504, "classify_timeout", f"no answer within "
-                                                f"{limits.request_timeout_s:g} s"))
-        except Exception as error:  # noqa: BLE001 - a model failure is this request's 500, the service goes on
-            log.exception("classification failed")
-            state.metrics.errors.labels("classify_failed").inc()
-            return JSONResponse({"error": {"code": "classify_failed", "message": type(error).__name__}}, 500)
-        state.metrics.images.inc(len(results))
         model = state.model
         return ClassifyResponse(
             backend=model.backend,

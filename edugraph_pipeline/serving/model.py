@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edugraph_pipeline.inference.classifier import Classifier
@@ -15,10 +16,16 @@ class ServedModel:
     classifier: Classifier
     folder: Path
     revision: str  # `layout.model_version` of `folder`: merged_model's data version, what model_evaluation evaluated
+    loaded_at: float = field(default_factory=time.time)
 
     @property
     def backend(self) -> str:
         return self.classifier.backend.kind
+
+    @property
+    def model_id(self) -> str:
+        """The id OpenAI-style answers and ``/v1/models`` carry: release and revision, so it names this model."""
+        return f"edugraph-{self.ontology_version}-{self.revision[:12]}"
 
     @property
     def ontology_version(self) -> str:
@@ -34,6 +41,7 @@ class ServedModel:
             "model_revision": self.revision,
             "ontology_version": self.ontology_version,
             "model_folder": self.folder.name,
+            "model_id": self.model_id,
         }
 
     def close(self) -> None:

@@ -1,7 +1,9 @@
 """``edugraph serve [--model FOLDER | --gguf FOLDER] [--host H] [--port P] ...``: the classifier over HTTP.
 
-The port defaults to ``$PORT`` (what Cloud Run sets), else 8080. The model loads after the server is up (see
-`app`); if it cannot be loaded the server stops and the exit status is 2, naming what is missing.
+The port defaults to ``$PORT`` (what Cloud Run sets), else 8080. The serving limits and the default answer
+contract default to their settings (``EDUGRAPH_SERVE_*``, `LIMIT_SETTINGS`), read when the command runs; a flag
+given wins. The model loads after the server is up (see `app`); if it cannot be loaded the server stops and the
+exit status is 2, naming what is missing.
 """
 
 from __future__ import annotations
@@ -11,11 +13,22 @@ import logging
 import sys
 
 from edugraph_pipeline import settings
+from edugraph_pipeline.prompts import ANSWER_FORMATS
 from edugraph_pipeline.serving.batching import BatchSettings
 from edugraph_pipeline.serving.uploads import UploadLimits
 
 DEFAULT_PORT = 8080
 LOAD_FAILED = 2
+# flag destination -> (setting, how it is read)
+LIMIT_SETTINGS = {
+    "max_batch": ("EDUGRAPH_SERVE_MAX_BATCH", settings.integer),
+    "batch_window_ms": ("EDUGRAPH_SERVE_BATCH_WINDOW_MS", settings.number),
+    "max_files": ("EDUGRAPH_SERVE_MAX_FILES", settings.integer),
+    "max_request_mb": ("EDUGRAPH_SERVE_MAX_REQUEST_MB", settings.number),
+    "max_pixels": ("EDUGRAPH_SERVE_MAX_PIXELS", settings.integer),
+    "timeout": ("EDUGRAPH_SERVE_TIMEOUT", settings.number),
+    "answer_format": ("EDUGRAPH_SERVE_ANSWER_FORMAT", settings.setting),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,18 +47,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="generation bound")
     defaults, limits = BatchSettings(), UploadLimits()
-    parser.add_argument("--max-batch", type=int, default=defaults.max_batch_images, metavar="N",
-                        help=f"images per model batch ({defaults.max_batch_images})")
-    parser.add_argument("--batch-window-ms", type=float, default=defaults.window_s * 1000, metavar="MS",
-                        help=f"how long a batch waits for more requests ({defaults.window_s * 1000:g} ms)")
-    parser.add_argument("--max-files", type=int, default=limits.max_files, metavar="N",
-                        help=f"images per request ({limits.max_files})")
-    parser.add_argument("--max-request-mb", type=float, default=limits.max_request_bytes / 2**20, metavar="MB",
-                        help=f"request body cap ({limits.max_request_bytes / 2**20:g} MiB)")
-    parser.add_argument("--max-pixels", type=int, default=limits.max_pixels, metavar="N",
-                        help=f"pixel cap per image, checked before decoding ({limits.max_pixels})")
-    parser.add_argument("--timeout", type=float, default=limits.request_timeout_s, metavar="S",
-                        help=f"per-request timeout: upload and answer ({limits.request_timeout_s:g} s)")
+
+    def limit(flag: str, kind: type, metavar: str, what: str, default: object) -> None:
+        name = LIMIT_SETTINGS[flag.lstrip("-").replace("-", "_")][0]
+        parser.add_argument(flag, type=kind, default=None, metavar=metavar,
+                            help=f"{what} (default: ${name}, else {default})")
+
+    limit("--max-batch", int, "N", "images per model batch", defaults.max_batch_images)
+    limit("--batch-window-ms", float, "MS", "how long a batch waits for more requests", f"{defaults.window_s * 1000:g}")
+    limit("--max-files", int, "N", "images per request", limits.max_files)
+    limit("--max-request-mb", float, "MB", "request body cap", f"{limits.max_request_bytes / 2**20:g}")
+    limit("--max-pixels", int, "N", "pixel cap per image, checked before decoding", limits.max_pixels)
+    limit("--timeout", float, "S", "per-request timeout: upload and answer", f"{limits.request_timeout_s:g}")
+    parser.add_argument(
+        "--answer-format", choices=ANSWER_FORMATS, default=None,
+        help="answer contract of chat completions whose request names none (response_format schema, "
+        "chat_template_kwargs.answer_format): legacy {Area, Scope, Ability} or v3 {areas, scopes, abilities} "
+        "(default: $EDUGRAPH_SERVE_ANSWER_FORMAT, else legacy)",
+    )
+
+
+def resolve_limits(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with every limit left unset taken from its setting; `ValueError` naming a malformed one."""
+    for flag, (name, read) in LIMIT_SETTINGS.items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, read(name))
+    if args.answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"EDUGRAPH_SERVE_ANSWER_FORMAT={args.answer_format!r}: one of {', '.join(ANSWER_FORMATS)}")
+    return args
 
 
 def port_from_environment() -> int:
@@ -67,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from edugraph_pipeline.serving.model import open_model
 
     try:
+        resolve_limits(args)
         limits = UploadLimits(
             max_files=args.max_files,
             max_request_bytes=int(args.max_request_mb * 2**20),
@@ -97,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         limits=limits,
         batching=BatchSettings(args.max_batch, args.batch_window_ms / 1000),
         on_load_failure=stop_on_failure,
+        answer_format=args.answer_format,
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="info", access_log=False))

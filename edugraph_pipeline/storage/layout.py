@@ -44,6 +44,7 @@ STAGE_METRICS_FILE = "metrics.json"  # a training stage's metrics beside its ada
 KNOWLEDGE_ADAPTER_COPY_FOLDER = "knowledge_adapter"  # stage 2 keeps the stage-1 adapter it trained on top of
 PROMPTS_FILE = "edugraph_prompts.json"  # the production prompts inside every merged model folder
 EVALUATION_FILE = "evaluation.json"
+ERROR_REPORT_FILE = "error_report.html"
 GGUF_MANIFEST_FILE = "gguf.json"  # a gguf_model's files, sizes, quantization and image-token bounds
 MODEL_VERSION = "model_sha256"  # merged_model's lineage field holding its data version (`model_version`)
 
@@ -117,6 +118,10 @@ class EvaluationFiles:
     @property
     def record(self) -> Path:
         return self.root / EVALUATION_FILE
+
+    @property
+    def error_report(self) -> Path:
+        return self.root / ERROR_REPORT_FILE
 
 
 def _folder(store: ArtifactStore, asset: str, partition: str | None, current: bool) -> Path:

@@ -1,44 +1,59 @@
-"""Checkpoints that outlive the machine: every Trainer save is copied to GCS, and a new machine restores the newest.
+"""What a training machine leaves in GCS for the one after it, so a spot preemption costs minutes, not the job:
+every Trainer checkpoint, the base model's Hub snapshot and the stage-1-merged base.
 
-Layout under ``gs://<bucket>/<root>/`` (the launcher's ``<prefix>/work/<job identity>/checkpoints``: stable per job,
-never per attempt, so any VM or Vertex worker that runs the same job finds them)::
+Checkpoints, under ``gs://<bucket>/<root>/`` (the launcher's ``<prefix>/work/<job identity>/checkpoints``: stable per
+job, never per attempt, so any VM or Vertex worker that runs the same job finds them)::
 
     checkpoint-200/<the Trainer's files>
     checkpoint-200/_EDUGRAPH_COMPLETE.json   {"step": 200, "files": {"<relative path>": <size>, ...}}
 
-The marker is written after every file of its checkpoint, and lists them with their sizes: a checkpoint without a
-marker, or with a file missing or of another size (an upload cut short by a preemption), is never restored.
-Once a new checkpoint is complete, older ones beyond `keep` are deleted (newest first kept).
+Each is synced like every folder of `cloud/synced.py` (files first, then the marker; one cut short is never
+restored; a marker is outside input); once a new checkpoint is complete, older ones beyond `keep` are deleted.
+The step turns it on when the launcher's wrapper (`training/remote.py`) sets ``EDUGRAPH_CHECKPOINT_SYNC``:
+`synced_checkpoints` restores the newest into the Trainer's checkpoint folder, then returns the `TrainerCallback`
+that uploads each save.
 
-A marker is read from a bucket, so it is outside input: one that is not JSON, has fields of the wrong type, or
-lists a file outside its checkpoint folder (``../x``, an absolute path) is refused with an error naming the marker
-and the field, and nothing of it is downloaded.
+The bases, under ``EDUGRAPH_BASE_SYNC`` (``<prefix>/work/<job identity>/bases``), with `synced_bases`:
 
-The step turns it on when the launcher's wrapper (`training/remote.py`) sets ``EDUGRAPH_CHECKPOINT_SYNC`` to
-``gs://<bucket>/<root>``: `synced_checkpoints` restores into the Trainer's checkpoint folder, then returns the
-`TrainerCallback` that uploads each save. Only google-cloud-storage and the standard library (transformers is
-imported lazily, inside the step): no dagster.
+    base-snapshot/   the Hub snapshot of the base at its pinned commit (not for a local base folder)
+    merged-base/     stage 2's base with the knowledge adapter merged in (the folder `sft.merged_base` saves)
+
+A machine restores both before the stage starts - the snapshot into the Hugging Face cache, where the stage's own
+``snapshot_download`` of that commit finds every file, the merged base into the job's work dir, where
+`sft.merged_base` finds it - so it neither downloads the base from the Hub nor merges stage 1 again. What is not
+there yet is synced by the machine that made it: the snapshot right after its download, the merged base when
+training begins (the merge happens inside the stage, before the Trainer starts).
+
+Only google-cloud-storage and the standard library (transformers and huggingface_hub are imported lazily, inside
+the step): no dagster.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from edugraph_pipeline import settings
 from edugraph_pipeline.cloud import gcs
+from edugraph_pipeline.cloud.synced import (
+    MARKER,
+    MarkerError,
+    SyncedFolder,
+    download_whole,
+    has_files,
+    marker_files,
+    upload_with_marker,
+)
 
 SYNC_ENV = "EDUGRAPH_CHECKPOINT_SYNC"
-MARKER = "_EDUGRAPH_COMPLETE.json"
+BASE_SYNC_ENV = "EDUGRAPH_BASE_SYNC"
+BASE_SNAPSHOT_FOLDER = "base-snapshot"
+MERGED_BASE_FOLDER = "merged-base"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
-
-
-class CheckpointMarkerError(ValueError):
-    """A checkpoint's marker in GCS is not one this module wrote (the message names the marker and the field)."""
+_HUB_COMMIT = re.compile(r"[0-9a-f]{40}")
+CheckpointMarkerError = MarkerError  # a checkpoint's marker that is not one `cloud.synced` wrote
 
 
 @dataclass(frozen=True)
@@ -72,10 +87,11 @@ class CheckpointStore:
             match = _CHECKPOINT.fullmatch(folder)
             if leaf != MARKER or not match:
                 continue
-            where = f"{self.uri}/{name}"
-            files = _marker_files(self.bucket.blob(f"{self.root}/{name}").download_as_bytes(), int(match.group(1)), where)
+            step = int(match.group(1))
+            data = self.bucket.blob(f"{self.root}/{name}").download_as_bytes()
+            files = marker_files(data, f"{self.uri}/{name}", kind="checkpoint", expected={"step": step})
             if files and all(blobs.get(f"{folder}/{rel}") == size for rel, size in files.items()):
-                found.append(RemoteCheckpoint(step=int(match.group(1)), name=folder, files=files))
+                found.append(RemoteCheckpoint(step=step, name=folder, files=files))
         return sorted(found, key=lambda c: c.step)
 
     def newest(self) -> RemoteCheckpoint | None:
@@ -87,15 +103,9 @@ class CheckpointStore:
         match = _CHECKPOINT.fullmatch(folder.name)
         if not match or not folder.is_dir():
             raise ValueError(f"{folder}: not a Trainer checkpoint folder (checkpoint-<step>)")
-        files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
-        for rel in files:
-            self.bucket.blob(f"{self.root}/{folder.name}/{rel}").upload_from_filename(str(folder / rel))
-        marker = {"step": int(match.group(1)), "files": files}
-        self.bucket.blob(f"{self.root}/{folder.name}/{MARKER}").upload_from_string(
-            json.dumps(marker), content_type="application/json"
-        )
+        files = upload_with_marker(self.bucket, f"{self.root}/{folder.name}", folder, {"step": int(match.group(1))})
         self.prune()
-        return RemoteCheckpoint(step=marker["step"], name=folder.name, files=files)
+        return RemoteCheckpoint(step=int(match.group(1)), name=folder.name, files=files)
 
     def prune(self) -> None:
         """Delete all but the newest `keep` complete checkpoints, and incomplete ones older than the newest."""
@@ -117,16 +127,8 @@ class CheckpointStore:
         if newest is None:
             return None
         target = checkpoints_dir / newest.name
-        if target.is_dir() and all((target / rel).is_file() for rel in newest.files):
-            return newest  # this machine has it already
-        partial = checkpoints_dir / f".{newest.name}.restoring"
-        shutil.rmtree(partial, ignore_errors=True)
-        for rel in newest.files:  # each checked by `_marker_files` to lie inside the checkpoint folder
-            destination = partial / rel
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            self.bucket.blob(f"{self.root}/{newest.name}/{rel}").download_to_filename(str(destination))
-        shutil.rmtree(target, ignore_errors=True)
-        partial.rename(target)
+        if not has_files(target, newest.files):  # else this machine has it already
+            download_whole(self.bucket, f"{self.root}/{newest.name}", newest.files, target)
         return newest
 
 
@@ -166,24 +168,74 @@ def synced_checkpoints(checkpoints_dir: Path, log_fn: Callable[[str], None], *, 
     return [_trainer_callback(store, log_fn)]
 
 
-def _marker_files(data: bytes, step: int, where: str) -> dict[str, int]:
-    """The files a marker lists (relative path -> size), each inside its checkpoint folder; else an error."""
-    try:
-        marker = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointMarkerError(f"{where}: not a checkpoint marker: not JSON ({error})") from None
-    if not isinstance(marker, dict) or not isinstance(marker.get("files"), dict):
-        raise CheckpointMarkerError(f"{where}: not a checkpoint marker: field 'files' must be an object of sizes")
-    if marker.get("step") != step:
-        raise CheckpointMarkerError(f"{where}: field 'step' is {marker.get('step')!r}, expected {step} (its folder)")
-    files = {}
-    for relative, size in marker["files"].items():
-        try:
-            relative = gcs.inside(relative, f"{where}: field 'files'")
-        except ValueError as error:
-            raise CheckpointMarkerError(f"{error}: refused, a marker may list only files of its own checkpoint") from None
-        if relative == MARKER or not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise CheckpointMarkerError(f"{where}: field 'files' lists {relative!r} with size {size!r}, expected a "
-                                        "file of the checkpoint and its byte count")
-        files[relative] = size
-    return files
+# ---- the bases: the Hub snapshot and the stage-1-merged base
+
+
+def synced_bases(base_model: str, base_revision: str | None, merged_base_dir: Path | None,
+                 log_fn: Callable[[str], None], *, sync_to: str | None = None) -> list:
+    """With a sync folder (`sync_to`, default ``EDUGRAPH_BASE_SYNC``): make the base's Hub snapshot (`base_model`
+    at `base_revision`) local, from the folder or else from the Hub (then synced), and restore the merged base into
+    `merged_base_dir` (None: the stage merges nothing); returns ``[callback]`` that syncs the merged base once the
+    stage has built it, or ``[]``. Without a sync folder: ``[]``, nothing done (local runs keep both on disk)."""
+    uri = (settings.setting(BASE_SYNC_ENV) if sync_to is None else sync_to).strip()
+    if not uri:
+        return []
+    bucket, root = gcs.parse_gs_url(uri, named=BASE_SYNC_ENV, folder_required=True)
+    client = gcs.client()
+    _base_snapshot(client, bucket, root, base_model, base_revision, log_fn)
+    if merged_base_dir is None:
+        return []
+    folder = SyncedFolder(client, bucket, f"{root}/{MERGED_BASE_FOLDER}", kind="merged base",
+                          identity={"base_model": base_model, "base_revision": base_revision})
+    files = folder.restore(merged_base_dir)
+    if files is not None:
+        log_fn(f"merged base restored from {folder.uri} ({_count(files)}): stage 1 is not merged again")
+        return []
+    log_fn(f"no merged base in {folder.uri} yet: this machine merges stage 1 and syncs the result")
+    return [_merged_base_callback(folder, merged_base_dir, log_fn)]
+
+
+def hub_snapshot_folder(model_id: str, commit: str) -> Path:
+    """Where huggingface_hub keeps `model_id` at `commit` (its cache: ``HF_HUB_CACHE``, below ``HF_HOME``)."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    return Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=model_id, repo_type="model") / "snapshots" / commit
+
+
+def _base_snapshot(client, bucket: str, root: str, model_id: str, revision: str | None, log_fn) -> None:
+    """Restore the Hub snapshot of `model_id`@`revision` into the HF cache, or download it from the Hub (what the
+    stage would do a moment later) and sync it. A local base folder, or none pinned, is nothing from the Hub."""
+    from edugraph_pipeline.training.revision import is_local, pinned_folder
+
+    if revision is None or is_local(model_id) or not _HUB_COMMIT.fullmatch(revision):
+        return
+    folder = SyncedFolder(client, bucket, f"{root}/{BASE_SNAPSHOT_FOLDER}", kind="base snapshot",
+                          identity={"model": model_id, "revision": revision})
+    files = folder.restore(hub_snapshot_folder(model_id, revision))
+    if files is not None:
+        log_fn(f"base {model_id}@{revision[:12]} restored from {folder.uri} ({_count(files)}): not downloaded "
+               "from the Hub")
+        return
+    snapshot = Path(pinned_folder(model_id, revision))
+    files = folder.upload(snapshot)
+    log_fn(f"base {model_id}@{revision[:12]} downloaded from the Hub and synced to {folder.uri} ({_count(files)})")
+
+
+def _merged_base_callback(folder: SyncedFolder, merged_base_dir: Path, log_fn: Callable[[str], None]):
+    from transformers import TrainerCallback
+
+    class MergedBaseSync(TrainerCallback):
+        """Uploads the merged base when training begins: the stage merged it just before creating the Trainer."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero or not merged_base_dir.is_dir() or folder.files() is not None:
+                return
+            files = folder.upload(merged_base_dir)
+            log_fn(f"merged base synced to {folder.uri} ({_count(files)}): the next machine of this job restores it")
+
+    return MergedBaseSync()
+
+
+def _count(files: dict[str, int]) -> str:
+    return f"{len(files)} files, {sum(files.values())} bytes"

@@ -80,12 +80,15 @@ def run_job(job: TrainingJob, log_fn=print) -> dict:
         )
         weights = out
     else:
-        from edugraph_pipeline.training.checkpoint_sync import synced_checkpoints
-        from edugraph_pipeline.training.sft import CHECKPOINT_DIR, train_stage, work_dir
+        from edugraph_pipeline.training.checkpoint_sync import synced_bases, synced_checkpoints
+        from edugraph_pipeline.training.sft import CHECKPOINT_DIR, MERGED_BASE_DIR, train_stage, work_dir
 
         callback = _progress_callback(log_fn, job.log_every)
         # On a cloud machine: restore the newest checkpoint synced to GCS first, and sync every save (a no-op here).
         synced = synced_checkpoints(work_dir(job.config) / CHECKPOINT_DIR, log_fn)
+        # ... and the base's Hub snapshot and the stage-1-merged base an earlier machine of the job left (else synced)
+        merged_base = work_dir(job.config) / MERGED_BASE_DIR if job.config.knowledge_adapter else None
+        synced += synced_bases(job.config.base_model, job.config.base_revision, merged_base, log_fn)
         metrics = train_stage(job.config, callbacks=[callback, *synced])
         weights = Path(metrics["adapter_path"])
     metrics["data_version"] = data_version_of(weights)

@@ -6,8 +6,9 @@ the Vertex worker, with the Pipes bootstrap environment the launcher's GCS conte
 produced:
 
 1. loads the Pipes context from GCS (``DAGSTER_PIPES_CONTEXT`` = ``{bucket, key}``); its extras carry the job and
-   ``edugraph_staging`` = ``{bucket, root, inputs_root, inputs, outputs, scratch, checkpoints}`` (absolute paths on
-   the Dagster host; ``inputs_root`` and ``checkpoints`` are stable per job identity, ``root`` is this attempt's);
+   ``edugraph_staging`` = ``{bucket, root, inputs_root, inputs, outputs, scratch, checkpoints, bases}`` (absolute
+   paths on the Dagster host; ``inputs_root``, ``checkpoints`` and ``bases`` are stable per job identity, ``root``
+   is this attempt's);
 2. downloads every input from ``gs://<bucket>/<inputs_root>/files<path>`` to the same path (below ``--local-root``
    when given - the tests' stand-in machines share one disk, so each gets its own folder; job paths are rewritten)
    and creates the ``scratch`` folders (the job's work dir: its checkpoints come from GCS, not from the host);
@@ -16,7 +17,14 @@ produced:
    ``{bucket, key_prefix}``) every ``--message-interval`` seconds; ``EDUGRAPH_CHECKPOINT_SYNC`` =
    ``gs://<bucket>/<checkpoints>`` makes the step restore and sync its checkpoints (`training/checkpoint_sync.py`);
    the step's stdout/stderr go to our stdout (the serial console) and to ``<root>/logs/step.log``;
-4. uploads the outputs, then ``<root>/status.json`` (``{"exit_code": N, "error": ...}``) - the launcher's signal.
+4. uploads the outputs, then ``<root>/status.json`` (``{"exit_code": N, "error": ...}``) - the launcher's signal -
+   and exits 0 whatever the step did: the step's outcome travels in the status, and a non-zero exit would make
+   Vertex AI run a deterministic failure (out of memory, bad data) again, up to 5 restarts and 3 job retries on
+   paid GPUs. It exits non-zero only when it could not write the status; a preemption kills it before that.
+
+``EDUGRAPH_BASE_SYNC`` = ``gs://<bucket>/<bases>`` (the job's stable folder) lets the step restore the base model's Hub
+snapshot and the stage-1-merged base an earlier machine of the job left there, instead of downloading and merging
+them again (`checkpoint_sync.synced_bases`).
 
 With the artifact store in GCS, ``store_inputs`` (``{path, url, files}``) are read from the store's committed
 version prefixes, each file checked against its manifest entry (size, sha256); ``store_outputs`` (``{path, url}``)
@@ -43,6 +51,7 @@ from typing import Any
 from edugraph_pipeline import settings
 from edugraph_pipeline.cloud import gcs
 from edugraph_pipeline.storage.transfer import read_version, write_version
+from edugraph_pipeline.training.checkpoint_sync import BASE_SYNC_ENV
 from edugraph_pipeline.training.checkpoint_sync import SYNC_ENV as CHECKPOINT_SYNC_ENV
 
 ENTRYPOINT_MODULE = "edugraph_pipeline.training.entrypoint"
@@ -164,6 +173,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from dagster_pipes import decode_param, encode_param
+    from google.cloud.storage.retry import DEFAULT_RETRY
 
     arguments = parse_arguments(list(sys.argv[1:] if argv is None else argv))
     command = arguments.step or [sys.executable, "-m", ENTRYPOINT_MODULE]
@@ -226,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 DAGSTER_PIPES_CONTEXT=encode_param({"path": str(context_file)}),
                 DAGSTER_PIPES_MESSAGES=encode_param({"path": str(messages_file)}),
                 **({CHECKPOINT_SYNC_ENV: staging["checkpoints"]} if staging.get("checkpoints") else {}),
+                **({BASE_SYNC_ENV: staging["bases"]} if staging.get("bases") else {}),
             )
             relay = _MessageRelay(messages_file, channel)
             relay.start()
@@ -259,9 +270,20 @@ def main(argv: list[str] | None = None) -> int:
                 relay.finish()
     # the writer channel is closed: every Pipes message is in GCS before the status says we are done
     upload_log()
-    status = {"exit_code": exit_code, "error": error.strip().splitlines()[-1] if error else None}
-    data_bucket.blob(f"{root}/status.json").upload_from_string(json.dumps(status), content_type="application/json")
-    return int(exit_code or 0) if exit_code is not None else 1
+    if error:
+        error = error.strip().splitlines()[-1]
+    elif exit_code:
+        error = f"the step exited {exit_code}: {last_line(log_path)}"
+    status = {"exit_code": exit_code, "error": error}
+    data_bucket.blob(f"{root}/status.json").upload_from_string(json.dumps(status), content_type="application/json",
+                                                               retry=DEFAULT_RETRY)
+    return 0  # reported: whatever the step did, a restart of this container would not change it
+
+
+def last_line(log_path: Path) -> str:
+    """The step log's last non-empty line (an error's own message, as a rule), or a note that there is none."""
+    lines = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip()[:500] if lines else "(no output)"
 
 
 if __name__ == "__main__":

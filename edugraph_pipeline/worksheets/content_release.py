@@ -34,4 +34,5 @@ class ContentRelease:
     reencoded_images: int = 0
     revision: str | None = None  # the tag (or branch) the release was asked for, when it has one
     splits: dict[str, str] = field(default_factory=dict)  # item source -> the release's own split of it
+    label_field: str | None = None  # the ImageFolder rows' label field (`labels` or `tags`); None: no such rows
 

@@ -17,7 +17,7 @@ import datasets
 
 from edugraph_pipeline.labels import format_answer, format_unsupported
 from edugraph_pipeline.ontology.model import DIMENSIONS, Ontology, concept_name
-from edugraph_pipeline.worksheets.items import SkipLog, WorksheetItem
+from edugraph_pipeline.worksheets.items import UNSUPPORTED_TAG, SkipLog, WorksheetItem
 
 SPLITS = ("train", "validation")
 COLUMNS = ("image", "labels", "problem_id", "view", "kind", "source", "image_sha256")
@@ -41,6 +41,7 @@ class DatasetSummary:
     rows: dict[str, int] = field(default_factory=dict)
     label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     unknown_labels: dict[str, int] = field(default_factory=dict)
+    organizational_labels: dict[str, int] = field(default_factory=dict)  # dropped: no valid direct label there
     views: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
@@ -57,6 +58,27 @@ class DatasetSummary:
         return {**asdict(self), "skipped_reasons": self.skipped_reasons}
 
 
+KNOWN = "known"
+UNKNOWN_LABEL = "unknown label"
+NO_DIMENSION = "label of no dimension"
+ORGANIZATIONAL = "organizational label"
+
+
+def label_status(label: str, ontology: Ontology) -> str:
+    """How the bound release takes one raw label: `KNOWN` (a concept of a dimension, eligible as a direct label),
+    `UNKNOWN_LABEL` (no such name), `NO_DIMENSION` (a name the release has, but no concept of Area, Scope or Ability:
+    a dimension itself, or the unsupported-material marker among real labels) or `ORGANIZATIONAL`."""
+    name = concept_name(label)
+    concept = ontology.concepts.get(name)
+    if concept is None:
+        return NO_DIMENSION if name in DIMENSIONS or name == UNSUPPORTED_TAG else UNKNOWN_LABEL
+    if concept.dimension not in DIMENSIONS:
+        return NO_DIMENSION
+    if not ontology.is_eligible(name):
+        return ORGANIZATIONAL
+    return KNOWN
+
+
 def resolve_labels(labels: Iterable[str], ontology: Ontology) -> tuple[dict[str, list[str]], list[str]]:
     """Labels (names or IRIs of any namespace) grouped by the dimension the release gives them, and the
     normalised names the release does not know."""
@@ -69,18 +91,22 @@ def resolve_labels(labels: Iterable[str], ontology: Ontology) -> tuple[dict[str,
 
 def label_items(
     items: Iterable[WorksheetItem], ontology: Ontology, skipped: SkipLog
-) -> tuple[list[LabelledRow], Counter]:
-    """Every item with its answer string; unknown labels are dropped and counted, items left without any label
-    are skipped, and an image seen before with the same answer is skipped as a duplicate."""
+) -> tuple[list[LabelledRow], Counter, Counter]:
+    """Every item with its answer string; unknown labels, and labels the release makes organizational (no valid
+    direct label), are dropped and counted; items left without any label are skipped, and an image seen before
+    with the same answer is skipped as a duplicate."""
     rows: list[LabelledRow] = []
     unknown_counts: Counter = Counter()
+    organizational_counts: Counter = Counter()
     seen: set[tuple[str, str]] = set()
     for item in items:
         where = f"{item.source} ({item.problem_id}, {item.view})"
         if item.unsupported:
             answer = format_unsupported()
         else:
-            grouped, unknown = resolve_labels(item.labels, ontology)
+            organizational = {label for label in item.labels if label_status(label, ontology) == ORGANIZATIONAL}
+            organizational_counts.update(concept_name(label) for label in organizational)
+            grouped, unknown = resolve_labels([label for label in item.labels if label not in organizational], ontology)
             unknown_counts.update(unknown)
             if not any(grouped.values()):
                 detail = f"none of {sorted(set(map(concept_name, item.labels)))} exists in {ontology.version}"
@@ -93,7 +119,7 @@ def label_items(
             continue
         seen.add((sha256, answer))
         rows.append(LabelledRow(item, answer, sha256))
-    return rows, unknown_counts
+    return rows, unknown_counts, organizational_counts
 
 
 def _unit_hash(text: str) -> float:
@@ -183,8 +209,8 @@ def build_dataset(
     """The `DatasetDict` of the contract and its summary; `skipped` carries skips from reading the release.
     `release_splits` (item source -> split, `ContentRelease.splits`): a release's own train/validation split,
     kept as it is when it covers every row and both sides; overlaps are reported in the summary, not moved."""
-    log = SkipLog(list(skipped.entries)) if skipped else SkipLog()
-    rows, unknown = label_items(items, ontology, log)
+    log = SkipLog(list(skipped.problems)) if skipped else SkipLog()
+    rows, unknown, organizational = label_items(items, ontology, log)
     kept = release_split_of(rows, release_splits)
     splits = kept if kept is not None else assign_splits(rows, validation_fraction, seed)
     by_split = {name: [row for row, split in zip(rows, splits) if split == name] for name in SPLITS}
@@ -200,6 +226,7 @@ def build_dataset(
         rows={name: len(by_split[name]) for name in SPLITS},
         label_counts={dimension: dict(counts.most_common()) for dimension, counts in label_counts.items()},
         unknown_labels=dict(unknown.most_common()),
+        organizational_labels=dict(organizational.most_common()),
         views=dict(Counter(row.item.view for row in rows)),
         kinds=dict(Counter(row.item.kind for row in rows).most_common()),
         skipped=list(log.entries),

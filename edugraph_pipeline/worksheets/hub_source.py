@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from edugraph_pipeline.redaction import redact
-from edugraph_pipeline.releases import SEMVER_TAG, semver_key
+from edugraph_pipeline.releases import content_tag_key, is_content_tag
 from edugraph_pipeline.worksheets.archive import MAX_TOTAL_BYTES
 
 HF_DATASET_PREFIX = "hf://datasets/"
@@ -132,18 +132,18 @@ def _hub_error(dataset: HubDataset, revision: str, error: Exception, access: Hub
 
 
 def list_release_refs(source: str, access: HubAccess | None = None) -> list[tuple[str, str]]:
-    """(tag, commit) of every vX.Y.Z tag of the dataset repo, in semver order (newest last); a tag whose commit
-    is not a 40-hex sha is refused, naming it."""
+    """(tag, commit) of every content tag (vX.Y.Z, vX.Y.Z-NN) of the dataset repo, in release order (newest last);
+    a tag whose commit is not a 40-hex sha is refused, naming it."""
     dataset = parse_source(source)
     access = access or HubAccess.configured()
     try:
         refs = _api(access).list_repo_refs(dataset.repo_id, repo_type="dataset")
     except Exception as error:  # huggingface_hub raises HTTP, connection and offline errors alike
         raise _hub_error(dataset, "refs", error, access) from error
-    tags = [(ref.name, ref.target_commit) for ref in refs.tags if SEMVER_TAG.match(ref.name)]
+    tags = [(ref.name, ref.target_commit) for ref in refs.tags if is_content_tag(ref.name)]
     for tag, commit in tags:
         _check_commit(dataset, tag, commit)
-    return sorted(tags, key=lambda pair: semver_key(pair[0]))
+    return sorted(tags, key=lambda pair: content_tag_key(pair[0]))
 
 
 def _check_commit(dataset: HubDataset, revision: str, commit: str | None) -> str:

@@ -8,9 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from edugraph_pipeline.gguf import convert
+from edugraph_pipeline.gguf import chat_template, convert
 from edugraph_pipeline.gguf.publish import gguf_repo_id, publish_gguf, render_gguf_card
 from edugraph_pipeline.llama_cpp_build import DIR_ENV, LlamaCpp, LlamaCppMissing, default_dir, default_threads
+from edugraph_pipeline.prompts import SYSTEM_PROMPT, USER_PROMPT, V3_SYSTEM_PROMPT, classification_messages
+from edugraph_pipeline.training.tiny_model.template import CHAT_TEMPLATE
 from edugraph_pipeline_tests.conftest import TOKEN
 
 TINY_PROCESSOR_CONFIG = {
@@ -33,6 +35,7 @@ def model_like_folder(root: Path) -> Path:
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}), encoding="utf-8")
     (folder / "processor_config.json").write_text(json.dumps(TINY_PROCESSOR_CONFIG), encoding="utf-8")
     (folder / "model.safetensors").write_bytes(b"\0" * 16)
+    (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
     return folder
 
 
@@ -66,7 +69,66 @@ def test_missing_preprocessor_config_is_derived_in_a_copy(tmp_path):
     assert derived["image_mean"] == [0.5, 0.5, 0.5] and derived["patch_size"] == 16
     assert (source / "model.safetensors").resolve() == (folder / "model.safetensors").resolve()
     (folder / "preprocessor_config.json").write_text("{}", encoding="utf-8")
-    assert convert.prepare_source(folder, tmp_path / "work2") == (folder, "present")
+    source, how = convert.prepare_source(folder, tmp_path / "work2")
+    assert how == "present" and (source / "preprocessor_config.json").resolve() == (
+        folder / "preprocessor_config.json").resolve()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*before, "preprocessor_config.json"])
+
+
+def render(template: str, messages: list, **kwargs) -> str:
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    rendered, _ = render_jinja_template(
+        conversations=[messages], chat_template=template, add_generation_prompt=True, **kwargs
+    )
+    return rendered[0]
+
+
+def hub_template() -> str:
+    from edugraph_pipeline_tests.kit.hub_models import hub_chat_template
+
+    return hub_chat_template()
+
+
+@pytest.mark.parametrize("template", [CHAT_TEMPLATE, "hub"], ids=["tiny", "hub"])
+def test_the_served_chat_template_renders_the_trained_prompt_and_classifies_a_bare_image(template):
+    template = hub_template() if template == "hub" else template
+    served = chat_template.with_default_prompts(template)
+    assert chat_template.with_default_prompts(served) == served  # applied once
+    # What both backends render: exactly the training prompt, unchanged by the prelude.
+    assert render(served, classification_messages()) == render(template, classification_messages())
+    trained = render(template, classification_messages())
+    # An image-only message (a list of parts, or llama-server's string with its media marker) gets both prompts.
+    bare = [{"role": "user", "content": [{"type": "image"}]}]
+    assert render(served, bare) == trained
+    for marker in ("<__media_kA3TdcJq6QuwaIrBMxYcy6ypEZtACsl5__>", "<__media__>"):  # llama-server's, newer and older
+        in_llama_server = render(served, [{"role": "user", "content": marker}])
+        assert in_llama_server == trained.replace("<|vision_start|><|image_pad|><|vision_end|>", marker)
+    # A client's own text replaces the user prompt; its own system message replaces the system prompt.
+    own_text = render(served, [{"role": "user", "content": marker + "Classify this task image."}])
+    assert SYSTEM_PROMPT in own_text and USER_PROMPT not in own_text and "Classify this task image." in own_text
+    own_system = render(served, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": marker}])
+    assert SYSTEM_PROMPT not in own_system and "Be brief." in own_system and USER_PROMPT in own_system
+    # chat_template_kwargs {"answer_format": "v3"} asks in the v3 contract.
+    v3 = render(served, bare, answer_format="v3")
+    assert V3_SYSTEM_PROMPT in v3 and SYSTEM_PROMPT not in v3 and USER_PROMPT in v3
+
+
+def test_the_export_source_carries_the_served_template_and_leaves_the_model_alone(tmp_path):
+    folder = model_like_folder(tmp_path)
+    config = {"model_max_length": 4096, "chat_template": CHAT_TEMPLATE}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    source, _ = convert.prepare_source(folder, tmp_path / "work")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    served = chat_template.with_default_prompts(CHAT_TEMPLATE)
+    assert (source / "chat_template.jinja").read_text(encoding="utf-8") == served
+    written = json.loads((source / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert written == {**config, "chat_template": served}
+    (folder / "chat_template.jinja").unlink()
+    (folder / "tokenizer_config.json").unlink()
+    with pytest.raises(ValueError, match="no chat template"):
+        convert.prepare_source(folder, tmp_path / "work2")
 
 
 def test_image_token_limits_follow_the_processor(tmp_path):

@@ -1,6 +1,8 @@
 """Local stand-ins for Google Cloud: the GCS emulator (gcp-storage-emulator, in-process) and a fake Compute Engine
 API that records requests and "boots" a VM by running the startup script's `docker run` command as a local
-subprocess (the image's python is this interpreter; STORAGE_EMULATOR_HOST points it at the emulator).
+subprocess (the image's python is this interpreter; STORAGE_EMULATOR_HOST points it at the emulator; HOME - and
+so the Hugging Face cache - is on the VM's own disk). With `run_scripts` a VM runs its whole start script instead
+(`kit/cos_vm.py`), against the metadata server and Secret Manager this server also answers.
 
 Capacity and preemption as Compute Engine shows them: a zone in `exhausted` answers the insert with an operation
 that ends in that error code; the first `preempt_vms` VMs are preempted (the step killed, a
@@ -9,31 +11,31 @@ once `preempt_after_checkpoints` checkpoints were synced to the bucket."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from edugraph_pipeline_tests.kit.processes import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def parse_docker_run(script: str) -> tuple[str, dict[str, str | None], list[str]]:
     """(image, env, command) of the `docker run` line in a startup script; `-e NAME` alone maps to None."""
     line = next(line for line in script.splitlines() if line.startswith("docker run "))
-    tokens = shlex.split(line)[2:]
+    return parse_docker_args(shlex.split(line)[2:])
+
+
+def parse_docker_args(tokens: list[str]) -> tuple[str, dict[str, str | None], list[str]]:
+    """(image, env, command) of `docker run`'s arguments."""
     env: dict[str, str | None] = {}
     with_value = {"--name", "--network", "--shm-size", "--volume", "-v", "--device", "--gpus"}
     i = 0
@@ -49,7 +51,7 @@ def parse_docker_run(script: str) -> tuple[str, dict[str, str | None], list[str]
             i += 1
         else:
             return token, env, tokens[i + 1 :]
-    raise AssertionError(f"no image in {line!r}")
+    raise AssertionError(f"no image in docker run {tokens!r}")
 
 
 def on_own_disk(command: list[str], disk: Path) -> list[str]:
@@ -62,12 +64,13 @@ def on_own_disk(command: list[str], disk: Path) -> list[str]:
 
 
 def checkpoint_markers() -> set[str]:
-    """Every checkpoint marker in the emulator (STORAGE_EMULATOR_HOST is set in the test's environment)."""
+    """Every checkpoint's marker in the emulator (STORAGE_EMULATOR_HOST is set in the test's environment); the
+    markers of the synced bases (``bases/...``) are not checkpoints."""
     from edugraph_pipeline.cloud.gcs import client as gcs_client
 
     client = gcs_client()
     return {b.name for bucket in client.list_buckets() for b in client.list_blobs(bucket.name)
-            if b.name.endswith("/_EDUGRAPH_COMPLETE.json")}
+            if re.search(r"/checkpoints/checkpoint-\d+/_EDUGRAPH_COMPLETE\.json$", b.name)}
 
 
 def run_container(command: list[str], env: dict[str, str], preempt_after: int | None) -> tuple[int, str, bool]:
@@ -108,6 +111,9 @@ class FakeCompute:
         self.serial: dict[str, str] = {}
         self.vm_root = vm_root
         self.vm_secret_env = vm_secret_env  # what Secret Manager would hand the VM
+        self.run_scripts = False  # boot by running the real start script (kit/cos_vm.py)
+        self.pull_error = ""  # with run_scripts: `docker pull` fails with this daemon error
+        self.docker_run_exit, self.docker_run_error = 0, ""  # with run_scripts: `docker run` fails before the step
         self.vm_threads: list[threading.Thread] = []
         self.emulator_host = ""
         fake = self
@@ -143,7 +149,8 @@ class FakeCompute:
                 self._handle("DELETE")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/compute/v1/"
+        self.root = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.endpoint = f"{self.root}/compute/v1/"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -159,6 +166,14 @@ class FakeCompute:
     # ---- routing
 
     def route(self, method: str, path: str, body: str) -> tuple[int, dict]:
+        if path == "/computeMetadata/v1/instance/service-accounts/default/token":
+            return 200, {"access_token": "ya29.stand-in", "expires_in": 3599, "token_type": "Bearer"}
+        if path == "/computeMetadata/v1/instance/preempted":
+            return 200, False
+        secret = re.fullmatch(r"/projects/[^/]+/secrets/[^/]+/versions/[^/:]+:access", path)
+        if secret:
+            data = base64.b64encode(self.vm_secret_env.get("HF_TOKEN", "").encode()).decode()
+            return 200, {"name": path.strip("/").removesuffix(":access"), "payload": {"data": data}}
         m = re.fullmatch(r"/projects/([^/]+)/zones/([^/]+)/(instances|operations)(?:/([^/]+))?(?:/(\w+))?", path)
         if not m:
             return 404, {"error": {"code": 404, "message": f"no route {path}"}}
@@ -197,11 +212,15 @@ class FakeCompute:
         self.booted.append(name)
         preempt = len(self.booted) <= self.preempt_vms
         script = next(i["value"] for i in spec["metadata"]["items"] if i["key"] == "startup-script")
+        if self.run_scripts:
+            self._run_script(name, script)
+            return
         image, env, command = parse_docker_run(script)
         process_env = {
             "PATH": os.environ["PATH"],
             "STORAGE_EMULATOR_HOST": self.emulator_host,
             "PYTHONPATH": str(REPO_ROOT),
+            "HOME": str(self.vm_root / name / "home"),  # the VM's own disk: its own Hugging Face cache
         }
         for key, value in env.items():
             if value is None:  # `-e NAME`: the startup script's environment (the secret it read)
@@ -224,6 +243,20 @@ class FakeCompute:
             self.instances[name]["status"] = "DELETED"  # instanceTerminationAction: DELETE
         elif self.instances[name]["status"] != "DELETED":
             self.instances[name]["status"] = "TERMINATED"  # `shutdown -h now` after the step
+
+    def _run_script(self, name: str, script: str) -> None:
+        from edugraph_pipeline_tests.kit.cos_vm import run_start_script
+
+        self.instances[name]["status"] = "RUNNING"
+        disk = self.vm_root / name
+        disk.mkdir(parents=True, exist_ok=True)
+        returncode, output = run_start_script(
+            script, disk, server_root=self.root, emulator_host=self.emulator_host, pull_error=self.pull_error,
+            run_exit=self.docker_run_exit, run_error=self.docker_run_error,
+        )
+        self.serial[name] = output
+        if self.instances[name]["status"] != "DELETED":  # the script deletes its VM; else it shut down
+            self.instances[name]["status"] = "TERMINATED"
 
     # ---- views
 

@@ -2,9 +2,12 @@
 executing its container command as a local subprocess, like `FakeCompute` does for a VM.
 
 `restart_after_checkpoints` simulates a spot preemption that Vertex absorbs: once that many checkpoints were synced,
-the worker is killed and its container started again on a fresh disk, inside the same job (what
-``restart_job_on_worker_restart`` asks for). `fail_without_result` makes the first jobs end FAILED while their
-worker never reports (Vertex giving up on capacity)."""
+the worker is killed and its container started again on a fresh disk, inside the same job. A container that exits
+non-zero is restarted in place, as Vertex does, up to `worker_restarts` times, then the job ends FAILED ("The replica
+workerpool0-0 exited with a non-zero status of N"). `fail_without_result` makes the first jobs end FAILED while
+their worker never reports (Vertex finding no capacity: RESOURCE_EXHAUSTED); `job_errors` makes the next jobs end
+FAILED with the given ``(google.rpc code, message)`` before their container runs (an image it cannot pull, a
+stockout...)."""
 
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ class FakeVertex:
         self.emulator_host = ""
         self.restart_after_checkpoints: int | None = None
         self.fail_without_result = 0
+        self.job_errors: list[tuple[int, str]] = []
+        self.worker_restarts = 5
         self.jobs: dict[str, dict] = {}  # name -> {"job": CustomJob, "workers": [...], "cancelled": bool}
         self.requests: list[dict] = []
         self.threads: list[threading.Thread] = []
@@ -104,18 +109,28 @@ class FakeVertex:
         job.state = types.JobState.JOB_STATE_RUNNING
         if len(self.jobs) <= self.fail_without_result:
             job.state = types.JobState.JOB_STATE_FAILED
+            job.error.code = 8  # google.rpc.Code.RESOURCE_EXHAUSTED
             job.error.message = "Resources are insufficient in region: us-central1 (spot capacity)."
             return
+        if self.job_errors:
+            job.error.code, job.error.message = self.job_errors.pop(0)
+            job.state = types.JobState.JOB_STATE_FAILED
+            return
         restarts_left = 1 if self.restart_after_checkpoints is not None else 0
+        exits_left = self.worker_restarts
         while True:
             worker = f"{name.rsplit('/', 1)[1]}-{len(entry['workers'])}"  # a fresh VM, a fresh disk
             entry["workers"].append(worker)
             preempt_after = self.restart_after_checkpoints if restarts_left else None
             command = on_own_disk(list(pool.container_spec.command), self.worker_root / worker)
-            returncode, output, preempted = run_container(command, env, preempt_after)
+            returncode, output, preempted = run_container(command, {**env, "HOME": str(self.worker_root / worker)},
+                                                          preempt_after)
             entry.setdefault("outputs", []).append(output)
             if preempted and restarts_left:
                 restarts_left -= 1
+                continue
+            if returncode != 0 and exits_left:  # Vertex restarts a worker that exited non-zero
+                exits_left -= 1
                 continue
             break
         if returncode == 0:

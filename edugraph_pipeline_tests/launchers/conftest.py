@@ -77,6 +77,10 @@ def make_step_fail(job: TrainingJob) -> None:
     (Path(job.config.dataset_path) / FAIL_MARKER).write_text("the data is bad\n")
 
 
+def make_step_run_out_of_memory(job: TrainingJob) -> None:
+    (Path(job.config.dataset_path) / "STAND_IN_OOM").write_text("the batch does not fit\n")
+
+
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
     """Every message of the step failure's error chain (the launcher's error is a cause of Dagster's)."""
     (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]

@@ -1,6 +1,6 @@
 """A stand-in for the training entry point: speaks Dagster Pipes (dagster-pipes only), reads the job's dataset file,
 writes an "adapter" into the job's output dir and reports a materialization. A ``STAND_IN_FAIL`` file in the
-dataset makes it fail (like bad data would)."""
+dataset makes it fail (like bad data would), a ``STAND_IN_OOM`` file like a GPU out of memory."""
 
 import json
 import os
@@ -18,6 +18,8 @@ with open_dagster_pipes() as pipes:
     if (dataset / "STAND_IN_FAIL").exists():
         print("STAND-IN FAILURE: the loss exploded at step 3", file=sys.stderr, flush=True)
         raise RuntimeError("stand-in training diverged")
+    if (dataset / "STAND_IN_OOM").exists():
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (stand-in)")  # torch.OutOfMemoryError's
     try:
         import edugraph_pipeline.training.remote  # noqa: F401 - the image carries the project
 

@@ -37,7 +37,7 @@ def gcp(tmp_path, monkeypatch):
 
 
 def make_launcher(compute: FakeCompute, step: Path, **overrides) -> GcpLauncher:
-    return GcpLauncher(
+    fields = dict(
         project="edugraph-test",
         zone="europe-west4-a",
         bucket=BUCKET,
@@ -53,8 +53,8 @@ def make_launcher(compute: FakeCompute, step: Path, **overrides) -> GcpLauncher:
         poll_interval_s=0.2,
         message_interval_s=0.5,
         compute_endpoint=compute.endpoint,
-        **overrides,
     )
+    return GcpLauncher(**{**fields, **overrides})
 
 
 def test_gcp_round_trip(gcp: FakeCompute, training_job):
@@ -73,10 +73,11 @@ def test_gcp_round_trip(gcp: FakeCompute, training_job):
     (accelerator,) = spec["guestAccelerators"]
     assert accelerator["acceleratorType"].endswith("/acceleratorTypes/nvidia-l4")
     assert accelerator["acceleratorCount"] == 1
-    assert spec["disks"][0]["initializeParams"]["sourceImage"] == "projects/cos-cloud/global/images/family/cos-stable"
+    # the pinned image and driver (settings.py's defaults), never a family or `latest` that moves
+    assert spec["disks"][0]["initializeParams"]["sourceImage"] == "projects/cos-cloud/global/images/cos-125-19216-532-123"
     assert spec["serviceAccounts"][0]["email"] == "trainer@edugraph-test.iam.gserviceaccount.com"
     script = next(i["value"] for i in spec["metadata"]["items"] if i["key"] == "startup-script")
-    assert "cos-extensions install gpu" in script
+    assert "cos-extensions install gpu -- --version=580.126.09 " in script
     assert "docker-credential-gcr configure-docker --registries=europe-west4-docker.pkg.dev" in script
     assert SECRET_NAME in script  # the reference, read on the VM
     image, env, command = parse_docker_run(script)

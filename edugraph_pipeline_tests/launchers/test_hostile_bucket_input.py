@@ -1,7 +1,8 @@
 """What a training machine or the launcher reads back from a bucket is outside input (GCS emulator, the real
 google-cloud-storage client): a checkpoint marker that lists files outside its checkpoint folder or is malformed, a
 staged object whose name climbs out of its folder, and store entries handed to the step that would write outside
-the destination are refused with an error naming the object and the field; nothing is downloaded outside."""
+the destination are refused with an error naming the object and the field; nothing is downloaded outside. The
+markers of a job's synced bases are checked the same way, and one that names another base is not this job's."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from edugraph_pipeline.training.checkpoint_sync import (
     MARKER,
     CheckpointMarkerError,
     CheckpointStore,
+    synced_bases,
     synced_checkpoints,
 )
 from edugraph_pipeline_tests.kit.gcp import StorageEmulator
@@ -126,3 +128,24 @@ def test_store_entries_that_would_write_outside_the_destination_are_refused(buck
     with pytest.raises(GcsStoreError, match=r"train\.jsonl does not match the store's manifest"):
         read_version(bucket.client, {"url": url, "files": [{**good, "size": 4}]}, str(tmp_path / "vm" / "other"))
     assert not list(tmp_path.rglob("outside.bin")) and not (tmp_path / "vm" / "other" / "train.jsonl").exists()
+
+
+@pytest.mark.parametrize(("marker", "error"), [
+    ({"base_model": "BASE", "base_revision": None, "files": {"../../outside.bin": 3}},
+     r"field 'files': '\.\./\.\./outside\.bin' is not a path inside its folder: refused"),
+    ({"base_model": "BASE", "base_revision": "0" * 40, "files": {"config.json": 2}},
+     r"field 'base_revision' is '0{40}', expected None"),
+    ({"base_model": "another/model", "base_revision": None, "files": {"config.json": 2}},
+     r"field 'base_model' is 'another/model', expected '.*'"),
+])
+def test_a_merged_base_marker_that_is_not_this_jobs_is_refused(bucket, tmp_path, marker, error):
+    base = tmp_path / "base"  # a local base folder: no Hub snapshot to sync, only the merged base
+    base.mkdir()
+    marker = {**marker, "base_model": str(base) if marker["base_model"] == "BASE" else marker["base_model"]}
+    root = "pipeline/work/job/bases"
+    bucket.blob(f"{root}/merged-base/config.json").upload_from_string(b"{}")
+    bucket.blob(f"{root}/merged-base/{MARKER}").upload_from_string(json.dumps(marker))
+    merged = tmp_path / "vm" / "work" / "merged-base"
+    with pytest.raises(CheckpointMarkerError, match=rf"gs://{BUCKET}/{root}/merged-base/{MARKER}: {error}"):
+        synced_bases(str(base), None, merged, print, sync_to=f"gs://{BUCKET}/{root}")
+    assert not merged.exists() and not list(tmp_path.rglob("outside.bin"))

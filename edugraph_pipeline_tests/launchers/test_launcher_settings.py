@@ -108,8 +108,9 @@ def test_launcher_defaults_are_the_settings_defaults():
             table["EDUGRAPH_GCP_ACCELERATOR_COUNT"], table["EDUGRAPH_GCP_BOOT_DISK_GB"],
             table["EDUGRAPH_GCP_MAX_PREEMPTIONS"], table["EDUGRAPH_GCP_MAX_RUN_HOURS"])
         assert launcher.spot is (table["EDUGRAPH_GCP_SPOT"] == "true")
-    assert (gcp.zone, gcp.vm_image, gcp.network) == (
-        table["EDUGRAPH_GCP_ZONE"], table["EDUGRAPH_GCP_VM_IMAGE"], table["EDUGRAPH_GCP_NETWORK"])
+    assert (gcp.zone, gcp.vm_image, gcp.gpu_driver_version, gcp.network) == (
+        table["EDUGRAPH_GCP_ZONE"], table["EDUGRAPH_GCP_VM_IMAGE"], table["EDUGRAPH_GCP_GPU_DRIVER_VERSION"],
+        table["EDUGRAPH_GCP_NETWORK"])
     assert vertex.region == table["EDUGRAPH_VERTEX_REGION"]
     assert DockerLauncher().gpus is (table["EDUGRAPH_DOCKER_GPUS"] == "true")
 

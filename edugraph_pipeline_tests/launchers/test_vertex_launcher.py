@@ -1,6 +1,8 @@
 """VertexLauncher with the real google-cloud-aiplatform client (REST transport) against a local Vertex AI stand-in
 that runs the CustomJob's container command locally, and the GCS emulator: the job's request, a worker restart
-mid-run resuming from the synced checkpoint, a job Vertex gave up on retried by Dagster, a step error not retried."""
+mid-run resuming from the synced checkpoint, a job Vertex found no machine for retried by Dagster, a step error or
+an out-of-memory neither restarted by Vertex nor retried, and a job that failed before the step reported (an image
+Vertex could not pull) failing at once with Vertex's reason."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from edugraph_pipeline_tests.launchers.conftest import (
     RESUMABLE_STEP,
     failure_text,
     make_step_fail,
+    make_step_run_out_of_memory,
     materialize_with,
     stand_in_job,
     user_messages,
@@ -100,6 +103,24 @@ def test_vertex_worker_restart_resumes_from_the_synced_checkpoint(vertex, tmp_pa
     assert metadata["vertex_gpu_hours"] > 0
 
 
+def test_vertex_stockout_is_retried(vertex, training_job):
+    """Told by its message (Vertex does not always set RESOURCE_EXHAUSTED; `fail_without_result` below does)."""
+    job, data = training_job
+    code, message = 0, "The replica workerpool0-0 was preempted and could not be placed again: STOCKOUT."
+    vertex.job_errors = [(code, message)]
+    result, instance = materialize_with(make_launcher(vertex, data / "bin" / "stand_in_step.py"), job, data / "work",
+                                        retry_policy=FAST_RETRIES)
+    messages = [m or "" for m in user_messages(instance, result.run_id)]
+    assert result.success, "\n".join(messages)
+    assert retries(result) == 1
+    assert len(vertex.jobs) == 2
+    assert any(f"ended JOB_STATE_FAILED without a step result ({message}, code {code}): preemption 1 of 5" in m
+               for m in messages)
+    metadata = metadata_of(result)
+    assert (metadata["vertex_preemptions"], metadata["vertex_machines"]) == (1, 2)
+    assert json.loads((Path(job.output_dir) / "adapter" / "adapter_config.json").read_text())["examples"] == 5
+
+
 def test_vertex_job_that_never_reported_is_retried(vertex, training_job):
     job, data = training_job
     vertex.fail_without_result = 1
@@ -109,19 +130,51 @@ def test_vertex_job_that_never_reported_is_retried(vertex, training_job):
     assert result.success, "\n".join(messages)
     assert retries(result) == 1
     assert len(vertex.jobs) == 2
-    assert any("ended JOB_STATE_FAILED without a step result: preemption 1 of 5" in m for m in messages)
+    assert any("ended JOB_STATE_FAILED without a step result (Resources are insufficient in region: us-central1 "
+               "(spot capacity)., code 8): preemption 1 of 5" in m for m in messages)
     metadata = metadata_of(result)
     assert (metadata["vertex_preemptions"], metadata["vertex_machines"]) == (1, 2)
     assert json.loads((Path(job.output_dir) / "adapter" / "adapter_config.json").read_text())["examples"] == 5
 
 
-def test_vertex_step_error_is_not_retried(vertex, training_job):
+@pytest.mark.parametrize(("spoil", "reason"), [
+    (make_step_fail, "the step exited 1: RuntimeError: stand-in training diverged"),
+    (make_step_run_out_of_memory, "the step exited 1: RuntimeError: CUDA out of memory. Tried to allocate 20.00 GiB"),
+])
+def test_vertex_step_error_is_not_retried(vertex, training_job, spoil, reason):
     job, data = training_job
-    make_step_fail(job)
+    spoil(job)
     result, _ = materialize_with(make_launcher(vertex, data / "bin" / "stand_in_step.py"), job, data / "work",
                                  retry_policy=FAST_RETRIES)
     assert not result.success
     assert retries(result) == 0 and len(vertex.jobs) == 1
+    # the wrapper reported the step's exit in status.json and exited 0: Vertex restarted nothing, the job succeeded
+    ((_, entry),) = vertex.jobs.items()
+    assert len(entry["workers"]) == 1
+    assert entry["job"].state.name == "JOB_STATE_SUCCEEDED"
     text = failure_text(result)
-    assert "JOB_STATE_FAILED, exit code 1" in text
-    assert "STAND-IN FAILURE: the loss exploded at step 3" in text
+    assert f"JOB_STATE_SUCCEEDED, exit code 1 {reason}" in text
+    if spoil is make_step_fail:
+        assert "STAND-IN FAILURE: the loss exploded at step 3" in text  # the step log's tail
+
+
+def test_vertex_job_that_failed_before_the_step_fails_at_once(vertex, training_job):
+    job, data = training_job
+    denied = ("Unable to pull europe-west4-docker.pkg.dev/edugraph-test/images/edugraph-trainer:1.2.3: Permission "
+              "'artifactregistry.repositories.downloadArtifacts' denied")
+    vertex.job_errors = [(9, denied)]  # FAILED_PRECONDITION
+    result, instance = materialize_with(make_launcher(vertex, data / "bin" / "stand_in_step.py"), job, data / "work",
+                                        retry_policy=FAST_RETRIES)
+    assert not result.success
+    assert retries(result) == 0 and len(vertex.jobs) == 1
+    assert f"JOB_STATE_FAILED, ended JOB_STATE_FAILED before the step reported ({denied}, code 9)" in failure_text(result)
+
+
+def test_a_gpu_without_bf16_is_refused_before_a_job_is_created(vertex, training_job):
+    job, data = training_job
+    launcher = make_launcher(vertex, data / "bin" / "stand_in_step.py", accelerator_type="NVIDIA_TESLA_T4",
+                             machine_type="n1-standard-8")
+    result, _ = materialize_with(launcher, job, data / "work", retry_policy=FAST_RETRIES)
+    assert not result.success and retries(result) == 0
+    assert not vertex.requests  # nothing created, nothing paid for
+    assert "EDUGRAPH_GCP_ACCELERATOR=NVIDIA_TESLA_T4: this GPU has no bf16" in failure_text(result)

@@ -1,4 +1,5 @@
-"""Fixtures of the serving tests: the tiny model as a served model; hand-made PNG files (bombs, lies)."""
+"""Fixtures of the serving tests: the tiny model as a served model and exported to GGUF; hand-made PNG files
+(bombs, lies)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,20 @@ def served_model(classifier, tiny_model_folder):  # noqa: F811 - the fixtures im
     from edugraph_pipeline.storage.layout import model_version
 
     return ServedModel(classifier, tiny_model_folder, model_version(tiny_model_folder))
+
+
+@pytest.fixture(scope="session")
+def gguf_folder(tiny_model_folder, tmp_path_factory):  # noqa: F811 - the fixture imported above
+    """The tiny model exported to GGUF (Q4_K_M + mmproj) with llama.cpp's tools; needs the llama.cpp build."""
+    from edugraph_pipeline.gguf.convert import export_gguf
+    from edugraph_pipeline.llama_cpp_build import LlamaCpp
+    from edugraph_pipeline_tests.conftest import skip_or_fail
+
+    llama = LlamaCpp.locate()
+    if not llama.available():
+        skip_or_fail(
+            f"llama.cpp build absent in {llama.root} (run scripts/build-llama-cpp.sh or set EDUGRAPH_LLAMA_CPP_DIR)"
+        )
+    out = tmp_path_factory.mktemp("gguf") / "gguf_model"
+    export_gguf(tiny_model_folder, out, "Q4_K_M", llama=llama)
+    return out

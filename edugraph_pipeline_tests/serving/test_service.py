@@ -206,6 +206,7 @@ def test_health_readiness_metrics_and_openapi(service, tiny_model_folder, ontolo
         assert ready == {
             "ready": True, "backend": "transformers", "model_revision": model_version(tiny_model_folder),
             "ontology_version": ontology.version, "model_folder": tiny_model_folder.name,
+            "model_id": f"edugraph-{ontology.version}-{model_version(tiny_model_folder)[:12]}",
         }
         metrics = client.get("/metrics")
         assert metrics.headers["content-type"].startswith("text/plain")

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
-from edugraph_pipeline.worksheets.content_formats import problem_id_from_file_name
 from edugraph_pipeline.worksheets.content_release import ContentSourceError
-from edugraph_pipeline.worksheets.content_sources import folder_version, list_folder_releases, read_content
+from edugraph_pipeline.worksheets.content_sources import folder_version, read_content
 from edugraph_pipeline.worksheets.dataset import build_dataset, split_overlap
+from edugraph_pipeline.worksheets.imagefolder import problem_id_from_file_name
+from edugraph_pipeline.worksheets.release_series import list_folder_releases
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import write_imagefolder_release, write_imagine_release
 
 

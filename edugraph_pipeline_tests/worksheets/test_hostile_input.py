@@ -216,7 +216,7 @@ def sparse_file(path: Path, size: int) -> Path:
 
 
 def test_oversized_metadata_and_images_are_refused_before_they_are_read(tmp_path):
-    from edugraph_pipeline.worksheets.content_formats import MAX_METADATA_BYTES
+    from edugraph_pipeline.worksheets.imagefolder import MAX_METADATA_BYTES
     from edugraph_pipeline.worksheets.images import MAX_IMAGE_BYTES
 
     sparse_file(tmp_path / "rel" / "huge" / "metadata.jsonl", MAX_METADATA_BYTES + 1)

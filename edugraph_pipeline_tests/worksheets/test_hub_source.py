@@ -12,7 +12,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
-from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG, content_release_sensor
+from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG
 from edugraph_pipeline.worksheets.content_release import ContentSourceError
 from edugraph_pipeline.worksheets.content_sources import read_content
 from edugraph_pipeline.worksheets.dataset import SPLIT_KEPT, build_dataset, split_overlap
@@ -25,7 +25,12 @@ from edugraph_pipeline.worksheets.hub_source import (
 )
 from edugraph_pipeline_tests.conftest import TOKEN
 from edugraph_pipeline_tests.worksheets import test_worksheet_asset as asset_tests
-from edugraph_pipeline_tests.worksheets.test_worksheet_asset import TAG, instance_with_partitions, materialize
+from edugraph_pipeline_tests.worksheets.test_worksheet_asset import (
+    TAG,
+    instance_with_partitions,
+    materialize,
+    sensor_tick,
+)
 from edugraph_pipeline_tests.worksheets.worksheet_helpers import write_imagefolder_release
 
 REPO = "edugraph-test/edugraph-exercises"
@@ -153,8 +158,7 @@ def test_the_sensor_requests_a_new_or_moved_tag_once_and_retries_an_unreachable_
     source = ContentSource(source=SOURCE, cache_dir=str(data_dir / ".cache"))
 
     def tick(cursor=None):
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"content_source": source})
-        return content_release_sensor(context)
+        return sensor_tick(instance, source, cursor)
 
     refs = published["refs"]
     first = tick()  # the first tick builds only the newest existing release

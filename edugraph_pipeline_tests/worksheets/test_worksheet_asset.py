@@ -7,6 +7,7 @@ import dagster as dg
 import datasets
 import pytest
 
+from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.defs.worksheets.assets import worksheet_dataset
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
@@ -29,6 +30,15 @@ def instance_with_partitions(*tags):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("ontology_releases", list(tags))
     return instance
+
+
+def sensor_tick(instance, content_source, cursor=None, ontology_remote="/nonexistent/ontology.git", cache=None):
+    """One evaluation of content_release_sensor (an ontology remote that is not there unless one is given)."""
+    ontology = OntologyRepository(remote=str(ontology_remote), cache_dir=str(cache or "/nonexistent/cache"))
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"content_source": content_source, "ontology_repository": ontology}
+    )
+    return content_release_sensor(context)
 
 
 def materialize(data_dir, content_source, tags=None):
@@ -94,8 +104,7 @@ def test_sensor_requests_each_release_once_for_the_newest_ontology(tmp_path):
     source = ContentSource(source=str(releases))
 
     def tick(cursor=None):
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"content_source": source})
-        return content_release_sensor(context)
+        return sensor_tick(instance, source, cursor)
 
     first = tick()
     assert [(r.partition_key, r.tags[CONTENT_RELEASE_TAG]) for r in first.run_requests] == [
@@ -106,8 +115,7 @@ def test_sensor_requests_each_release_once_for_the_newest_ontology(tmp_path):
     assert [r.tags[CONTENT_RELEASE_TAG] for r in third.run_requests] == ["c-v1.2.0.tar.gz"]
 
     unreachable = ContentSource(source="git+file:///nonexistent/remote.git")
-    context = dg.build_sensor_context(instance=instance, resources={"content_source": unreachable})
-    skipped = content_release_sensor(context)
+    skipped = sensor_tick(instance, unreachable)
     assert isinstance(skipped, dg.SkipReason) and "unreachable" in skipped.skip_message
 
 

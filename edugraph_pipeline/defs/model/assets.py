@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from edugraph_pipeline.defs.failures import reported_as_failure
-from edugraph_pipeline.defs.model.evaluation_metadata import report_metadata
+from edugraph_pipeline.defs.model.evaluation_metadata import comparable_metadata, content_facts, report_metadata
 from edugraph_pipeline.defs.partitions import newest_release_dep
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.storage import ArtifactStore, layout
@@ -90,6 +90,7 @@ class EvaluationConfig(dg.Config):
     thresholds: dict[str, float] = {}  # overrides of single thresholds, e.g. {"min_exact_match": 0.5}
     batch_size: int = 8
     limit: int = 0  # > 0: evaluate only the first rows of the split
+    selection_fraction: float = 0.25  # share of validation problems in the selection cohort (the gate scores the rest)
 
 
 @dg.asset(
@@ -107,9 +108,11 @@ class EvaluationConfig(dg.Config):
         )
     ],
     description="The merged model on the validation split of worksheet_dataset (worksheets and unsupported "
-    "material): JSON validity, exact match, per-dimension precision/recall/F1, refusal accuracy, and the same "
-    "for the most-frequent-label-set and the nearest-neighbour (48x48 thumbnail) baselines built from the train "
-    "split.",
+    "material): JSON validity, exact match, per-dimension precision/recall/F1, refusal accuracy, the table "
+    "comparable to upstream's (exact-set match on valid outputs, micro/macro/per-example F1, invalid and "
+    "incompatible rates, per dimension, question/solution and training-frequency slices) on the selection and the "
+    "final cohort, the same for the most-frequent-label-set and the nearest-neighbour (48x48 thumbnail) baselines "
+    "built from the train split, and an HTML report of the wrong examples. The gate scores the final cohort.",
 )
 @reported_as_failure
 def model_evaluation(
@@ -124,27 +127,36 @@ def model_evaluation(
     version = model_version(folder)  # of the files evaluated, not of what lineage says
     tag = release_of(store, layout.MERGED_MODEL)
     dataset = layout.worksheet_dataset(store, tag).dataset
+    content = content_facts(store.lineage(layout.WORKSHEET_DATASET, tag))
     trained_profile = store.lineage(layout.TRAINED_ADAPTER).get("profile")
     profile = config.gate_profile or ("tiny" if trained_profile == TINY else "production")
     thresholds = gate_thresholds(profile, config.thresholds or None)
     classifier = Classifier.from_folder(folder)
     run = evaluate_model(
         classifier, dataset, split="validation", batch_size=config.batch_size, limit=config.limit or None,
-        thresholds=thresholds,
+        thresholds=thresholds, selection_fraction=config.selection_fraction,
     )
     context.log.info(
-        f"{tag}: exact match {run.report.exact_match:.3f} on {run.report.n} rows in {run.seconds:.1f}s; "
-        f"gate ({profile}) {'passed' if run.passed else 'failed: ' + '; '.join(run.reasons)}"
+        f"{tag}: exact match {run.report.exact_match:.3f} on {run.report.n} rows of the final cohort in "
+        f"{run.seconds:.1f}s; gate ({profile}) {'passed' if run.passed else 'failed: ' + '; '.join(run.reasons)}"
     )
-    record = {**run.to_json(), "gate_profile": profile, "ontology_version": tag, "model_version": version}
-    evaluated = {"ontology_version": tag, "passed": run.passed, "model_version": version}
+    record = {**run.to_json(), "gate_profile": profile, "ontology_version": tag, "model_version": version, **content}
+    evaluated = {"ontology_version": tag, "passed": run.passed, "model_version": version, **content}
+    facts = {"ontology release": tag, "content release": content.get("content_revision") or content.get(
+        "content_version") or "", "model": version, "gate": f"{profile}: {'passed' if run.passed else 'failed'}"}
     with store.publish(layout.MODEL_EVALUATION, None, evaluated) as staging:
-        layout.EvaluationFiles(staging).record.write_text(json.dumps(record, indent=1), encoding="utf-8")
+        files = layout.EvaluationFiles(staging)
+        files.record.write_text(json.dumps(record, indent=1), encoding="utf-8")
+        files.error_report.write_text(run.error_report(f"Wrong answers of model {version[:12]}", facts),
+                                      encoding="utf-8")
+    published = layout.model_evaluation(store)
     return dg.MaterializeResult(
         metadata={
             **report_metadata(run.report, (run.passed, run.reasons)),
-            "path": dg.MetadataValue.path(str(layout.model_evaluation(store).record)),
+            **comparable_metadata(run, published.error_report),
+            "path": dg.MetadataValue.path(str(published.record)),
             "ontology_version": tag,
+            **{key: value or "" for key, value in content.items()},
             "model_version": version,
             "gate_profile": profile,
             "seconds": round(run.seconds, 2),

@@ -1,5 +1,8 @@
-"""What `model_evaluation` shows on its page: a scores table and the gate in place, rounded headline numbers, and
-the longer tables and pictures (per label, F1 chart, confusion) one click away."""
+"""What `model_evaluation` shows on its page: a scores table and the gate in place, rounded headline numbers, the
+table comparable to upstream's, and the longer tables, pictures (per label, F1 chart, confusion) and the error
+report one click away."""
+
+from pathlib import Path
 
 import dagster as dg
 
@@ -54,4 +57,42 @@ def report_metadata(report: EvaluationReport, gate: tuple[bool, list[str]] | Non
         )
     if report.examples:
         metadata["wrong_answers"] = dg.MetadataValue.md(render_examples(report))
+    return metadata
+
+
+CONTENT_FACTS = ("content_version", "content_revision", "content_built_for_ontology_version", "content_label_field")
+
+
+def content_facts(worksheet_lineage: dict) -> dict:
+    """Which content release the evaluated split came from (with the ontology release in `ontology_version`, the
+    two versions the lineage shows)."""
+    return {key: worksheet_lineage.get(key) for key in CONTENT_FACTS}
+
+
+def comparable_metadata(run, error_report: Path) -> dict:
+    """The table comparable to upstream's for the model and both baselines (final cohort in place, the selection
+    cohort and the whole split one click away), the cohorts, and the error report's path and link."""
+    from edugraph_pipeline.evaluation.cohorts import FINAL, SELECTION
+    from edugraph_pipeline.evaluation.comparable import comparable_table
+    from edugraph_pipeline.evaluation.run import MODEL, WHOLE_SPLIT
+
+    metadata: dict = {}
+    titles = {FINAL: ("upstream_scores", "final cohort"), SELECTION: ("upstream_scores_selection", "selection cohort"),
+              WHOLE_SPLIT: ("upstream_scores_validation", "whole split")}
+    for cohort, (key, title) in titles.items():
+        if cohort in run.comparable:
+            metadata[key] = dg.MetadataValue.md(comparable_table(run.comparable[cohort], title))
+    final = run.comparable.get(FINAL, {}).get(MODEL)
+    if final is not None:
+        metadata["exact_set_match"] = dg.MetadataValue.float(round(final.overall.exact_set_match, DIGITS))
+        metadata["micro_label_f1"] = dg.MetadataValue.float(round(final.overall.micro_f1, DIGITS))
+        metadata["invalid_output_rate"] = dg.MetadataValue.float(round(final.overall.invalid_output_rate, DIGITS))
+    metadata["cohorts"] = dg.MetadataValue.md(
+        f"{run.cohorts['note']}\n\n| Cohort | Rows | Problems |\n| --- | ---: | ---: |\n"
+        + "\n".join(f"| {c} | {run.cohorts[c]['rows']} | {len(run.cohorts[c]['problems'])} |" for c in (SELECTION, FINAL))
+    )
+    metadata["wrong_examples"] = sum(not example["exact"] for example in run.examples)
+    metadata["error_report"] = dg.MetadataValue.path(str(error_report))
+    if error_report.is_absolute():
+        metadata["error_report_link"] = dg.MetadataValue.url(error_report.as_uri())
     return metadata

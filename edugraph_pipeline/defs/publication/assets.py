@@ -11,11 +11,11 @@ import dagster as dg
 
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import ontology_partitions
+from edugraph_pipeline.defs.publication.outcome import nothing_to_publish, published
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
 from edugraph_pipeline.evaluation.gate import passed_evaluation
 from edugraph_pipeline.publishing import (
     AdapterLineage,
-    PublicationError,
     PublicationLineage,
     project_code_version,
     publish_dataset_folder,
@@ -93,8 +93,7 @@ def publication_lineage(store: ArtifactStore, tag: str, repo_id: str, hub: HubPu
 )
 @reported_as_failure
 def hf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher):
-    if not hub.repo_id:
-        context.log.warning("EDUGRAPH_HF_REPO is not set: nothing is published")
+    if nothing_to_publish(context, hub.repo_id, layout.MERGED_MODEL):
         return
     store = artifact_store.store()
     tag = release_of(store, layout.MERGED_MODEL)
@@ -102,8 +101,10 @@ def hf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactSt
     evaluation = passed_evaluation(store, model_version(folder))
     lineage = publication_lineage(store, tag, hub.repo_id, hub)
     card = render_model_card(lineage, card_evaluation(evaluation))
-    try:
-        result = publish_folder(
+    yield published(
+        context,
+        hub.repo_id,
+        lambda: publish_folder(
             folder,
             hub.repo_id,
             token=hub.token,
@@ -111,34 +112,23 @@ def hf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactSt
             private=hub.is_private,
             commit_message=f"EduGraph labeller for ontology {tag}",
             extra_files={"README.md": card, CARD_LINEAGE_FILE: lineage.to_json()},
-        )
-    except PublicationError as error:
-        raise dg.Failure(f"publishing {hub.repo_id} failed: {error}") from error
-    context.log.info(f"{hub.repo_id}: {'new commit' if result.created_commit else 'unchanged'} {result.commit_id}")
-    yield dg.MaterializeResult(
-        metadata={
-            "repo_id": hub.repo_id,
-            "url": dg.MetadataValue.url(result.url),
-            "commit_id": result.commit_id,
-            "created_commit": result.created_commit,
-            "files": len(result.files),
-            "ontology_version": tag,
-            "source_commit": lineage.ontology_commit,
-            "content_version": lineage.content_hash or "",
-            "model_card": dg.MetadataValue.md(card),
-        },
-        data_version=dg.DataVersion(result.commit_id),
+        ),
+        ontology_version=tag,
+        source_commit=lineage.ontology_commit,
+        content_version=lineage.content_hash or "",
+        model_card=dg.MetadataValue.md(card),
     )
 
 
 def _publish_dataset(context, store: ArtifactStore, hub: HubPublisher, asset: str, repo_id: str | None, title: str):
     tag = context.partition_key
-    if not repo_id:
-        context.log.warning(f"no Hub repository configured for {asset} (set EDUGRAPH_HF_REPO): nothing is published")
+    if nothing_to_publish(context, repo_id, asset):
         return
     lineage = store.lineage(asset, tag)
-    try:
-        result = publish_dataset_folder(
+    yield published(
+        context,
+        repo_id,
+        lambda: publish_dataset_folder(
             layout.DatasetFiles(store.asset_dir(asset, tag)).dataset,
             repo_id,
             token=hub.token,
@@ -147,18 +137,8 @@ def _publish_dataset(context, store: ArtifactStore, hub: HubPublisher, asset: st
             commit_message=f"{title} for ontology {tag}",
             pretty_name=title,
             lineage=lineage,
-        )
-    except PublicationError as error:
-        raise dg.Failure(f"publishing {repo_id} failed: {error}") from error
-    yield dg.MaterializeResult(
-        metadata={
-            "repo_id": repo_id,
-            "url": dg.MetadataValue.url(result.url),
-            "commit_id": result.commit_id,
-            "created_commit": result.created_commit,
-            "ontology_version": tag,
-        },
-        data_version=dg.DataVersion(result.commit_id),
+        ),
+        ontology_version=tag,
     )
 
 

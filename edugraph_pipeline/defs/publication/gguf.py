@@ -3,6 +3,7 @@
 import dagster as dg
 
 from edugraph_pipeline.defs.failures import reported_as_failure
+from edugraph_pipeline.defs.publication.outcome import nothing_to_publish, published
 from edugraph_pipeline.defs.resources import ArtifactStoreResource, HubPublisher
 from edugraph_pipeline.evaluation.gate import passed_evaluation
 from edugraph_pipeline.storage import layout
@@ -22,10 +23,8 @@ from edugraph_pipeline.storage.layout import current_model_folder, model_version
 def gguf_publication(context: dg.AssetExecutionContext, artifact_store: ArtifactStoreResource, hub: HubPublisher):
     from edugraph_pipeline.gguf.convert import MANIFEST
     from edugraph_pipeline.gguf.publish import gguf_repo_id, publish_gguf
-    from edugraph_pipeline.publishing import PublicationError
 
-    if not hub.repo_id:
-        context.log.warning("EDUGRAPH_HF_REPO is not set: nothing is published")
+    if nothing_to_publish(context, hub.repo_id, layout.GGUF_MODEL):
         return
     store = artifact_store.store()
     folder = store.asset_dir(layout.GGUF_MODEL)
@@ -42,24 +41,14 @@ def gguf_publication(context: dg.AssetExecutionContext, artifact_store: Artifact
     tag = merged["ontology_version"]
     passed_evaluation(store, current)
     repo_id = gguf_repo_id(hub.repo_id)
-    try:
-        result = publish_gguf(
+    yield published(
+        context,
+        repo_id,
+        lambda: publish_gguf(
             store.current(layout.GGUF_MODEL), repo_id, hub.token, hub.endpoint, base_repo=hub.repo_id,
             private=hub.is_private,
             commit_message=f"EduGraph labeller GGUF {gguf.get('quant')} for ontology {tag}",
-        )
-    except PublicationError as error:
-        raise dg.Failure(f"publishing {repo_id} failed: {error}") from error
-    context.log.info(f"{repo_id}: {'new commit' if result.created_commit else 'unchanged'} {result.commit_id}")
-    yield dg.MaterializeResult(
-        metadata={
-            "repo_id": repo_id,
-            "url": dg.MetadataValue.url(result.url),
-            "commit_id": result.commit_id,
-            "created_commit": result.created_commit,
-            "files": len(result.files),
-            "quant": gguf.get("quant") or "",
-            "ontology_version": tag,
-        },
-        data_version=dg.DataVersion(result.commit_id),
+        ),
+        quant=gguf.get("quant") or "",
+        ontology_version=tag,
     )

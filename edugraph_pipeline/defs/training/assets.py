@@ -19,7 +19,7 @@ import dagster as dg
 
 from edugraph_pipeline import settings
 from edugraph_pipeline.defs.failures import reported_as_failure
-from edugraph_pipeline.defs.partitions import newest_release_dep
+from edugraph_pipeline.defs.partitions import newest_release_dep, release_to_learn_from
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.defs.training.launchers import TrainingLauncher
 from edugraph_pipeline.defs.training.launchers.retry import PREEMPTION_RETRY_POLICY, retried_on_preemption_only
@@ -54,6 +54,14 @@ def lineage_version(store: ArtifactStore, asset: str, partition: str | None) -> 
         return str(lineage["content_sha256"])[:16]
     stable = {k: v for k, v in lineage.items() if k != "created_at"}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def has_artifact(store: ArtifactStore, asset: str, partition: str | None) -> bool:
+    try:
+        store.lineage(asset, partition)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def resolve_base_model(store: ArtifactStore, choice: TrainingChoice) -> dict:
@@ -258,7 +266,11 @@ def _train_stage_asset(
     knowledge_adapter: str | None,
     extra_metadata: dict,
 ) -> dg.MaterializeResult:
-    tag = context.asset_partition_key_for_input(dataset_asset)
+    # Both stages learn from the newest ontology release that has worksheet content (not always the newest one).
+    tag = release_to_learn_from(
+        context.instance, lambda release: has_artifact(store, layout.WORKSHEET_DATASET, release),
+        newest=context.asset_partition_key_for_input(dataset_asset),
+    )
     base = resolve_base_model(store, choice)
     dataset_path = store.asset_dir(dataset_asset, tag) / layout.DATASET_FOLDER
     if not dataset_path.exists():

@@ -2,7 +2,9 @@
 
 Partitioned like `ontology_release`, so every dataset is bound to exactly one release of the concepts that
 label it; the content release comes from the `content_source` resource (and the run tag the content sensor
-sets, when it names one release of a series).
+sets, when it names one release of a series). A `vX.Y.Z-NN` content release is built for ontology release
+`vX.Y.Z` and is only ever validated against that partition. A release held to the ingestion contract
+(`worksheets.contract`) that breaks it fails with every problem reported, and nothing is published.
 """
 
 
@@ -23,9 +25,11 @@ from edugraph_pipeline.defs.resources import ArtifactStoreResource
 from edugraph_pipeline.defs.worksheets.resources import ContentSource
 from edugraph_pipeline.defs.worksheets.sensors import CONTENT_RELEASE_TAG
 from edugraph_pipeline.ontology.model import Ontology
+from edugraph_pipeline.releases import bound_ontology_version
 from edugraph_pipeline.storage import layout
 from edugraph_pipeline.storage.layout import DATASET_FOLDER, SUMMARY_FILE, load_ontology
 from edugraph_pipeline.worksheets.content_release import ContentSourceError
+from edugraph_pipeline.worksheets.contract import ReleaseRejected, contract_problems, enforce, problem_table
 from edugraph_pipeline.worksheets.dataset import (
     DatasetSummary,
     build_dataset,
@@ -33,6 +37,8 @@ from edugraph_pipeline.worksheets.dataset import (
     split_overlap,
     unknown_labels_in,
 )
+from edugraph_pipeline.worksheets.hub_source import HubSourceError
+from edugraph_pipeline.worksheets.release_series import pinned_revision, release_name
 
 ASSET = layout.WORKSHEET_DATASET
 CHECK_LABELS_KNOWN = "labels_exist_in_ontology"
@@ -79,6 +85,17 @@ def thumbnails_markdown(split: datasets.Dataset, count: int = 4, width: int = 12
         encoded = base64.b64encode(buffer.getvalue()).decode()
         cells.append(f"![{row['kind']} {row['view']}](data:image/png;base64,{encoded})\n\n`{row['labels']}`")
     return "\n\n".join(cells) or "No rows."
+
+
+def binding_refusal(release: str | None, partition: str) -> str | None:
+    """Why content release `release` (a tag) cannot be labelled against ontology partition `partition`, or None."""
+    bound = bound_ontology_version(release or "")
+    if bound is None or bound == partition:
+        return None
+    return (
+        f"content release {release} is built for ontology release {bound}, not {partition}: a release is validated "
+        f"against the ontology release it was built for only (materialize partition {bound})"
+    )
 
 
 def dataset_checks(dataset: datasets.DatasetDict, ontology: Ontology) -> list[dg.AssetCheckResult]:
@@ -144,12 +161,26 @@ def worksheet_dataset(
     sample_count, sample_seed = content_source.sample_settings(config.sample_count, config.sample_seed)
     if sample_count < 1:
         raise dg.Failure(f"config field 'sample_count'={sample_count}: expected at least 1 image")
+    try:
+        label_field, strict = content_source.rules()
+    except (ValueError, ContentSourceError) as error:
+        raise dg.Failure(f"content source {content_source.display_source}: {error}") from error
     store = artifact_store.store()
     ontology = load_ontology(store, tag)
     release = context.run.tags.get(CONTENT_RELEASE_TAG) if context.run else None
+    try:
+        asked_for = release_name(release) if release else pinned_revision(content_source.source)
+    except HubSourceError as error:
+        raise dg.Failure(f"content source {content_source.display_source}: {error}") from error
+    refusal = binding_refusal(asked_for, tag)
+    if refusal:
+        raise dg.Failure(refusal)
     work_root = store.work_root
     work_root.mkdir(parents=True, exist_ok=True)
-    context.log.info(f"reading content {content_source.display_source}" + (f" release {release}" if release else ""))
+    context.log.info(
+        f"reading content {content_source.display_source}" + (f" release {release}" if release else "")
+        + f" ({'strict' if strict else 'lenient'}, label field {label_field})"
+    )
     with tempfile.TemporaryDirectory(dir=work_root, prefix="worksheets-") as scratch:
         try:
             content = content_source.read(
@@ -157,6 +188,25 @@ def worksheet_dataset(
             )
         except ContentSourceError as error:
             raise dg.Failure(f"content source {content_source.display_source}: {error}") from error
+    refusal = binding_refusal(content.revision, tag)
+    if refusal:
+        raise dg.Failure(refusal)
+    if strict:
+        try:
+            enforce(content, ontology)
+        except ReleaseRejected as error:
+            raise dg.Failure(
+                description=str(error),
+                metadata={
+                    "problems": dg.MetadataValue.md(problem_table(error.problems)),
+                    "num_problems": len(error.problems),
+                    "all_problems": dg.MetadataValue.json([p.to_json() for p in error.problems]),
+                },
+                allow_retries=False,
+            ) from None
+        lenient_problems = 0
+    else:
+        lenient_problems = len(contract_problems(content, ontology))  # skipped and counted, as before
     dataset, summary = build_dataset(
         content.items, ontology, validation_fraction=content_source.validation_fraction,
         seed=sample_seed, skipped=content.skipped, release_splits=content.splits,
@@ -173,12 +223,16 @@ def worksheet_dataset(
         if values:  # kept as the release split them; the splits_disjoint check reports them too
             context.log.warning(f"the release's own splits share {len(values)} {key} values: {values[:5]}")
 
+    bound = bound_ontology_version(content.revision or "")
     lineage = {
         "ontology_version": tag,
         "content_source": content.source,
         "content_version": content.version,
         "content_revision": content.revision,
+        "content_built_for_ontology_version": bound,
         "content_format": content.format,
+        "content_label_field": content.label_field,
+        "content_strict": strict,
         "rows": summary.rows,
         "split_method": summary.split_method,
         "split_seed": sample_seed,
@@ -198,7 +252,11 @@ def worksheet_dataset(
             "content_source": content.source,
             "content_version": content.version,
             "content_revision": content.revision or "",
+            "content_built_for_ontology_version": bound or "",
             "content_format": content.format,
+            "content_label_field": content.label_field or "",
+            "content_strict": strict,
+            "contract_problems_skipped": lenient_problems,
             "split_method": summary.split_method,
             "release_split_overlap": dg.MetadataValue.json(
                 {key: values[:20] for key, values in summary.split_overlap.items()}),
@@ -210,6 +268,7 @@ def worksheet_dataset(
             "label_counts": dg.MetadataValue.md(label_count_table(summary)),
             "unknown_labels": dg.MetadataValue.json(summary.unknown_labels),
             "num_unknown_labels": sum(summary.unknown_labels.values()),
+            "organizational_labels": dg.MetadataValue.json(summary.organizational_labels),
             "num_skipped": len(summary.skipped),
             "skipped_reasons": dg.MetadataValue.json(summary.skipped_reasons),
             "skipped_items": dg.MetadataValue.md(skipped_table(summary)),

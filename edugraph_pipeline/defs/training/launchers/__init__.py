@@ -13,6 +13,7 @@ and every text the launchers copy into logs or error messages goes through ``red
 from __future__ import annotations
 
 from edugraph_pipeline import settings
+from edugraph_pipeline.cloud import accelerators, vm
 from edugraph_pipeline.defs.training.launchers.base import (
     ENTRYPOINT_MODULE,
     LAUNCHER_ENV,
@@ -48,6 +49,10 @@ def _cloud_fields(kind: str) -> dict:
     checked_max_preemptions(settings.integer(MAX_PREEMPTIONS_ENV))
     if settings.setting(ON_DEMAND_AFTER_ENV):
         checked_on_demand_after(settings.integer(ON_DEMAND_AFTER_ENV))
+    if settings.integer("EDUGRAPH_GCP_ACCELERATOR_COUNT") > 0:
+        accelerators.compute_name(settings.setting("EDUGRAPH_GCP_ACCELERATOR"))  # a GPU without bf16 is refused now
+    if kind == "gcp":
+        vm.checked_driver_version(settings.setting(vm.DRIVER_VERSION_ENV))
     return {
         "project": bound("EDUGRAPH_GCP_PROJECT"),
         "bucket": bound("EDUGRAPH_GCS_BUCKET"),
@@ -84,6 +89,7 @@ def launcher_from_settings() -> TrainingLauncher:
             zone=bound("EDUGRAPH_GCP_ZONE"),
             zones=bound("EDUGRAPH_GCP_ZONES"),
             vm_image=bound("EDUGRAPH_GCP_VM_IMAGE"),
+            gpu_driver_version=bound("EDUGRAPH_GCP_GPU_DRIVER_VERSION"),
             network=bound("EDUGRAPH_GCP_NETWORK"),
             subnetwork=bound("EDUGRAPH_GCP_SUBNETWORK", optional=True),
             hf_token_secret=bound("EDUGRAPH_GCP_HF_TOKEN_SECRET", optional=True),

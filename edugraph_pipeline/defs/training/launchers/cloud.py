@@ -25,7 +25,7 @@ import dagster as dg
 from pydantic import Field
 
 from edugraph_pipeline import settings
-from edugraph_pipeline.cloud import gcs
+from edugraph_pipeline.cloud import accelerators, gcs
 from edugraph_pipeline.cloud.work import CloudLayout, Ledger, cost_metadata, job_key, stage_inputs
 from edugraph_pipeline.defs.training.launchers.base import (
     REMOTE_MODULE,
@@ -109,6 +109,11 @@ class CloudLauncher(TrainingLauncher):
         identity: str | None = None,
         store: ArtifactStore | None = None,
     ) -> dg.PipesClientCompletedInvocation:
+        if self.accelerator_count > 0:
+            try:
+                accelerators.compute_name(self.accelerator_type)
+            except ValueError as error:  # before anything is staged or paid for
+                raise StepFailed(str(error)) from None
         storage = gcs.client(self.project)
         attempt = self._begin(context, storage, job, identity, store)
         with gcs_pipes_session(context, storage, attempt, job, interval=self.message_interval_s, env=self.env) as (
@@ -168,6 +173,7 @@ def cloud_staging(job: TrainingJob, layout: CloudLayout, store: ArtifactStore | 
         "store_outputs": [{"path": p, "url": remote.versions_url} for p, remote in publications.items() if remote],
         "scratch": scratch,
         "checkpoints": layout.checkpoints_url if job.config is not None else None,
+        "bases": layout.bases_url if job.config is not None else None,
     }
 
 

@@ -64,7 +64,10 @@ class GcpLauncher(CloudLauncher):
         description="Comma-separated zones to try in order (first preferred; empty: `zone` only). A zone without "
         "capacity or quota (ZONE_RESOURCE_POOL_EXHAUSTED, QUOTA_EXCEEDED) moves the VM to the next.",
     )
-    vm_image: str = settings.default("EDUGRAPH_GCP_VM_IMAGE")
+    vm_image: str = Field(default=settings.default("EDUGRAPH_GCP_VM_IMAGE"),
+                          description="Boot image: a pinned Container-Optimized OS image, moved with the driver.")
+    gpu_driver_version: str = Field(default=settings.default("EDUGRAPH_GCP_GPU_DRIVER_VERSION"),
+                                    description="NVIDIA driver installed on the image (cos-extensions install gpu).")
     network: str = settings.default("EDUGRAPH_GCP_NETWORK")
     subnetwork: str | None = None
     external_ip: bool = True
@@ -83,6 +86,7 @@ class GcpLauncher(CloudLauncher):
         return vm.VmSpec(
             project=self.project, bucket=self.bucket, image=self.image, machine_type=self.machine_type,
             accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count, vm_image=self.vm_image,
+            gpu_driver_version=self.gpu_driver_version,
             boot_disk_gb=self.boot_disk_gb, network=self.network, max_run_hours=self.max_run_hours,
             service_account=self.service_account, subnetwork=self.subnetwork, external_ip=self.external_ip,
             hf_token_secret=self.hf_token_secret, labels=self.labels,

@@ -2,11 +2,14 @@
 in GCS. The job runs ``python -m edugraph_pipeline.training.remote -- <step>`` like the VM does, so staging, the
 Pipes relay, ``status.json`` and the checkpoint sync are the same (`cloud.py`, `training/remote.py`).
 
-Preemption: with ``SPOT`` scheduling Vertex restarts a preempted worker inside the same job
-(``restart_job_on_worker_restart``); the restarted container restores the newest checkpoint synced to GCS and
-continues the Pipes message sequence. A job that ends FAILED or CANCELLED without the step having reported an exit
-status (the worker never came back) is a preemption: `StepPreempted`, retried by the assets' policy with a new job.
-A step that reported a non-zero exit is a `StepFailed` with its own error and log tail, never retried.
+Preemption: Vertex restarts a worker whose spot VM was taken back inside the same job, when it can place it again
+(`cloud/vertex.py` says what Vertex restarts and why the wrapper exits 0 once it has reported); the restarted
+container restores the newest checkpoint synced to GCS and continues the Pipes message sequence. An ended job is
+read by `vertex.job_outcome`: the step's non-zero exit is a `StepFailed` with its own error and log tail; a job
+that ended without a step result because its machine was taken back or none could be had (a stockout, no spot
+capacity in the region) is a `StepPreempted`, retried by the assets' policy with a new job; anything else before
+the step reported (the image pull, IAM, the driver, a job cancelled by hand) is a `StepFailed` with Vertex's
+reason, at once.
 """
 
 from __future__ import annotations
@@ -56,22 +59,18 @@ class VertexLauncher(CloudLauncher):
         bucket = storage.bucket(self.bucket)
         ended = False
         try:
-            state, error = self._wait(context, client, created.name)
+            state, error_code, error = self._wait(context, client, created.name)
             ended = True
             record.ended = time.time()
-            status = read_status(bucket, attempt.layout)
-            preempted = state != vertex.SUCCEEDED and (status is None or status.get("exit_code") is None)
-            record.outcome = PREEMPTED if preempted else SUCCEEDED if state == vertex.SUCCEEDED else FAILED
+            outcome = vertex.job_outcome(state, error_code, error, read_status(bucket, attempt.layout))
+            record.outcome = {vertex.STEP_SUCCEEDED: SUCCEEDED, vertex.INTERRUPTED: PREEMPTED}.get(outcome.kind, FAILED)
             attempt.ledger.write(record)
-            if preempted:
+            if outcome.kind == vertex.INTERRUPTED:
                 count = attempt.interrupted + 1
-                message = (
-                    f"Vertex AI job {created.name} ended {state} without a step result: "
-                    f"preemption {count} of {attempt.limit}"
-                )
-                attempt.preempted(context, message, "job", detail=error)
-            if state != vertex.SUCCEEDED or (status or {}).get("exit_code") != 0:
-                raise StepFailed(self._failure_report(bucket, created.name, attempt.layout.run_root, state, error, status))
+                message = f"Vertex AI job {created.name} {outcome.reason}: preemption {count} of {attempt.limit}"
+                attempt.preempted(context, message, "job")
+            if outcome.kind != vertex.STEP_SUCCEEDED:
+                raise StepFailed(self._failure_report(bucket, created.name, attempt.layout.run_root, state, outcome))
         finally:
             if not ended:  # run termination or an error while waiting: stop paying for the machine
                 try:
@@ -80,7 +79,8 @@ class VertexLauncher(CloudLauncher):
                 except Exception as cancel_error:  # noqa: BLE001 - reported, the original error wins
                     context.log.error(f"Could not cancel {created.name}: {cancel_error}; cancel it by hand")
 
-    def _wait(self, context, client, name: str) -> tuple[str, str | None]:
+    def _wait(self, context, client, name: str) -> tuple[str, int, str]:
+        """The ended job's state, ``error.code`` and ``error.message`` (0 and "" without an error)."""
         deadline = time.monotonic() + self.max_run_hours * 3600 + 1800
         last = None
         while True:
@@ -90,18 +90,14 @@ class VertexLauncher(CloudLauncher):
                 context.log.info(f"Vertex AI job {name}: {state}")
                 last = state
             if state in vertex.ENDED:
-                return state, current.error.message or None
+                return state, int(current.error.code), current.error.message
             if time.monotonic() > deadline:
                 client.cancel_custom_job(name=name)
-                return "JOB_STATE_CANCELLED", f"timed out after {self.max_run_hours} h"
+                return "JOB_STATE_CANCELLED", 0, f"cancelled by the launcher: no end after {self.max_run_hours} h"
             time.sleep(self.poll_interval_s)
 
-    def _failure_report(self, bucket, name: str, run_root: str, state: str, error, status) -> str:
-        parts = [f"Training step in Vertex AI job {name} failed: {state}"]
-        if status:
-            parts[0] += f", exit code {status.get('exit_code')}" + (f" {status['error']}" if status.get("error") else "")
-        if error:
-            parts.append(f"Vertex AI: {error}")
+    def _failure_report(self, bucket, name: str, run_root: str, state: str, outcome: vertex.JobOutcome) -> str:
+        parts = [f"Training step in Vertex AI job {name} failed: {state}, {outcome.reason}"]
         tail = text_tail(bucket, f"{run_root}/{STEP_LOG}", LOG_TAIL_LINES)
         if tail is not None:
             parts.append(f"--- step log (gs://{self.bucket}/{run_root}/{STEP_LOG}, last lines) ---\n{tail}")
