@@ -28,12 +28,12 @@ from edugraph_pipeline.defs.model.assets import GATE_CHECK
 from edugraph_pipeline.defs.ontology.resources import OntologyRepository
 from edugraph_pipeline.defs.partitions import ontology_partitions, sync_release_partitions
 from edugraph_pipeline.defs.pipeline.jobs import full_pipeline_job
-from edugraph_pipeline.defs.pipeline.progress import ProgressPrinter, clock
+from edugraph_pipeline.defs.pipeline.progress import ProgressPrinter, RunTimeline, clock
 from edugraph_pipeline.defs.pipeline.summary import print_summary
 from edugraph_pipeline.defs.resources import HUB_REPO_VARIABLES
 from edugraph_pipeline.publishing import HubTargets
 from edugraph_pipeline.releases import ReleaseSourceError
-from edugraph_pipeline.storage import layout
+from edugraph_pipeline.storage import layout, open_store
 
 ONTOLOGY_REPO_VARIABLE = "EDUGRAPH_ONTOLOGY_REPO"
 RUN_TAG, RUN_TAG_VALUE = "edugraph/launched_by", "edugraph run"  # marks the runs of this command in the UI
@@ -136,56 +136,83 @@ def run_pipeline(
         error(f"error: {refused}")
         return 2
     home.mkdir(parents=True, exist_ok=True)
-    instance = dg.DagsterInstance.from_config(str(home))
-    for run_id in release_killed_runs(instance):
-        write(f"run {run_id} of an earlier `edugraph run` was killed: marked failed, its pool slot freed")
-    added = sync_release_partitions(instance, tags)  # as `edugraph releases sync`
-    # The newest release is the last partition: the one the model assets learn from (`newest_release_dep`).
-    tag = instance.get_dynamic_partitions(ontology_partitions.name)[-1]
-    selection = whole_graph(definitions)
-    names = [key.to_user_string() for key in selection]
-    choice = {name: settings.setting(name) for name in ("EDUGRAPH_MODEL", "EDUGRAPH_RUN_MODE", "EDUGRAPH_TRAINING_LAUNCHER")}
-    write(
-        f"edugraph run: ontology {tag} (newest of {len(tags)} releases of {repository.display_remote}"
-        f"{'; ' + str(len(added)) + ' new partition(s)' if added else ''}), profile {choice['EDUGRAPH_MODEL']}, "
-        f"run mode {choice['EDUGRAPH_RUN_MODE']}, launcher {choice['EDUGRAPH_TRAINING_LAUNCHER']}, "
-        f"content {settings.setting('EDUGRAPH_CONTENT_SOURCE')}"
-    )
-    write(f"Dagster instance {home} (the run shows in `dagster dev`); {len(names)} assets: {', '.join(names)}")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for run_id in release_killed_runs(instance):
+            write(f"run {run_id} of an earlier `edugraph run` was killed: marked failed, its pool slot freed")
+        added = sync_release_partitions(instance, tags)  # as `edugraph releases sync`
+        # The newest release is the last partition: the one the model assets learn from (`newest_release_dep`).
+        tag = instance.get_dynamic_partitions(ontology_partitions.name)[-1]
+        selection = whole_graph(definitions)
+        write(
+            f"edugraph run: ontology {tag} (newest of {len(tags)} releases of {repository.display_remote}"
+            f"{f'; {len(added)} new partition(s)' if added else ''}), profile {settings.setting('EDUGRAPH_MODEL')}, "
+            f"run mode {settings.setting('EDUGRAPH_RUN_MODE')}, launcher {settings.setting('EDUGRAPH_TRAINING_LAUNCHER')}"
+            f", content {settings.setting('EDUGRAPH_CONTENT_SOURCE')}"
+        )
+        write(f"Dagster instance {home} (the run shows in `dagster dev`); {len(selection)} assets: "
+              f"{', '.join(key.to_user_string() for key in selection)}")
+        timeline = execute(definitions, instance, tag, selection, write)
+        return report(timeline, instance=instance, home=home, tag=tag, selection=selection, write=write, error=error)
+
+
+def execute(
+    definitions: dg.Definitions,
+    instance: dg.DagsterInstance,
+    tag: str,
+    selection: list[dg.AssetKey],
+    write: Callable[[str], None],
+) -> RunTimeline:
+    """One run of the implicit asset job (what `dagster asset materialize` runs) in this process, its progress
+    printed as it goes; returns its timeline."""
     run_id = str(uuid.uuid4())
     job = definitions.resolve_implicit_global_asset_job_def()
     with ProgressPrinter(instance, run_id, write) as progress, warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # Dagster's own notes on its Pipes internals
-        result = job.execute_in_process(
+        job.execute_in_process(
             run_config=QUIET_CONSOLE,
             instance=instance,
             partition_key=tag,
             asset_selection=selection,
             run_id=run_id,
-            tags={RUN_TAG: RUN_TAG_VALUE, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
+            tags={
+                **full_pipeline_job.tags,  # the GPU tag: queued runs that train wait for this one
+                RUN_TAG: RUN_TAG_VALUE,
+                PID_TAG: str(os.getpid()),
+                HOST_TAG: socket.gethostname(),
+            },
             raise_on_error=False,
         )
-    timeline = progress.timeline
+    return progress.timeline
+
+
+def report(
+    timeline: RunTimeline,
+    *,
+    instance: dg.DagsterInstance,
+    home: Path,
+    tag: str,
+    selection: list[dg.AssetKey],
+    write: Callable[[str], None],
+    error: Callable[[str], None],
+) -> int:
+    """The summary of a run that built and evaluated the model (its gate may have failed), or what failed."""
     evaluation = timeline.steps.get(layout.MODEL_EVALUATION)
     gate_failed = evaluation is not None and evaluation.checks.get(GATE_CHECK) is False
     failed = [t for t in timeline.steps.values() if t.outcome == "failed" and not (t is evaluation and gate_failed)]
     if failed or not (evaluation and evaluation.materialized):
         for timing in failed:
             error(f"error: {timing.step} failed: {timing.failure}")
-        error(f"error: run {run_id} failed after {clock(timeline.seconds or 0)} (success: {result.success}); its "
-              f"events: DAGSTER_HOME={home} dagster dev, then the run's page")
+        error(f"error: run {timeline.run_id} failed after {clock(timeline.seconds or 0)}; its events: "
+              f"DAGSTER_HOME={home} dagster dev, then the run's page")
         return 1
-    from edugraph_pipeline.storage import open_store
-
     print_summary(
         write,
         instance=instance,
         home=home,
         store=open_store(settings.data_location(), cache_dir=settings.cache_dir()),
         tag=tag,
-        assets=names,
+        assets=[key.to_user_string() for key in selection],
         timeline=timeline,
-        lineage_asset=layout.HF_PUBLICATION if layout.HF_PUBLICATION in names else layout.MERGED_MODEL,
     )
     if gate_failed:
         error(f"error: the merged model failed its evaluation gate ({GATE_CHECK}, table above): it is built, but "

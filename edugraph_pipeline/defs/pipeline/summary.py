@@ -61,7 +61,11 @@ def example_section(store: ArtifactStore, tag: str) -> list[str]:
     ]
 
 
-def lineage_section(instance: dg.DagsterInstance, asset: str) -> list[str]:
+def lineage_section(instance: dg.DagsterInstance, timeline: RunTimeline) -> list[str]:
+    """The chain behind what this run published, or behind the merged model when it published nothing (what
+    `edugraph lineage` shows)."""
+    published = timeline.steps.get(layout.HF_PUBLICATION)
+    asset = layout.HF_PUBLICATION if published is not None and published.materialized else layout.MERGED_MODEL
     return [f"Lineage of {asset} (edugraph lineage):", render(lineage(instance, asset))]
 
 
@@ -90,13 +94,12 @@ def print_summary(
     tag: str,
     assets: list[str],
     timeline: RunTimeline,
-    lineage_asset: str,
 ) -> None:
     for section in (
         artifacts_section(store, assets, tag),
         evaluation_section(store),
         example_section(store, tag),
-        lineage_section(instance, lineage_asset),
+        lineage_section(instance, timeline),
         timings_section(timeline),
         ui_section(home),
     ):
