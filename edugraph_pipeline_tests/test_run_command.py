@@ -103,3 +103,11 @@ def test_an_unreachable_ontology_remote_fails_at_once_naming_the_variable(fresh_
     assert f"error: EDUGRAPH_ONTOLOGY_REPO={remote} cannot be reached" in err
     assert "export EDUGRAPH_ONTOLOGY_REPO=" in err  # how to point it at a local mirror
     assert not (fresh_clone / "storage").exists() and not (fresh_clone / "out").exists()  # nothing written
+
+
+def test_a_malformed_setting_fails_before_the_run_naming_it(fresh_clone, ontology_remote, monkeypatch, capsys):
+    monkeypatch.setenv("EDUGRAPH_ONTOLOGY_REPO", str(ontology_remote))
+    monkeypatch.setenv("EDUGRAPH_SAMPLE_COUNT", "two hundred")
+    assert cli.main(["run"]) == 2
+    assert "error: EDUGRAPH_SAMPLE_COUNT='two hundred': expected an integer" in capsys.readouterr().err
+    assert not (fresh_clone / "storage").exists()  # no run was started

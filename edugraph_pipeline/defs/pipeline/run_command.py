@@ -93,6 +93,16 @@ def release_tags(repository: OntologyRepository) -> list[str]:
     return tags
 
 
+def setting_error(failure: BaseException) -> BaseException | None:
+    """The refusal or bad setting behind `failure` (the code location's loader wraps a resource's ValueError, which
+    names the variable, in its own error), or None for anything else."""
+    while failure is not None:
+        if isinstance(failure, (RunRefused, ValueError)):
+            return failure
+        failure = failure.__cause__ or failure.__context__
+    return None
+
+
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -132,8 +142,11 @@ def run_pipeline(
         repository = OntologyRepository.from_settings()
         tags = release_tags(repository)  # first: an unreachable remote fails before anything is written
         definitions = load_definitions()  # binds the resources from the settings: a bad setting fails here, named
-    except (RunRefused, ValueError) as refused:
-        error(f"error: {refused}")
+    except Exception as refused:  # noqa: BLE001 - only our own refusals and bad settings are reported, see below
+        cause = setting_error(refused)
+        if cause is None:
+            raise
+        error(f"error: {cause}")
         return 2
     home.mkdir(parents=True, exist_ok=True)
     with dg.DagsterInstance.from_config(str(home)) as instance:
