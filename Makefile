@@ -1,15 +1,21 @@
-# `make setup` builds .venv from the lock file; `make test` runs the test suite (what CI runs).
+# `make setup` builds .venv from the lock file; `make run` builds the whole pipeline for the newest ontology release
+# (offline: EDUGRAPH_ONTOLOGY_REPO=<local mirror>); `make test` runs the test suite (what CI runs).
 PYTHON ?= python3.11
 VENV := .venv
 PIP := $(VENV)/bin/python -m pip
 
-.PHONY: setup test lint lock bench
+.PHONY: setup run test lint lock bench
 
 setup:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.lock
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+
+# The whole graph on the defaults (tiny profile, local launcher, sample content) in the Dagster instance of this folder
+# (DAGSTER_HOME, default: here, with ./dagster.yaml), then the artifacts, evaluation, an example, lineage, UI hint.
+run:
+	$(VENV)/bin/edugraph run
 
 PYTEST_ARGS ?=
 

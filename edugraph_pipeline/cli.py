@@ -12,7 +12,7 @@ def _releases(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from edugraph_pipeline.defs.ontology.resources import OntologyRepository
-    from edugraph_pipeline.defs.partitions import ontology_partitions
+    from edugraph_pipeline.defs.partitions import sync_release_partitions
     from edugraph_pipeline.releases import ReleaseSourceError
 
     repository = OntologyRepository.from_settings()
@@ -25,13 +25,16 @@ def _releases(args: argparse.Namespace) -> int:
         for tag in tags:
             print(f"{tag.name}\t{tag.commit}")
         return 0
-    instance = dg.DagsterInstance.get()
-    known = set(instance.get_dynamic_partitions(ontology_partitions.name))
-    new = [tag.name for tag in tags if tag.name not in known]
-    if new:
-        instance.add_dynamic_partitions(ontology_partitions.name, new)
+    new = sync_release_partitions(dg.DagsterInstance.get(), [tag.name for tag in tags])
     print(f"{len(new)} new ontology release partition(s) added, {len(tags)} known: {', '.join(new) or '-'}")
     return 0
+
+
+def _run(_args: argparse.Namespace) -> int:
+    from edugraph_pipeline.definitions import defs
+    from edugraph_pipeline.defs.pipeline.run_command import run_pipeline
+
+    return run_pipeline(defs, write=lambda line: print(line, flush=True))
 
 
 DEFAULT_LINEAGE_ASSETS = ("hf_publication", "merged_model")
@@ -68,6 +71,13 @@ def _settings(_args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edugraph", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    whole_run = commands.add_parser(
+        "run",
+        help="build the whole graph for the newest ontology release in the Dagster instance ($DAGSTER_HOME, default: "
+        "the current directory) and print the artifacts, the evaluation, an example, the lineage and how to open the UI",
+    )
+    whole_run.set_defaults(run=_run)
 
     releases = commands.add_parser("releases", help="ontology release tags of EDUGRAPH_ONTOLOGY_REPO")
     releases.add_argument(

@@ -350,10 +350,14 @@ def data_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    configured = setting("EDUGRAPH_CACHE_DIR")
+    return cache_dir_for(data_location(), setting("EDUGRAPH_CACHE_DIR"))
+
+
+def cache_dir_for(location: str, configured: str = "") -> Path:
+    """The cache dir of the data store at `location`: `configured` when given, else ``<location>/.cache`` for a
+    folder, or the per-user mirror of an object store (`store_cache_dir`)."""
     if configured:
         return Path(configured).expanduser().resolve()
-    location = data_location()
     return store_cache_dir(location) if url_scheme(location) else Path(location) / ".cache"
 
 

@@ -21,6 +21,15 @@ def newest_release_dep(asset: str) -> dg.AssetDep:
     return dg.AssetDep(asset, partition_mapping=dg.LastPartitionMapping())
 
 
+def sync_release_partitions(instance: dg.DagsterInstance, tags: list[str]) -> list[str]:
+    """Add a partition for every release tag (in release order) the instance does not know yet; returns those."""
+    known = set(instance.get_dynamic_partitions(ontology_partitions.name))
+    new = [tag for tag in tags if tag not in known]
+    if new:
+        instance.add_dynamic_partitions(ontology_partitions.name, new)
+    return new
+
+
 def release_to_learn_from(instance: dg.DagsterInstance, has_content: Callable[[str], bool], newest: str) -> str:
     """The ontology release the model assets train on: the newest release (the last partition added) that has
     worksheet content. Content releases are built for one ontology release (`vX.Y.Z-NN`), so the newest ontology

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from edugraph_pipeline import settings
 from edugraph_pipeline.defs.failures import reported_as_failure
 from edugraph_pipeline.defs.partitions import newest_release_dep, release_to_learn_from
 from edugraph_pipeline.defs.resources import ArtifactStoreResource
@@ -34,6 +35,7 @@ from edugraph_pipeline.defs.training.training_metadata import adapter_metadata, 
 from edugraph_pipeline.storage import UNPARTITIONED, ArtifactStore, layout
 from edugraph_pipeline.training.job import TINY_BASE, TrainingJob
 from edugraph_pipeline.training.profiles import TINY, stage_config
+from edugraph_pipeline.training.tiny_model.base_cache import TinyBaseCache
 
 GPU_POOL = "gpu-training"  # dagster.yaml limits this pool to one step at a time
 TRAINING_KINDS = {"pytorch", "huggingface"}
@@ -194,16 +196,17 @@ def base_model(
 
     files = layout.base_model(store)
     job = TrainingJob(stage=TINY_BASE, mode=choice.run_mode)
-    identity = job.identity({})
+    cache = TinyBaseCache(settings.cache_dir_for(store.location, artifact_store.cache_dir), choice.run_mode)
+    identity = job.identity({"tiny_base": cache.key})  # the key changes with the tiny model's code and config
     metrics = reusable_result(store, layout.BASE_MODEL, identity)
     workdir = work_dir_for(store, layout.BASE_MODEL, None, job)
     if metrics is not None:
         context.log.info(f"tiny base of {metrics['reused_from']} was built by the same job: not pretraining again")
     else:
-        lineage = {**choice.as_record(), "job_identity": identity}
+        lineage = {**choice.as_record(), "job_identity": identity, "tiny_base_key": cache.key}
         with store.publish(layout.BASE_MODEL, None, lineage) as staging:
-            metrics = run_training_job(
-                context, training_launcher, _placed(job, staging, workdir), workdir, staging, identity, store
+            metrics = _pretrained_tiny_base(
+                context, training_launcher, store, cache, job, staging, workdir, identity
             )
             record = {
                 "profile": TINY,
@@ -227,6 +230,29 @@ def base_model(
         },
         data_version=dg.DataVersion(str(metrics.get("data_version"))),
     )
+
+
+def _pretrained_tiny_base(
+    context: dg.AssetExecutionContext,
+    launcher: TrainingLauncher,
+    store: ArtifactStore,
+    cache: TinyBaseCache,
+    job: TrainingJob,
+    staging: Path,
+    workdir: Path,
+    identity: str,
+) -> dict:
+    """The tiny base in `staging`: copied from the cache when this code and config built it before, else pretrained
+    through the launcher and kept in the cache."""
+    cached = cache.lookup()
+    if cached is None:
+        metrics = run_training_job(context, launcher, _placed(job, staging, workdir), workdir, staging, identity, store)
+        cache.save(staging / layout.MODEL_FOLDER, metrics)
+        return metrics
+    context.log.info(f"tiny base {cache.key} from the cache ({cache.folder}): the same code and config built it")
+    cache.restore(staging / layout.MODEL_FOLDER)
+    (staging / layout.JOB_RESULT_FILE).write_text(json.dumps(cached, indent=2), encoding="utf-8")
+    return {**cached, "reused_from": str(cache.folder)}
 
 
 def _train_stage_asset(
