@@ -18,9 +18,13 @@ run:
 	$(VENV)/bin/edugraph run
 
 PYTEST_ARGS ?=
+# Two workers (pytest-xdist), one test file per worker at a time so a file's module fixtures are built once; the ten
+# slowest tests are listed at the end.
+TEST_WORKERS ?= 2
 
 test:
-	$(VENV)/bin/python -m pytest edugraph_pipeline_tests -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest edugraph_pipeline_tests -m "not slow" -n $(TEST_WORKERS) --dist loadfile \
+		--durations=10 $(PYTEST_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check edugraph_pipeline edugraph_pipeline_tests bench

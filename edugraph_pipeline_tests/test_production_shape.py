@@ -31,7 +31,7 @@ PIPELINE = [
     "merged_model", "model_evaluation", "hf_publication",
 ]
 RELAXED_GATE = {"ops": {"model_evaluation": {"config": {
-    "gate_profile": "tiny", "limit": 2, "batch_size": 2,
+    "gate_profile": "tiny", "limit": 2, "batch_size": 2, "max_new_tokens": 24,  # random weights: never an early stop
     "thresholds": {"min_json_valid_rate": 0.0, "min_labels_valid_rate": 0.0, "min_baseline_margin": -1.0},
 }}}}
 

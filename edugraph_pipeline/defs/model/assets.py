@@ -90,6 +90,7 @@ class EvaluationConfig(dg.Config):
     thresholds: dict[str, float] = {}  # overrides of single thresholds, e.g. {"min_exact_match": 0.5}
     batch_size: int = 8
     limit: int = 0  # > 0: evaluate only the first rows of the split
+    max_new_tokens: int = 0  # > 0: the answer budget per image (0: the classifier's default); checks of the path only
     selection_fraction: float = 0.25  # share of validation problems in the selection cohort (the gate scores the rest)
 
 
@@ -131,7 +132,8 @@ def model_evaluation(
     trained_profile = store.lineage(layout.TRAINED_ADAPTER).get("profile")
     profile = config.gate_profile or ("tiny" if trained_profile == TINY else "production")
     thresholds = gate_thresholds(profile, config.thresholds or None)
-    classifier = Classifier.from_folder(folder)
+    budget = {"max_new_tokens": config.max_new_tokens} if config.max_new_tokens > 0 else {}
+    classifier = Classifier.from_folder(folder, **budget)
     run = evaluate_model(
         classifier, dataset, split="validation", batch_size=config.batch_size, limit=config.limit or None,
         thresholds=thresholds, selection_fraction=config.selection_fraction,
