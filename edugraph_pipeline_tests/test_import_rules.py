@@ -17,7 +17,7 @@ ALLOWED_IN_DOMAIN = {"dagster_pipes"}  # the training step reports through Pipes
 # Every top-level module or package of the product, lowest layer first. A unit may import its own layer and the
 # layers below, never one above; units of one layer may import each other as long as no circle forms.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "settings", "redaction", "prompts", "charts"),  # the root package (imports nothing); values, text
+    ("__init__", "settings", "redaction", "commits", "prompts", "charts"),  # the root package (imports nothing); values
     ("ontology", "cloud", "releases", "llama_cpp_build"),   # the ontology model, Google Cloud, git releases, llama.cpp
     ("labels", "storage", "knowledge"),                     # label text, the artifact store, KI generation
     ("worksheets", "evaluation", "inference", "training", "publishing", "gguf"),  # the domain

@@ -133,8 +133,8 @@ PROFILES: dict[str, ModelProfile] = {
         # Caps that keep the first `make run` within minutes on 2 CPU cores (bench/pipeline_time.py): 1,380 stage-2
         # steps (30 epochs of 200 sample images) took 503 s of a 674 s run for exact match 0.35; the CI learning test
         # shows 200 steps already beat the majority baseline.
-        knowledge_max_steps=300,
-        worksheet_max_steps=300,
+        knowledge_max_steps=200,
+        worksheet_max_steps=600,
     ),
     "2b": ModelProfile(
         name="2b",

@@ -10,15 +10,14 @@ cannot resolve fails naming the repository and the revision.
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
+from edugraph_pipeline.commits import checked_commit
 from edugraph_pipeline.redaction import redact
 from edugraph_pipeline.storage import file_sha256
 
 FOLDER_HASH_PREFIX = "sha256:"
 HUB_REVISION = "main"  # what a Hub base model is pinned from
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class RevisionError(RuntimeError):
@@ -56,18 +55,9 @@ def resolve_revision(model_id: str, endpoint: str | None = None) -> str:
             f"base model {model_id!r}@{HUB_REVISION}: cannot resolve its Hub commit ({detail}). Check the repo id, "
             f"HF_ENDPOINT and HF_TOKEN, or point EDUGRAPH_BASE_MODEL at a local folder."
         ) from None
-    return _checked_commit(model_id, HUB_REVISION, info.sha)
+    return checked_commit(f"base model {model_id!r}@{HUB_REVISION}", info.sha, RevisionError)
 
 
-def _checked_commit(model_id: str, revision: str, commit: str | None) -> str:
-    if not commit:
-        raise RevisionError(f"base model {model_id!r}@{revision}: the Hub answered without a commit sha")
-    if not _COMMIT.match(commit):
-        raise RevisionError(
-            f"base model {model_id!r}@{revision}: the Hub answered {commit[:80]!r}, not a commit sha (40 lowercase hex "
-            "digits)"
-        )
-    return commit
 
 
 def pinned_folder(model_id: str, revision: str | None, endpoint: str | None = None) -> str:

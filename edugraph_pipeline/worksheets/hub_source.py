@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
+from edugraph_pipeline.commits import checked_commit, is_commit_sha
 from edugraph_pipeline.redaction import redact
 from edugraph_pipeline.releases import content_tag_key, is_content_tag
 from edugraph_pipeline.worksheets.archive import MAX_TOTAL_BYTES
@@ -39,7 +40,6 @@ MAX_SNAPSHOT_BYTES = MAX_TOTAL_BYTES  # a Hub release may hold what an archive r
 # The images a release may hold (content decides the format later; this only keeps other files off the wire).
 IMAGE_SUFFIXES = ("png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff")
 _SOURCE = re.compile(r"^hf://datasets/(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[^@\s]+))?$")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 class HubSourceError(RuntimeError):
@@ -102,7 +102,7 @@ def release_id(tag: str, commit: str) -> str:
 def split_release_id(release: str) -> tuple[str, str | None]:
     """(revision to record, commit to download) of a `release_id`, or of a bare revision (commit None)."""
     tag, _, commit = release.rpartition("@")
-    if tag and _SHA.match(commit):
+    if tag and is_commit_sha(commit):
         return tag, commit
     return release, None
 
@@ -148,14 +148,7 @@ def list_release_refs(source: str, access: HubAccess | None = None) -> list[tupl
 
 def _check_commit(dataset: HubDataset, revision: str, commit: str | None) -> str:
     """`commit` when it is a 40-hex sha; it names a cache folder, so anything else is refused before use."""
-    if not commit:
-        raise HubSourceError(f"{HF_DATASET_PREFIX}{dataset.repo_id}@{revision}: the Hub answered without a commit sha")
-    if not _SHA.match(commit):
-        raise HubSourceError(
-            f"{HF_DATASET_PREFIX}{dataset.repo_id}@{revision}: the Hub resolved it to {commit[:80]!r}, not a commit "
-            "sha (40 lowercase hex digits); refusing to use it"
-        )
-    return commit
+    return checked_commit(f"{HF_DATASET_PREFIX}{dataset.repo_id}@{revision}", commit, HubSourceError)
 
 
 def _repo_cache(cache_dir: Path, repo_id: str) -> Path:

@@ -209,7 +209,7 @@ def point_branch_at(hub, branch: str, commit_id: str) -> None:
 def test_a_revision_resolving_to_a_bad_commit_is_refused_naming_it(hub, published, tmp_path, ontology, commit_id):
     point_branch_at(hub, "evil", commit_id)
     cache = tmp_path / "cache"
-    with pytest.raises(HubSourceError, match=rf"{SOURCE}@evil: the Hub resolved it to '{re.escape(commit_id)}', not a "
+    with pytest.raises(HubSourceError, match=rf"{SOURCE}@evil: the Hub answered '{re.escape(commit_id)}', not a "
                                              r"commit sha \(40 lowercase hex digits\)"):
         download_release(f"{SOURCE}@evil", cache, access=HubAccess(hub.endpoint))
     with pytest.raises(ContentSourceError, match=re.escape(repr(commit_id))):
@@ -221,14 +221,14 @@ def test_a_revision_resolving_to_a_bad_commit_is_refused_naming_it(hub, publishe
 def test_a_tag_on_a_bad_commit_and_a_tampered_cached_ref_are_refused(hub, published, tmp_path):
     point_branch_at(hub, "evil", "../escaped")
     hub.repo(REPO, "dataset").tags["v2.0.0"] = "../escaped"
-    with pytest.raises(HubSourceError, match=rf"{SOURCE}@v2\.0\.0: the Hub resolved it to '\.\./escaped'"):
+    with pytest.raises(HubSourceError, match=rf"{SOURCE}@v2\.0\.0: the Hub answered '\.\./escaped'"):
         list_release_refs(SOURCE, HubAccess(hub.endpoint))
     # A ref file edited by hand: offline mode refuses the commit it names instead of reading that folder.
     cache = tmp_path / "cache"
     snapshot = download_release(f"{SOURCE}@v1.0.0", cache, access=HubAccess(hub.endpoint))
     assert snapshot.commit == published["refs"]["v1.0.0"]
     (cache / "hf-datasets" / REPO / "refs" / "v1.0.0").write_text("../../elsewhere", encoding="utf-8")
-    with pytest.raises(HubSourceError, match=r"@v1\.0\.0: the Hub resolved it to '\.\./\.\./elsewhere'"):
+    with pytest.raises(HubSourceError, match=r"@v1\.0\.0: the Hub answered '\.\./\.\./elsewhere'"):
         download_release(f"{SOURCE}@v1.0.0", cache, access=HubAccess(hub.endpoint, offline=True))
 
 
