@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from edugraph_pipeline import settings
@@ -131,6 +132,11 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="info", access_log=False))
+    # After a graceful shutdown uvicorn re-raises the SIGTERM it caught, under the disposition it found, so that a
+    # supervisor sees the server ended by that signal. One inherited as ignored (from whatever started us) would
+    # turn that into exit 0: stop by SIGTERM means stop by SIGTERM.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     server.run()
     if failures:
         print(f"error: the model could not be loaded: {failures[0]}", file=sys.stderr)
