@@ -102,6 +102,9 @@ def test_an_unreachable_ontology_remote_fails_at_once_naming_the_variable(fresh_
     err = capsys.readouterr().err
     assert f"error: EDUGRAPH_ONTOLOGY_REPO={remote} cannot be reached" in err
     assert "export EDUGRAPH_ONTOLOGY_REPO=" in err  # how to point it at a local mirror
+    # the mirror command it names is the README's, runnable as written from the repository root
+    mirror = ".venv/bin/python -m edugraph_pipeline_tests.kit.remotes ../shared/ontology-releases /tmp/edugraph-ontology"
+    assert mirror in err and mirror in (REPO_ROOT / "README.md").read_text()
     assert not (fresh_clone / "storage").exists() and not (fresh_clone / "out").exists()  # nothing written
 
 

@@ -44,7 +44,7 @@ UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 OFFLINE_HINT = (
     f"offline, point {ONTOLOGY_REPO_VARIABLE} at a local copy of the releases: "
-    "python -m edugraph_pipeline_tests.kit.remotes ../shared/ontology-releases /tmp/edugraph-ontology && "
+    ".venv/bin/python -m edugraph_pipeline_tests.kit.remotes ../shared/ontology-releases /tmp/edugraph-ontology && "
     f"export {ONTOLOGY_REPO_VARIABLE}=/tmp/edugraph-ontology"
 )
 
